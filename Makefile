@@ -1,0 +1,36 @@
+# glacierfs: `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install sysdeps demo test lint bench clean
+
+install: sysdeps $(STAMP)
+
+# libfuse 3 and its headers are needed to build pyfuse3; fuse3 gives fusermount3.
+sysdeps:
+	@bash contrib/install-sysdeps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m glacierfs.demo
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(PY) -m ruff check glacierfs tests
+	$(PY) -m ruff format --check glacierfs tests
+	$(PY) -m mypy
+
+bench: install
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,61 @@
+"""The domain errors of glacierfs, each knowing what it means at the edges.
+
+``errno`` is what the FUSE layer replies when the error reaches a file operation;
+``exit_code`` is what the command line exits with when it reaches ``main``. Their
+messages are one line, written for the user: the CLI prints ``str(error)`` alone.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class GlacierfsError(Exception):
+    """Base of every error glacierfs expects and can explain."""
+
+    errno: int = _errno.EIO
+    exit_code: int = 1
+
+
+class UsageError(GlacierfsError):
+    """The command line or mount options are wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(GlacierfsError):
+    """The environment is unusable: mountpoint, cache directory, credentials."""
+
+
+class ServiceError(GlacierfsError):
+    """Glacier answered with an error, or with something we cannot use."""
+
+
+class TransientServiceError(ServiceError):
+    """Worth retrying: throttling, 5xx, a cut connection, a short body."""
+
+
+class EndpointUnreachable(TransientServiceError):
+    """No answer from the endpoint at all (connection refused, DNS, timeout)."""
+
+
+class JobExpired(ServiceError):
+    """The job's output is no longer downloadable (404 after its 24 hours)."""
+
+
+class BadResponse(ServiceError):
+    """A response that breaks the API's contract: bad JSON, wrong sizes, ranges."""
+
+
+class IntegrityError(GlacierfsError):
+    """Bytes that failed their checksum, even after retries. Never served."""
+
+
+class UnverifiableRead(GlacierfsError):
+    """verify=strict and no checksum covers the bytes asked for."""
+
+    errno = _errno.EACCES
+
+
+class InventoryError(GlacierfsError):
+    """An inventory we cannot parse."""

@@ -1,0 +1,3 @@
+"""Fixtures shared by the test suite live in tests/support (pytest plugins)."""
+
+pytest_plugins = ["tests.support.emulator"]
