@@ -1,0 +1,98 @@
+"""The jobs a mount shows: what the service lists, plus what only the cache still holds.
+
+Every job seen is saved in the cache's metadata. When the service stops listing a
+job (its output expired), the job stays visible as long as its whole output is in
+the cache, so a paid-for retrieval that was read once stays readable forever; a job
+that is gone at the service and not wholly cached disappears. A refresh that fails
+keeps the jobs already known: listing still answers from what it knows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from glacierfs.diskcache import DiskCache
+from glacierfs.errors import BadResponse, GlacierfsError
+from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
+from glacierfs.retry import RetryPolicy, retrying
+
+log = logging.getLogger(__name__)
+
+ListJobs = Callable[[], list[dict[str, Any]]]
+
+
+class Catalog:
+    def __init__(
+        self, list_jobs: ListJobs, disk: DiskCache, vault_arn: str, retry: RetryPolicy
+    ) -> None:
+        self._list_jobs = list_jobs
+        self._disk = disk
+        self.namespace = vault_arn
+        self._namespace = f"jobs:{vault_arn}"
+        self._retry = retry
+        self._bad_logged: set[str] = set()
+        self.jobs: dict[str, Job] = {}
+
+    async def refresh(self) -> bool:
+        """Ask the service for its jobs; True when the set of jobs changed."""
+        try:
+            records = await retrying(self._list, self._retry, "listing jobs")
+        except GlacierfsError as error:
+            log.warning(
+                "job list not refreshed, showing the %d jobs known: %s", len(self.jobs), error
+            )
+            return False
+        listed = self._parse(records)
+        saved = await trio.to_thread.run_sync(self._disk.list_meta, self._namespace)
+        jobs = dict(listed)
+        for job_id, record in saved.items():
+            if job_id in listed or not isinstance(record, dict):
+                continue
+            kept = await self._kept_after_expiry(job_id, record)
+            if kept is not None:
+                jobs[job_id] = kept
+        for job_id, job in listed.items():
+            if job_id not in saved:
+                await trio.to_thread.run_sync(
+                    self._disk.put_meta, self._namespace, job_id, job_to_record(job)
+                )
+            if job_id not in self.jobs:
+                log.info("job %s appeared (%s, %d bytes)", job_id, job.kind, job.size)
+        changed = jobs.keys() != self.jobs.keys()
+        self.jobs = jobs
+        return changed
+
+    async def _list(self) -> list[dict[str, Any]]:
+        return await trio.to_thread.run_sync(self._list_jobs)
+
+    def _parse(self, records: list[dict[str, Any]]) -> dict[str, Job]:
+        jobs: dict[str, Job] = {}
+        for record in records:
+            try:
+                job = job_from_record(record)
+            except BadResponse as error:
+                key = str(record.get("JobId"))
+                if key not in self._bad_logged:
+                    self._bad_logged.add(key)
+                    log.error("job not shown: %s", error)
+                continue
+            jobs[job.job_id] = job
+        return jobs
+
+    async def _kept_after_expiry(self, job_id: str, record: dict[str, Any]) -> Job | None:
+        try:
+            job = job_from_saved(record)
+        except TypeError:
+            return None
+        cached = await trio.to_thread.run_sync(self._disk.leaves, job.cache_key)
+        wanted = range(job.first_leaf, job.first_leaf + job.leaves)
+        if all(leaf in cached for leaf in wanted):
+            return job
+        if job_id in self.jobs:
+            log.info("job %s expired at the service and is not wholly cached: removed", job_id)
+        await trio.to_thread.run_sync(self._disk.delete_meta, self._namespace, job_id)
+        return None

@@ -1,0 +1,46 @@
+"""The ``glacierfs`` command: mount, ``hydrate`` and ``status``.
+
+Imports are lazy so that ``--help`` and ``--version`` answer at once. Every error
+glacierfs expects ends here as one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from glacierfs import __version__
+from glacierfs.config import HELP, parse_mount_args
+from glacierfs.errors import GlacierfsError
+
+
+def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] in ("hydrate", "status"):
+        from glacierfs import control
+
+        return control.main(argv[0], argv[1:])
+    command = parse_mount_args(argv)
+    if command.name == "help":
+        print(HELP, end="")
+        return 0
+    if command.name == "version":
+        print(f"glacierfs {__version__}")
+        return 0
+    assert command.options is not None
+    from glacierfs.daemon import mount
+
+    return mount(command.options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except GlacierfsError as error:
+        print(f"glacierfs: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The botocore-facing client: the only module that imports botocore.
+
+Every call is synchronous and meant to run in a worker thread. Botocore's own
+retries are off: the reader and the catalog retry with their own bounded, jittered
+backoff, so that they can tell a checksum mismatch from a throttle and keep one
+deadline per read. Every botocore or HTTP failure leaves this module as one of the
+domain errors of :mod:`glacierfs.errors`, and credentials never appear in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.config
+import botocore.exceptions
+import botocore.session
+
+from glacierfs import __version__
+from glacierfs.errors import (
+    BadResponse,
+    ConfigError,
+    EndpointUnreachable,
+    JobExpired,
+    ServiceError,
+    TransientServiceError,
+)
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "RequestTimeoutException",
+        "ServiceUnavailableException",
+        "SlowDown",
+        "InternalFailure",
+        "InternalError",
+        "RequestLimitExceeded",
+    }
+)
+CREDENTIAL_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "AccessDeniedException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    }
+)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class CredentialsRejected(ConfigError):
+    """The service refused who we are."""
+
+
+@dataclass(frozen=True)
+class OutputPart:
+    """The bytes of one Get Job Output response, with what the service said of them."""
+
+    data: bytes
+    tree_hash: str | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    vault: str
+    account_id: str = "-"
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    connections: int = 8
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+
+
+def parse_content_range(header: str) -> tuple[int, int, int | None]:
+    """``bytes a-b/total`` -> ``(a, b, total)``; BadResponse for anything else."""
+    match = _CONTENT_RANGE.match(header.strip())
+    if not match:
+        raise BadResponse(f"malformed Content-Range: {header!r}")
+    start, end, total = match.groups()
+    if int(end) < int(start):
+        raise BadResponse(f"Content-Range ends before it starts: {header!r}")
+    return int(start), int(end), None if total == "*" else int(total)
+
+
+@contextmanager
+def translated(what: str, job_id: str | None = None) -> Iterator[None]:
+    """Turn botocore's exceptions into domain errors, with ``what`` as context."""
+    exc = botocore.exceptions
+    try:
+        yield
+    except exc.ClientError as error:
+        raise _from_client_error(error, what, job_id) from None
+    except (exc.NoCredentialsError, exc.PartialCredentialsError) as error:
+        raise ConfigError(f"no usable AWS credentials: {error}") from None
+    except exc.ProfileNotFound as error:
+        raise ConfigError(str(error)) from None
+    except exc.NoRegionError:
+        raise ConfigError("no AWS region: pass -o region=REGION") from None
+    except (exc.EndpointConnectionError, exc.ConnectTimeoutError) as error:
+        raise EndpointUnreachable(f"{what}: endpoint unreachable: {error}") from None
+    except (
+        exc.ReadTimeoutError,
+        exc.ConnectionClosedError,
+        exc.IncompleteReadError,
+        exc.ResponseStreamingError,
+        exc.HTTPClientError,
+    ) as error:
+        raise TransientServiceError(f"{what}: connection failed: {error}") from None
+    except exc.ResponseParserError as error:
+        raise BadResponse(f"{what}: unreadable response: {_first_line(error)}") from None
+    except (OSError, ValueError) as error:
+        # urllib3 can leak socket errors and a body that ends early from a raw read.
+        raise TransientServiceError(f"{what}: {type(error).__name__}: {error}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _from_client_error(error: Any, what: str, job_id: str | None) -> ServiceError:
+    info = error.response.get("Error", {})
+    code = str(info.get("Code", "Unknown"))
+    message = str(info.get("Message", "")).splitlines()[0] if info.get("Message") else ""
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
+    if code in TRANSIENT_CODES or status >= 500 or status in (408, 429):
+        return TransientServiceError(text)
+    if code in CREDENTIAL_CODES:
+        return CredentialsRejected(f"the service rejected the credentials ({code})")
+    if code == "ResourceNotFoundException" and job_id is not None:
+        return JobExpired(f"job {job_id}: output no longer available (expired or deleted)")
+    return ServiceError(text)
+
+
+class GlacierClient:
+    """One vault of one account, through botocore."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        config = botocore.config.Config(
+            retries={"max_attempts": 1, "mode": "standard"},
+            max_pool_connections=settings.connections + 2,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            user_agent_extra=f"glacierfs/{__version__}",
+        )
+        region = settings.region
+        if region is None and settings.endpoint_url:
+            region = "us-east-1"  # a custom endpoint still needs a region to sign with
+        with translated("creating the Glacier client"):
+            session = botocore.session.Session(profile=settings.profile)
+            self._client = session.create_client(
+                "glacier", region_name=region, endpoint_url=settings.endpoint_url, config=config
+            )
+
+    def _call(self, operation: str, **params: Any) -> Any:
+        method = getattr(self._client, operation)
+        return method(accountId=self.settings.account_id, vaultName=self.settings.vault, **params)
+
+    def describe_vault(self) -> dict[str, Any]:
+        """The vault's record; ConfigError when there is no such vault."""
+        try:
+            with translated(f"vault {self.settings.vault}"):
+                return dict(self._call("describe_vault"))
+        except ServiceError as error:
+            if "ResourceNotFoundException" in str(error):
+                raise ConfigError(
+                    f"no vault named {self.settings.vault!r} in this account and region"
+                ) from None
+            raise
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every completed, succeeded job, following ``Marker`` page by page."""
+        jobs: list[dict[str, Any]] = []
+        marker: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"completed": "true", "statuscode": "Succeeded"}
+            if marker:
+                params["marker"] = marker
+            with translated("listing jobs"):
+                page = self._call("list_jobs", **params)
+            batch = page.get("JobList")
+            if not isinstance(batch, list):
+                raise BadResponse("listing jobs: the response has no JobList")
+            jobs.extend(job for job in batch if isinstance(job, dict))
+            marker = page.get("Marker")
+            if not marker:
+                return jobs
+            if marker in seen:
+                raise BadResponse("listing jobs: the service repeated a page marker")
+            seen.add(marker)
+
+    def describe_job(self, job_id: str) -> dict[str, Any]:
+        with translated(f"job {job_id}", job_id):
+            return dict(self._call("describe_job", jobId=job_id))
+
+    def get_output(self, job_id: str, start: int, end: int, total: int) -> OutputPart:
+        """Bytes ``start..end`` (inclusive) of a job's output of ``total`` bytes.
+
+        The byte count is checked against the request, ``Content-Length`` and
+        ``Content-Range`` before anything is returned; a mismatch is transient
+        (a cut connection) or BadResponse (a service that answered another range).
+        """
+        what = f"job {job_id} bytes {start}-{end}"
+        whole = start == 0 and end == total - 1
+        params: dict[str, Any] = {"jobId": job_id}
+        if not whole:
+            params["range"] = f"bytes={start}-{end}"
+        with translated(what, job_id):
+            response = self._call("get_job_output", **params)
+            body = response["body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+        self._check_part(what, response, start, end, total, whole, len(data))
+        checksum = response.get("checksum") or None
+        return OutputPart(
+            data, checksum.lower() if checksum else None, response.get("archiveDescription")
+        )
+
+    @staticmethod
+    def _check_part(
+        what: str,
+        response: dict[str, Any],
+        start: int,
+        end: int,
+        total: int,
+        whole: bool,
+        received: int,
+    ) -> None:
+        status = int(response.get("status", 0) or 0)
+        header = response.get("contentRange")
+        if header:
+            got = parse_content_range(str(header))
+            if got[:2] != (start, end) or got[2] not in (None, total):
+                raise BadResponse(f"{what}: the service answered Content-Range {header}")
+        elif not (whole and status == 200):
+            raise BadResponse(f"{what}: status {status} without a Content-Range")
+        expected = end - start + 1
+        if received != expected:
+            raise TransientServiceError(f"{what}: received {received} of {expected} bytes")
+
+    def close(self) -> None:
+        self._client.close()

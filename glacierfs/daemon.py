@@ -1,0 +1,290 @@
+"""Startup and lifetime of a mount: checks, background mode, the trio main loop.
+
+Everything that can be checked is checked before anything is mounted: options,
+mountpoint, endpoint, credentials, vault, cache directory. In background mode the
+process forks before trio and pyfuse3 start, and the parent waits on a pipe for
+"mounted" or one line of error, so that the exit code of ``glacierfs`` (and of
+``mount -a``, and systemd's) tells the truth. SIGTERM, SIGINT and ``fusermount3 -u``
+end the mount cleanly; SIGHUP refreshes the job list.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from glacierfs import fs as fuse
+from glacierfs.catalog import Catalog
+from glacierfs.client import ClientSettings, GlacierClient
+from glacierfs.config import Options, default_cache_dir
+from glacierfs.diskcache import DiskCache
+from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.filesystem import Access, Filesystem
+from glacierfs.memcache import MemoryCache
+from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.retry import RetryPolicy
+from glacierfs.stats import Stats
+
+log = logging.getLogger("glacierfs")
+
+Ready = Callable[[str | None], None]
+"""Called once: ``None`` when mounted, else the one-line reason it is not."""
+
+INODES_META = "inodes"
+READ_AHEAD_KB = 1024
+"""The mount's bdi read-ahead: READs of 1 MiB instead of 128 KiB (measured 1.5x)."""
+
+
+def check_mountpoint(path: Path) -> None:
+    try:
+        if not path.is_dir():
+            raise ConfigError(f"mountpoint {path} does not exist or is not a directory")
+    except OSError as error:
+        if error.errno == errno.ENOTCONN:
+            raise ConfigError(
+                f"mountpoint {path}: a glacierfs that died is still mounted there "
+                f"(Transport endpoint is not connected); run: fusermount3 -u {path}"
+            ) from None
+        raise ConfigError(f"mountpoint {path}: {error.strerror}") from None
+    if os.path.ismount(path):
+        raise ConfigError(f"mountpoint {path} is already a mount point")
+
+
+def client_settings(options: Options) -> ClientSettings:
+    return ClientSettings(
+        vault=options.vault,
+        account_id=options.account_id,
+        region=options.region,
+        profile=options.profile,
+        endpoint_url=options.endpoint_url,
+        connections=options.connections,
+        read_timeout=min(30.0, options.timeout),
+        connect_timeout=min(10.0, options.timeout),
+    )
+
+
+def check_service(options: Options) -> None:
+    """The endpoint answers, the credentials work, the vault exists."""
+    client = GlacierClient(client_settings(options))
+    try:
+        client.describe_vault()
+    finally:
+        client.close()
+
+
+def setup_logging(options: Options) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if options.debug else logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler: logging.Handler
+    if options.log_file is not None:
+        handler = logging.FileHandler(options.log_file)
+    elif options.foreground:
+        handler = logging.StreamHandler(sys.stderr)
+    elif os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler("/dev/log")
+        handler.setFormatter(logging.Formatter("glacierfs[%(process)d]: %(message)s"))
+        root.addHandler(handler)
+        return
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    for noisy in ("botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def mount(options: Options) -> int:
+    """Mount, in the background unless ``-f``; the exit code says whether it worked."""
+    check_mountpoint(options.mountpoint)
+    check_service(options)
+    if options.foreground:
+        setup_logging(options)
+        return serve(options, _notify_systemd)
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        return _wait_for_child(read_end)
+    os.close(read_end)
+    os.setsid()
+    return _background_child(options, write_end)
+
+
+def _wait_for_child(read_end: int) -> int:
+    with os.fdopen(read_end, "r") as pipe:
+        message = pipe.readline().strip()
+    if message == "OK":
+        return 0
+    print(
+        f"glacierfs: {message or 'the daemon exited during startup (see its log)'}", file=sys.stderr
+    )
+    return 1
+
+
+def _background_child(options: Options, write_end: int) -> int:
+    pipe = os.fdopen(write_end, "w")
+
+    def ready(error: str | None) -> None:
+        if pipe.closed:
+            return
+        pipe.write("OK\n" if error is None else f"{error}\n")
+        pipe.close()
+        if error is None:
+            _detach_stdio()
+
+    setup_logging(options)
+    try:
+        code = serve(options, ready)
+    except GlacierfsError as error:
+        ready(str(error))
+        code = error.exit_code
+    except BaseException as error:
+        ready(f"unexpected error: {error!r}")
+        raise
+    ready("the daemon stopped during startup")
+    os._exit(code)
+
+
+def _detach_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _notify_systemd(error: str | None) -> None:
+    address = os.environ.get("NOTIFY_SOCKET")
+    if error is not None:
+        raise ConfigError(error)
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"READY=1", address)
+
+
+def serve(options: Options, ready: Ready) -> int:
+    """Run the mount until it is unmounted or signalled; return the exit code."""
+    cache_dir = options.cache_dir or default_cache_dir(os.environ, os.getuid())
+    disk = DiskCache(cache_dir, options.cache_size)
+    client = GlacierClient(client_settings(options))
+    try:
+        vault = client.describe_vault()
+        vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
+        retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
+        stats = Stats()
+        reader = Reader(
+            lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
+            disk,
+            MemoryCache(options.memory_cache),
+            _reader_settings(options, retry),
+            stats,
+        )
+        catalog = Catalog(client.list_jobs, disk, vault_arn, retry)
+        trio.run(_run, options, disk, reader, catalog, ready)
+    finally:
+        disk.close()
+        client.close()
+    return 0
+
+
+def _reader_settings(options: Options, retry: RetryPolicy) -> ReaderSettings:
+    return ReaderSettings(
+        block_size=options.block_size,
+        max_request=options.max_request,
+        read_ahead=options.read_ahead,
+        connections=options.connections,
+        memory_budget=options.memory_budget,
+        strict=options.verify == "strict",
+        retry=retry,
+    )
+
+
+def fuse_options(options: Options) -> set[str]:
+    chosen = {"ro", "default_permissions", "subtype=glacierfs", f"fsname=glacierfs:{options.vault}"}
+    if options.allow_other:
+        chosen.add("allow_other")
+    return chosen
+
+
+async def _run(
+    options: Options, disk: DiskCache, reader: Reader, catalog: Catalog, ready: Ready
+) -> None:
+    await catalog.refresh()
+    saved = await trio.to_thread.run_sync(disk.get_meta, INODES_META, catalog.namespace)
+    fs = Filesystem(
+        catalog,
+        reader,
+        Access(options.uid, options.gid, options.umask),
+        file_inodes=saved if isinstance(saved, dict) else None,
+    )
+    await _save_inodes(disk, catalog, fs)
+    fuse.init(fs, options.mountpoint, fuse_options(options), debug=options.debug)
+    clean = False
+    try:
+        ready(None)
+        log.info(
+            "mounted vault %s on %s (%d jobs)", options.vault, options.mountpoint, len(catalog.jobs)
+        )
+        async with trio.open_nursery() as nursery:
+            reader.start(nursery)
+            nursery.start_soon(_refresh_loop, options.refresh, disk, catalog, fs)
+            nursery.start_soon(_signals, disk, catalog, fs)
+            nursery.start_soon(_raise_read_ahead, options.mountpoint)
+            await fuse.main()
+            clean = True
+            nursery.cancel_scope.cancel()
+    finally:
+        fuse.close(unmount=clean)  # pyfuse3: not after main() raised
+        log.info("unmounted %s", options.mountpoint)
+
+
+async def _save_inodes(disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
+    await trio.to_thread.run_sync(
+        disk.put_meta, INODES_META, catalog.namespace, fs.tree.file_inodes
+    )
+
+
+async def _refresh(disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
+    if await catalog.refresh():
+        fs.rebuild()
+        await _save_inodes(disk, catalog, fs)
+
+
+async def _refresh_loop(period: float, disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
+    while True:
+        await trio.sleep(period)
+        await _refresh(disk, catalog, fs)
+
+
+async def _signals(disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: refreshing the job list")
+                await _refresh(disk, catalog, fs)
+            else:
+                log.info("%s: unmounting", signal.Signals(signum).name)
+                fuse.terminate()
+                return
+
+
+async def _raise_read_ahead(mountpoint: Path) -> None:
+    """Ask the kernel for 1 MiB READs on this mount, where we may (root)."""
+    try:
+        device = (await trio.to_thread.run_sync(os.stat, mountpoint)).st_dev
+        path = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+        await trio.to_thread.run_sync(path.write_text, str(READ_AHEAD_KB))
+    except OSError as error:
+        log.debug("read_ahead_kb not raised: %s", error)

@@ -1,0 +1,190 @@
+"""What the mount does, independent of FUSE: lookups, attributes, listings, reads.
+
+:mod:`glacierfs.fs` is a thin adapter from pyfuse3 to this class, so this logic is
+tested without the kernel. Every method returns domain values or raises a
+:class:`~glacierfs.errors.GlacierfsError` carrying its errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from itertools import count
+
+from glacierfs import __version__
+from glacierfs.catalog import Catalog
+from glacierfs.errors import GlacierfsError
+from glacierfs.jobs import Job
+from glacierfs.prefetch import Prefetcher
+from glacierfs.reader import Reader
+from glacierfs.tree import ROOT_INODE, Namer, Node, Tree, archive_id_name
+
+log = logging.getLogger(__name__)
+
+XATTR_PREFIX = "user.glacier."
+STATS_XATTR = "user.glacierfs.stats"
+
+
+class FsError(GlacierfsError):
+    """A plain errno for the kernel: no such file, read-only, not a directory."""
+
+    def __init__(self, number: int, message: str = "") -> None:
+        super().__init__(message or os.strerror(number))
+        self.errno = number
+
+
+@dataclass(frozen=True)
+class Attr:
+    inode: int
+    mode: int
+    nlink: int
+    size: int
+    uid: int
+    gid: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Access:
+    uid: int
+    gid: int
+    umask: int
+
+
+class Filesystem:
+    def __init__(
+        self,
+        catalog: Catalog,
+        reader: Reader,
+        access: Access,
+        namer: Namer = archive_id_name,
+        file_inodes: dict[str, int] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.reader = reader
+        self.access = access
+        self.namer = namer
+        self.tree = Tree(file_inodes)
+        self.tree.build(catalog.jobs.values(), namer)
+        self.started = time.time()
+        self._handles: dict[int, tuple[Job, Prefetcher]] = {}
+        self._dir_handles: dict[int, list[tuple[str, int]]] = {}
+        self._next_handle = count(1)
+
+    def rebuild(self) -> None:
+        self.tree.build(self.catalog.jobs.values(), self.namer)
+
+    def _node(self, inode: int) -> Node:
+        node = self.tree.nodes.get(inode)
+        if node is None:
+            raise FsError(errno.ENOENT)
+        return node
+
+    def attr(self, node: Node) -> Attr:
+        if node.is_dir:
+            mode = stat.S_IFDIR | (0o555 & ~self.access.umask)
+            size = 0
+        else:
+            mode = stat.S_IFREG | (0o444 & ~self.access.umask)
+            size = node.job.size if node.job else 0
+        return Attr(
+            node.inode, mode, node.nlink, size, self.access.uid, self.access.gid, node.mtime
+        )
+
+    def lookup(self, parent: int, name: str) -> Attr:
+        if name == ".":
+            return self.attr(self._node(parent))
+        node = self.tree.lookup(parent, name)
+        if node is None:
+            raise FsError(errno.ENOENT)
+        return self.attr(node)
+
+    def getattr(self, inode: int) -> Attr:
+        return self.attr(self._node(inode))
+
+    def opendir(self, inode: int) -> int:
+        node = self._node(inode)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        handle = next(self._next_handle)
+        self._dir_handles[handle] = sorted(node.children.items())
+        return handle
+
+    def readdir(self, handle: int, start: int) -> list[tuple[str, Attr, int]]:
+        """Entries from index ``start`` on, each with the index of the next one."""
+        entries = self._dir_handles.get(handle, [])
+        result = []
+        for index in range(start, len(entries)):
+            name, inode = entries[index]
+            node = self.tree.nodes.get(inode)
+            if node is not None:
+                result.append((name, self.attr(node), index + 1))
+        return result
+
+    def releasedir(self, handle: int) -> None:
+        self._dir_handles.pop(handle, None)
+
+    def open(self, inode: int, flags: int) -> int:
+        node = self._node(inode)
+        if node.is_dir:
+            raise FsError(errno.EISDIR)
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise FsError(errno.EROFS)
+        assert node.job is not None
+        handle = next(self._next_handle)
+        self._handles[handle] = (node.job, self.reader.settings.prefetcher())
+        return handle
+
+    async def read(self, handle: int, offset: int, size: int) -> bytes | memoryview:
+        if handle not in self._handles:
+            raise FsError(errno.EBADF)
+        job, prefetcher = self._handles[handle]
+        return await self.reader.read(job, offset, size, prefetcher)
+
+    def release(self, handle: int) -> None:
+        self._handles.pop(handle, None)
+
+    # --- extended attributes ---------------------------------------------------------
+
+    async def xattrs(self, inode: int) -> dict[str, bytes]:
+        node = self._node(inode)
+        if inode == ROOT_INODE:
+            return {STATS_XATTR: json.dumps(self.stats()).encode()}
+        if node.job is None:
+            return {}
+        job = node.job
+        values = {
+            "job_id": job.job_id,
+            "archive_id": job.archive_id,
+            "tree_hash": job.tree_hash,
+            "expires": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.expires)),
+        }
+        found = {XATTR_PREFIX + k: v.encode() for k, v in values.items() if v}
+        found["user.glacierfs.verified"] = (await self.reader.verification(job)).encode()
+        found["user.glacierfs.cached"] = str(await self.reader.cached_bytes(job)).encode()
+        return found
+
+    async def getxattr(self, inode: int, name: str) -> bytes:
+        values = await self.xattrs(inode)
+        if name not in values:
+            raise FsError(errno.ENODATA)
+        return values[name]
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started": self.started,
+            "jobs": len(self.catalog.jobs),
+            **self.reader.stats.as_dict(),
+        }
+
+    def statfs_totals(self) -> tuple[int, int]:
+        """(total bytes of all outputs, number of nodes)."""
+        total = sum(job.size for job in self.catalog.jobs.values())
+        return total, len(self.tree.nodes)

@@ -1,0 +1,171 @@
+"""A job record from the service, validated into what the filesystem needs.
+
+Job records are untrusted input: a field may be missing, null, of the wrong type or
+absurd. :func:`job_from_record` checks every field it uses and raises BadResponse
+with one line naming the job and the field, so one bad record hides one file, not
+the mount.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from glacierfs.errors import BadResponse
+from glacierfs.treehash import MIB
+
+EXPIRY = timedelta(hours=24)
+"""Output stays downloadable for at least 24 hours after completion."""
+
+MAX_SIZE = 1 << 46
+"""64 TiB: far above Glacier's 40 TiB archive limit; anything larger is a bad record."""
+
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_RANGE = re.compile(r"^(\d+)-(-1|\d+)$")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One completed job whose output can be read."""
+
+    job_id: str
+    kind: str  # "archive" or "inventory"
+    size: int  # bytes of output
+    completed: float  # POSIX time of CompletionDate
+    created: float
+    vault_arn: str
+    archive_id: str | None = None
+    archive_size: int | None = None
+    archive_tree_hash: str | None = None
+    range_start: int = 0
+    tree_hash: str | None = None  # of the output; None when the service gives none
+    inventory_format: str | None = None  # "JSON" or "CSV"
+    description: str | None = None  # JobDescription, the user's own note
+
+    @property
+    def expires(self) -> float:
+        return self.completed + EXPIRY.total_seconds()
+
+    @property
+    def leaves(self) -> int:
+        """How many 1 MiB leaves the output has."""
+        return -(-self.size // MIB)
+
+    @property
+    def cache_key(self) -> str:
+        """The cache object holding this output's bytes; never changes meaning.
+
+        Archive bytes are keyed by what the archive is (its tree hash and size), so every
+        job of the same archive, range or whole, in any vault, shares them; inventories
+        by the job that produced them.
+        """
+        if self.kind == "archive" and self.archive_tree_hash:
+            return f"archive/{self.archive_tree_hash}/{self.archive_size}"
+        if self.kind == "archive":
+            return f"archive-id/{self.vault_arn}/{self.archive_id}"
+        return f"inventory/{self.vault_arn}/{self.job_id}"
+
+    @property
+    def first_leaf(self) -> int:
+        """The cache leaf holding the output's first byte (range jobs start inside)."""
+        return self.range_start // MIB
+
+
+def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], job: str) -> Any:
+    value = record.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BadResponse(f"job {job}: field {name} is {value!r}")
+    return value
+
+
+def _time(record: dict[str, Any], name: str, job: str) -> float:
+    text = _field(record, name, str, job)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadResponse(f"job {job}: field {name} is not a date: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _size(record: dict[str, Any], name: str, job: str) -> int:
+    value = _field(record, name, int, job)
+    if not 0 <= value <= MAX_SIZE:
+        raise BadResponse(f"job {job}: field {name} is out of range: {value}")
+    return int(value)
+
+
+def _hash(record: dict[str, Any], name: str, job: str) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise BadResponse(f"job {job}: field {name} is not a tree hash: {value!r}")
+    return value.lower()
+
+
+def job_from_record(record: Any) -> Job:
+    """Validate a DescribeJob/ListJobs record of a completed, succeeded job."""
+    if not isinstance(record, dict):
+        raise BadResponse(f"a job record is not an object: {type(record).__name__}")
+    job = record.get("JobId")
+    if not isinstance(job, str) or not job or "/" in job or "\0" in job or len(job) > 255:
+        raise BadResponse(f"a job record has an unusable JobId: {job!r}")
+    action = record.get("Action")
+    common = {
+        "job_id": job,
+        "completed": _time(record, "CompletionDate", job),
+        "created": _time(record, "CreationDate", job),
+        "vault_arn": _field(record, "VaultARN", str, job),
+        "description": record.get("JobDescription")
+        if isinstance(record.get("JobDescription"), str)
+        else None,
+    }
+    if action == "InventoryRetrieval":
+        params = record.get("InventoryRetrievalParameters") or {}
+        fmt = params.get("Format") if isinstance(params, dict) else None
+        return Job(
+            kind="inventory",
+            size=_size(record, "InventorySizeInBytes", job),
+            inventory_format="CSV" if fmt == "CSV" else "JSON",
+            **common,
+        )
+    if action != "ArchiveRetrieval":
+        raise BadResponse(f"job {job}: action {action!r} has no readable output")
+    return _archive_job(record, job, common)
+
+
+def _archive_job(record: dict[str, Any], job: str, common: dict[str, Any]) -> Job:
+    archive_size = _size(record, "ArchiveSizeInBytes", job)
+    start, end = 0, archive_size - 1
+    text = record.get("RetrievalByteRange")
+    if text is not None:
+        match = _RANGE.match(text) if isinstance(text, str) else None
+        if not match:
+            raise BadResponse(f"job {job}: RetrievalByteRange is {text!r}")
+        start, end = int(match.group(1)), int(match.group(2))
+        if start % MIB or end < start - 1 or end >= archive_size:
+            raise BadResponse(f"job {job}: RetrievalByteRange {text} does not fit the archive")
+    archive_id = _field(record, "ArchiveId", str, job)
+    return Job(
+        kind="archive",
+        size=max(end - start + 1, 0),
+        archive_id=archive_id,
+        archive_size=archive_size,
+        archive_tree_hash=_hash(record, "ArchiveSHA256TreeHash", job),
+        range_start=start,
+        tree_hash=_hash(record, "SHA256TreeHash", job),
+        **common,
+    )
+
+
+def job_to_record(job: Job) -> dict[str, Any]:
+    """The fields glacierfs keeps of a job, to list it after the service forgot it."""
+    return {key: getattr(job, key) for key in Job.__dataclass_fields__}
+
+
+def job_from_saved(saved: dict[str, Any]) -> Job:
+    return Job(**{key: saved[key] for key in Job.__dataclass_fields__ if key in saved})

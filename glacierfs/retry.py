@@ -1,0 +1,63 @@
+"""Bounded retries with jittered exponential backoff, on the trio loop.
+
+One policy for every call to the service: a transient failure (throttling, 5xx, a
+cut connection, a short body, a checksum mismatch) is tried again after a delay that
+doubles each time, with full jitter so that many readers throttled together do not
+come back together, until either the attempts or the deadline run out. Anything
+else is final at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+
+from glacierfs.errors import IntegrityError, TransientServiceError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE: tuple[type[Exception], ...] = (TransientServiceError, IntegrityError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8
+    timeout: float = 120.0  # seconds from the first attempt
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, base * 2^attempt)]."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    what: str,
+    on_retry: Callable[[Exception], None] | None = None,
+) -> T:
+    """Run ``call`` until it succeeds, or raise its last error."""
+    deadline = trio.current_time() + policy.timeout
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except RETRYABLE as error:
+            attempt += 1
+            delay = policy.delay(attempt)
+            if attempt >= policy.attempts or trio.current_time() + delay > deadline:
+                log.error("%s: giving up after %d attempts: %s", what, attempt, error)
+                raise
+            if on_retry is not None:
+                on_retry(error)
+            level = logging.WARNING if attempt == 1 else logging.DEBUG
+            log.log(level, "%s: %s; retrying (attempt %d)", what, error, attempt + 1)
+            await trio.sleep(delay)

@@ -1,0 +1,20 @@
+"""Counters of what the daemon did, read by ``glacierfs status`` through an xattr."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Stats:
+    requests: int = 0  # Get Job Output responses received
+    bytes_fetched: int = 0  # body bytes received from the service
+    bytes_served: int = 0  # bytes returned to readers
+    served_from_cache: int = 0  # of those, bytes that needed no request by that read
+    retries: int = 0
+    checksum_failures: int = 0
+    disk_cache_misses_corrupt: int = 0
+    in_flight: dict[str, list[str]] = field(default_factory=dict)  # job -> ranges
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

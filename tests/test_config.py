@@ -1,0 +1,136 @@
+"""Command-line and mount-option parsing, as mount.fuse3 and fstab pass them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from glacierfs.config import default_cache_dir, parse_mount_args, parse_size
+from glacierfs.errors import UsageError
+
+
+def options_of(*argv: str):  # type: ignore[no-untyped-def]
+    command = parse_mount_args(argv)
+    assert command.name == "mount" and command.options is not None
+    return command.options
+
+
+def test_fuse_type_fstab_line() -> None:
+    opts = options_of(
+        "myvault",
+        "/mnt/glacier",
+        "-o",
+        "ro,_netdev,region=eu-west-1,cache_dir=/var/cache/glacierfs",
+    )
+    assert (opts.vault, opts.mountpoint, opts.region) == (
+        "myvault",
+        Path("/mnt/glacier"),
+        "eu-west-1",
+    )
+    assert opts.cache_dir == Path("/var/cache/glacierfs")
+
+
+def test_program_hash_vault_fstab_line() -> None:
+    opts = options_of("glacierfs#myvault", "/mnt/glacier", "-o", "ro,_netdev,region=eu-west-1")
+    assert opts.vault == "myvault"
+
+
+def test_account_and_vault() -> None:
+    opts = options_of("123456789012:photos", "/m")
+    assert (opts.account_id, opts.vault) == ("123456789012", "photos")
+
+
+def test_systemd_and_mount_only_options_are_ignored() -> None:
+    opts = options_of(
+        "v",
+        "/m",
+        "-o",
+        "defaults,noauto,nofail,user,users,auto,"
+        "x-systemd.automount,x-systemd.idle-timeout=60,comment=x-gvfs-show,"
+        "nosuid,nodev",
+    )
+    assert opts.vault == "v"
+
+
+def test_rw_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(UsageError, match="read-only"):
+        options_of("v", "/m", "-o", "rw")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense", "unknown mount option"),
+        ("cache_size=lots", "not a size"),
+        ("umask=9", "not a number"),
+        ("block_size=3M", "power of two"),
+        ("verify=maybe", "verify"),
+        ("refresh=-1", "positive"),
+        ("region", "needs a value"),
+        ("allow_other=1", "takes no value"),
+        ("account_id=12", "12 digits"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as raised:
+        options_of("v", "/m", "-o", text)
+    assert "\n" not in str(raised.value)
+
+
+def test_flags_and_values() -> None:
+    opts = options_of(
+        "-f",
+        "-o",
+        "allow_other,uid=1000,gid=100,umask=027,cache_size=2G",
+        "-d",
+        "v",
+        "/m",
+        "-overify=strict",
+    )
+    assert opts.foreground and opts.debug and opts.allow_other
+    assert (opts.uid, opts.gid, opts.umask, opts.cache_size) == (1000, 100, 0o27, 2 << 30)
+    assert opts.verify == "strict"
+
+
+@pytest.mark.parametrize("argv", [(), ("v",), ("v", "/m", "extra"), ("--bogus", "v", "/m")])
+def test_wrong_arguments_are_usage_errors(argv: tuple[str, ...]) -> None:
+    with pytest.raises(UsageError):
+        parse_mount_args(argv)
+
+
+def test_help_and_version() -> None:
+    assert parse_mount_args(["--help"]).name == "help"
+    assert parse_mount_args(["-V"]).name == "version"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("4096", 4096), ("1K", 1024), ("512M", 512 << 20), ("100G", 100 << 30), ("1GiB", 1 << 30)],
+)
+def test_sizes(text: str, value: int) -> None:
+    assert parse_size(text) == value
+
+
+def test_default_cache_dir() -> None:
+    assert default_cache_dir({"XDG_CACHE_HOME": "/x"}, 1000) == Path("/x/glacierfs")
+    assert default_cache_dir({"HOME": "/home/a"}, 1000) == Path("/home/a/.cache/glacierfs")
+    assert default_cache_dir({}, 0) == Path("/var/cache/glacierfs")
+
+
+@given(st.lists(st.text(max_size=30), max_size=6))
+def test_any_argv_parses_or_raises_usage_error(argv: list[str]) -> None:
+    try:
+        parse_mount_args(argv)
+    except UsageError:
+        pass
+
+
+@given(st.text(max_size=80))
+def test_any_option_string_parses_or_raises_usage_error(text: str) -> None:
+    try:
+        parse_mount_args(["v", "/m", "-o", text])
+    except UsageError:
+        pass
