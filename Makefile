@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m glacierfs.demo
+	$(PY) contrib/demo.py
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests

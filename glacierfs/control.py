@@ -1,0 +1,224 @@
+"""``glacierfs status`` and ``glacierfs hydrate``: talking to a running mount.
+
+Both work on any mount, whoever started it (by hand, fstab, systemd), through what
+the mount itself exposes: the root's ``user.glacierfs.stats`` xattr (the daemon's
+counters, as JSON) and each file's ``user.glacier.*`` / ``user.glacierfs.*`` xattrs.
+Hydration reads the files through the mount, so that the daemon fetches, verifies
+and caches them as for any reader: what is already cached costs no request, which
+makes hydration resumable after a crash or a remount for free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from glacierfs.errors import ConfigError, GlacierfsError, UsageError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileState:
+    path: Path
+    job_id: str
+    size: int
+    cached: int
+    verified: str
+    expires: float
+
+
+def _xattr(path: Path, name: str) -> str:
+    try:
+        return os.getxattr(path, name).decode()
+    except OSError:
+        return ""
+
+
+def mount_stats(mountpoint: Path) -> dict[str, object]:
+    try:
+        return dict(json.loads(os.getxattr(mountpoint, "user.glacierfs.stats")))
+    except OSError as error:
+        raise ConfigError(f"{mountpoint} is not a glacierfs mount ({error.strerror})") from None
+
+
+def file_state(path: Path) -> FileState:
+    expires = _xattr(path, "user.glacier.expires")
+    try:
+        deadline = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        deadline = 0.0
+    cached = _xattr(path, "user.glacierfs.cached")
+    return FileState(path, _xattr(path, "user.glacier.job_id") or path.name, path.stat().st_size,
+                     int(cached) if cached.isdigit() else 0,
+                     _xattr(path, "user.glacierfs.verified") or "?", deadline)
+
+
+def job_files(mountpoint: Path, paths: Sequence[str] = ()) -> list[FileState]:
+    """The files asked for (every job when none), soonest-expiring first."""
+    chosen: list[Path] = []
+    for text in paths or [str(mountpoint / "jobs")]:
+        path = Path(text)
+        if path.is_dir():
+            chosen += [p for p in sorted(path.rglob("*")) if p.is_file()]
+        elif path.is_file():
+            chosen.append(path)
+        else:
+            raise UsageError(f"no such file or directory: {text}")
+    seen: dict[str, FileState] = {}
+    for path in chosen:
+        state = file_state(path)
+        seen.setdefault(state.job_id, state)
+    return sorted(seen.values(), key=lambda s: (s.expires, s.job_id))
+
+
+def human(size: float) -> str:
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(size) < 1024 or unit == "T":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}T"
+
+
+def left(seconds: float) -> str:
+    if seconds <= 0:
+        return "expired"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def render_status(mountpoint: Path) -> str:
+    stats = mount_stats(mountpoint)
+    files = job_files(mountpoint)
+    now = time.time()
+    lines = [f"{'JOB':<28} {'SIZE':>8} {'CACHED':>7} {'VERIFIED':<10} {'EXPIRES IN':>10}"]
+    for f in files:
+        share = 100.0 * f.cached / f.size if f.size else 100.0
+        job = f.job_id if len(f.job_id) <= 28 else f.job_id[:25] + "..."
+        lines.append(f"{job:<28} {human(f.size):>8} {share:6.1f}% {f.verified:<10} "
+                     f"{left(f.expires - now):>10}")
+    fetched, served = int(str(stats["bytes_fetched"])), int(str(stats["bytes_served"]))
+    hits = int(str(stats["served_from_cache"]))
+    ratio = 100.0 * hits / served if served else 0.0
+    lines += [
+        "",
+        f"fetched {human(fetched)} in {stats['requests']} requests, served {human(served)} "
+        f"({ratio:.1f}% from cache), {stats['retries']} retries, "
+        f"{stats['checksum_failures']} checksum failures",
+    ]
+    in_flight = stats.get("in_flight") or {}
+    assert isinstance(in_flight, dict)
+    for job_id, ranges in in_flight.items():
+        lines.append(f"in flight: {job_id} {', '.join(ranges)}")
+    return "\n".join(lines)
+
+
+def status(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="glacierfs status")
+    parser.add_argument("--watch", type=float, nargs="?", const=2.0, default=None,
+                        metavar="SECONDS", help="refresh every SECONDS (2)")
+    parser.add_argument("mountpoint", type=Path)
+    args = parser.parse_args(argv)
+    if args.watch is None:
+        print(render_status(args.mountpoint))
+        return 0
+    while True:
+        text = render_status(args.mountpoint)
+        print("\033[H\033[2J" + text, flush=True)
+        time.sleep(args.watch)
+
+
+class Progress:
+    """Bytes done of a total, with rate and time left, drawn on one line."""
+
+    def __init__(self, total: int, out: object = sys.stderr) -> None:
+        self.total, self.done, self.started = total, 0, time.monotonic()
+        self.lock = threading.Lock()
+        self.out = out
+        self.tty = hasattr(out, "isatty") and out.isatty()  # type: ignore[attr-defined]
+
+    def add(self, count: int) -> None:
+        with self.lock:
+            self.done += count
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.done / elapsed
+        share = self.done / self.total if self.total else 1.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        bar = "#" * int(share * 30)
+        return (f"[{bar:<30}] {100 * share:5.1f}% {human(self.done)}/{human(self.total)} "
+                f"{human(rate)}/s ETA {int(eta)}s")
+
+    def draw(self, final: bool = False) -> None:
+        if self.tty or final:
+            end = "\n" if final else "\r"
+            print(self.line(), end=end, file=self.out, flush=True)  # type: ignore[call-overload]
+
+
+def _read_all(state: FileState, progress: Progress) -> None:
+    fd = os.open(state.path, os.O_RDONLY)
+    try:
+        offset = 0
+        while True:
+            data = os.pread(fd, 8 * CHUNK, offset)
+            if not data:
+                break
+            offset += len(data)
+            progress.add(len(data))
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def hydrate(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="glacierfs hydrate")
+    parser.add_argument("-j", "--jobs", type=int, default=4, help="files at once (4)")
+    parser.add_argument("mountpoint", type=Path)
+    parser.add_argument("paths", nargs="*")
+    args = parser.parse_args(argv)
+    stats = mount_stats(args.mountpoint)
+    files = [f for f in job_files(args.mountpoint, args.paths) if f.cached < f.size]
+    needed = sum(f.size - f.cached for f in files)
+    capacity = int(str(stats.get("cache_capacity", 0)))
+    used = int(str(stats.get("cache_used", 0)))
+    if capacity and needed > capacity - used:
+        print(f"glacierfs hydrate: warning: {human(needed)} to fetch but the cache has "
+              f"{human(max(capacity - used, 0))} free of {human(capacity)}: older leaves "
+              "will be evicted (raise cache_size)", file=sys.stderr)
+    print(f"hydrating {len(files)} files, {human(needed)} to fetch", file=sys.stderr)
+    progress = Progress(sum(f.size for f in files))
+    failures: list[str] = []
+
+    def one(state: FileState) -> None:
+        try:
+            _read_all(state, progress)
+        except OSError as error:
+            failures.append(f"{state.path}: {error.strerror}")
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [pool.submit(one, f) for f in files]
+        while not all(f.done() for f in futures):
+            progress.draw()
+            time.sleep(0.5)
+    progress.draw(final=True)
+    for failure in failures:
+        print(f"glacierfs hydrate: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(command: str, argv: Sequence[str]) -> int:
+    try:
+        return hydrate(argv) if command == "hydrate" else status(argv)
+    except GlacierfsError as error:
+        print(f"glacierfs {command}: {error}", file=sys.stderr)
+        return error.exit_code
