@@ -147,11 +147,15 @@ class Reader:
         return state
 
     async def _leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
+        data = await self._find_leaf(job, state, index)
+        self._check_strict(job, state, job.first_leaf + index)
+        return data
+
+    async def _find_leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
         key, leaf = job.cache_key, job.first_leaf + index
         while True:
             data = self._memory.get(key, leaf)
             if data is not None:
-                self._check_strict(job, state, leaf)
                 self.stats.served_from_cache += len(data)
                 return memoryview(data)
             flight = self._flights.get((key, leaf))
@@ -166,7 +170,6 @@ class Reader:
                 async with self._disk_io:
                     data = await trio.to_thread.run_sync(self._disk.get, key, leaf)
                 if data is not None:
-                    self._check_strict(job, state, leaf)
                     self._memory.put(key, leaf, data)
                     continue
                 state.digests.pop(leaf, None)  # evicted, or dropped as corrupt
@@ -225,9 +228,12 @@ class Reader:
                 self._memory.put(key, leaf, piece)  # type: ignore[arg-type]
                 state.digests[leaf] = (digest, how)
             flight.done.set()
-            async with self._disk_io:
-                await trio.to_thread.run_sync(self._disk.put, key, first_leaf, data, digests, how)
-            await self._check_whole(job, state)
+            with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
+                async with self._disk_io:
+                    await trio.to_thread.run_sync(
+                        self._disk.put, key, first_leaf, data, digests, how
+                    )
+                await self._check_whole(job, state)
         except GlacierfsError as error:
             flight.error = error
         finally:

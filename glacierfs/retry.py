@@ -53,11 +53,12 @@ async def retrying(
         except RETRYABLE as error:
             attempt += 1
             delay = policy.delay(attempt)
+            log.debug("%s: attempt %d failed: %s", what, attempt, error)
             if attempt >= policy.attempts or trio.current_time() + delay > deadline:
-                log.error("%s: giving up after %d attempts: %s", what, attempt, error)
+                log.error("giving up after %d attempts: %s", attempt, error)
                 raise
             if on_retry is not None:
                 on_retry(error)
             level = logging.WARNING if attempt == 1 else logging.DEBUG
-            log.log(level, "%s: %s; retrying (attempt %d)", what, error, attempt + 1)
+            log.log(level, "%s; retrying (attempt %d)", error, attempt + 1)
             await trio.sleep(delay)

@@ -61,7 +61,9 @@ def test_files_read_back_exactly_and_have_exact_sizes(emulator, vault, mount_fac
     assert json.loads(mount.job_file(jobs["json"]).read_bytes())["ArchiveList"]
 
 
-def test_stat_shows_read_only_files_owned_by_the_mounting_user(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
+def test_stat_shows_read_only_files_owned_by_the_mounting_user(
+    emulator, vault, mount_factory
+) -> None:  # type: ignore[no-untyped-def]
     _, _, _, jobs = vault
     mount = mount_factory(emulator.url, VAULT, {"umask": "027"})
     info = mount.job_file(jobs["full"]).stat()
@@ -77,8 +79,9 @@ def test_stat_shows_read_only_files_owned_by_the_mounting_user(emulator, vault, 
 def test_find_and_friendly_views(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
     _, data, archive, jobs = vault
     mount = mount_factory(emulator.url, VAULT)
-    found = subprocess.run(["find", str(mount.path), "-type", "f"], capture_output=True,
-                           text=True, check=True).stdout.split()
+    found = subprocess.run(
+        ["find", str(mount.path), "-type", "f"], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert len(found) == 2 * len(jobs)  # each job in jobs/ and in a friendly view
     inventories = sorted(os.listdir(mount.path / "inventories"))
     assert [name.rsplit(".", 1)[1] for name in inventories] == ["csv", "json"]
@@ -94,8 +97,13 @@ def test_xattrs_describe_the_job(emulator, vault, mount_factory) -> None:  # typ
     mount = mount_factory(emulator.url, VAULT)
     path = mount.job_file(jobs["full"])
     names = os.listxattr(path)
-    assert {"user.glacier.job_id", "user.glacier.archive_id", "user.glacier.tree_hash",
-            "user.glacier.expires", "user.glacierfs.verified"} <= set(names)
+    assert {
+        "user.glacier.job_id",
+        "user.glacier.archive_id",
+        "user.glacier.tree_hash",
+        "user.glacier.expires",
+        "user.glacierfs.verified",
+    } <= set(names)
     assert os.getxattr(path, "user.glacier.job_id").decode() == jobs["full"]
     assert os.getxattr(path, "user.glacier.archive_id").decode() == archive
     described = client.describe_job(vaultName=VAULT, jobId=jobs["full"])
@@ -124,7 +132,9 @@ def test_xattrs_describe_the_job(emulator, vault, mount_factory) -> None:  # typ
         lambda p: os.symlink("x", p.parent / "link"),
     ],
 )
-def test_every_write_like_operation_fails_read_only(emulator, vault, mount_factory, operation) -> None:  # type: ignore[no-untyped-def]
+def test_every_write_like_operation_fails_read_only(
+    emulator, vault, mount_factory, operation
+) -> None:  # type: ignore[no-untyped-def]
     _, _, _, jobs = vault
     mount = mount_factory(emulator.url, VAULT)
     with pytest.raises(OSError) as raised:
@@ -132,7 +142,9 @@ def test_every_write_like_operation_fails_read_only(emulator, vault, mount_facto
     assert raised.value.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def test_jobs_in_progress_or_failed_are_not_shown_and_appear_on_refresh(emulator_factory, mount_factory) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_in_progress_or_failed_are_not_shown_and_appear_on_refresh(
+    emulator_factory, mount_factory
+) -> None:  # type: ignore[no-untyped-def]
     emulator = emulator_factory("--job-delay", "100000")
     client = emulator.client()
     client.create_vault(vaultName=VAULT)
@@ -160,9 +172,16 @@ def test_fusermount_unmount_ends_the_daemon_cleanly(emulator, vault, mount_facto
     assert mount.stop() == 0
 
 
-def run_glacierfs(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "glacierfs", *argv], capture_output=True,
-                          text=True, env=env or test_env(), timeout=60)
+def run_glacierfs(
+    *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "glacierfs", *argv],
+        capture_output=True,
+        text=True,
+        env=env or test_env(),
+        timeout=60,
+    )
 
 
 def test_background_mode_returns_once_mounted(emulator, vault, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -205,12 +224,23 @@ def test_startup_failures_are_one_line_and_leave_no_mount(emulator, vault, tmp_p
         "missing mountpoint": ([VAULT, str(tmp_path / "nope"), "-o", ok], None, "mountpoint"),
         "mountpoint is a file": ([VAULT, str(afile), "-o", ok], None, "not a directory"),
         "no such vault": (["novault", str(mnt), "-o", ok], None, "novault"),
-        "endpoint down": ([VAULT, str(mnt), "-o", f"endpoint_url=http://127.0.0.1:9,"
-                           f"cache_dir={tmp_path / 'c'},timeout=2"], None, "unreachable"),
+        "endpoint down": (
+            [
+                VAULT,
+                str(mnt),
+                "-o",
+                f"endpoint_url=http://127.0.0.1:9,cache_dir={tmp_path / 'c'},timeout=2",
+            ],
+            None,
+            "unreachable",
+        ),
         "bad option": ([VAULT, str(mnt), "-o", "bogus=1"], None, "unknown mount option"),
         "rw": ([VAULT, str(mnt), "-o", f"rw,{ok}"], None, "read-only"),
-        "no credentials": ([VAULT, str(mnt), "-o", ok],
-                           {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, "credentials"),
+        "no credentials": (
+            [VAULT, str(mnt), "-o", ok],
+            {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""},
+            "credentials",
+        ),
     }
     for name, (argv, env, expected) in cases.items():
         environment = test_env()
@@ -229,8 +259,9 @@ def test_rejected_credentials_are_one_line(emulator_factory, tmp_path: Path) -> 
     emulator = emulator_factory("--access-key", "AKIDSOMEONEELSE")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    result = run_glacierfs(VAULT, str(mnt), "-o", f"endpoint_url={emulator.url},"
-                           f"cache_dir={tmp_path / 'cache'}")
+    result = run_glacierfs(
+        VAULT, str(mnt), "-o", f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'}"
+    )
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1 and "credentials" in result.stderr
     assert not os.path.ismount(mnt)
@@ -245,10 +276,17 @@ def test_mount_t_fuse_glacierfs_through_mount_fuse3(emulator, vault, tmp_path: P
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     env = test_env({"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
-    opts = (f"ro,_netdev,endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'},"
-            f"log={tmp_path / 'log'}")
-    result = subprocess.run(["mount", "-t", "fuse.glacierfs", VAULT, str(mnt), "-o", opts],
-                            capture_output=True, text=True, env=env, timeout=60)
+    opts = (
+        f"ro,_netdev,endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'},"
+        f"log={tmp_path / 'log'}"
+    )
+    result = subprocess.run(
+        ["mount", "-t", "fuse.glacierfs", VAULT, str(mnt), "-o", opts],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     try:
         assert result.returncode == 0, result.stderr
         assert (mnt / "jobs" / jobs["full"]).read_bytes() == data
@@ -260,12 +298,23 @@ def test_mount_t_fuse_glacierfs_through_mount_fuse3(emulator, vault, tmp_path: P
     wait_for(lambda: not _alive(stats["pid"]), "the daemon to exit")
 
 
-def test_mount_is_unreadable_to_other_users_without_allow_other(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
+def test_mount_is_unreadable_to_other_users_without_allow_other(
+    emulator, vault, mount_factory
+) -> None:  # type: ignore[no-untyped-def]
     if os.geteuid() != 0:
         pytest.skip("needs root to become another user")
     _, _, _, jobs = vault
     mount: Mount = mount_factory(emulator.url, VAULT)
     os.chmod(mount.path.parent, 0o755)
-    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                             "cat", str(mount.job_file(jobs["full"]))], capture_output=True)
+    result = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "cat",
+            str(mount.job_file(jobs["full"])),
+        ],
+        capture_output=True,
+    )
     assert result.returncode != 0

@@ -43,8 +43,12 @@ def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLINE,
-             alive: Callable[[], bool] | None = None) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    deadline: float = DEADLINE,
+    alive: Callable[[], bool] | None = None,
+) -> None:
     """Poll ``condition`` until it holds; fail after ``deadline`` s or once ``alive`` fails."""
     end = time.monotonic() + deadline
     delay = 0.005
@@ -77,8 +81,14 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 class Mount:
-    def __init__(self, endpoint: str, vault: str, root: Path, options: dict[str, str] | None,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        vault: str,
+        root: Path,
+        options: dict[str, str] | None,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.path = root / "mnt"
         self.path.mkdir(parents=True, exist_ok=True)
         self.cache_dir = cache_dir or root / "cache"
@@ -95,8 +105,13 @@ class Mount:
 
     def start(self) -> Mount:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT,
-                                        env=test_env(), start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=test_env(),
+            start_new_session=True,
+        )
         log.close()
         try:
             wait_for(lambda: os.path.ismount(self.path), "the mount", alive=self.alive)
@@ -138,8 +153,13 @@ class Mount:
 def mount_factory(tmp_path: Path) -> Iterator[Callable[..., Mount]]:
     mounts: list[Mount] = []
 
-    def start(endpoint: str, vault: str, options: dict[str, str] | None = None,
-              cache_dir: Path | None = None, name: str | None = None) -> Mount:
+    def start(
+        endpoint: str,
+        vault: str,
+        options: dict[str, str] | None = None,
+        cache_dir: Path | None = None,
+        name: str | None = None,
+    ) -> Mount:
         root = tmp_path / (name or f"mount{len(mounts)}")
         mount = Mount(endpoint, vault, root, options, cache_dir=cache_dir)
         mounts.append(mount)

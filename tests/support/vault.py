@@ -11,8 +11,7 @@ def sample(size: int, seed: int) -> bytes:
 
 
 def upload(client: Any, vault: str, data: bytes, description: str = "") -> str:
-    response = client.upload_archive(vaultName=vault, body=data,
-                                     archiveDescription=description)
+    response = client.upload_archive(vaultName=vault, body=data, archiveDescription=description)
     return str(response["archiveId"])
 
 
@@ -26,7 +25,8 @@ def retrieve(client: Any, vault: str, archive_id: str, byte_range: str | None = 
 
 def inventory(client: Any, vault: str, fmt: str = "JSON") -> str:
     response = client.initiate_job(
-        vaultName=vault, jobParameters={"Type": "inventory-retrieval", "Format": fmt})
+        vaultName=vault, jobParameters={"Type": "inventory-retrieval", "Format": fmt}
+    )
     return str(response["jobId"])
 
 

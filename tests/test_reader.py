@@ -1,0 +1,246 @@
+"""The read path without the kernel or HTTP: a fake Get Job Output behind the real caches.
+
+The fake serves bytes the way the spec says (a checksum exactly for tree-hash aligned
+ranges), counts requests, and can corrupt or fail them, so the reader's promises are
+checked one by one: exact bytes, single flight, no byte fetched twice, no corrupt byte
+served or cached.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from glacierfs.client import OutputPart
+from glacierfs.diskcache import DiskCache
+from glacierfs.errors import IntegrityError, TransientServiceError, UnverifiableRead
+from glacierfs.jobs import Job
+from glacierfs.memcache import MemoryCache
+from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.retry import RetryPolicy
+from glacierfs.stats import Stats
+from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
+
+FAST_RETRY = RetryPolicy(attempts=4, timeout=30, base_delay=0.001, max_delay=0.01)
+
+
+class FakeOutput:
+    def __init__(self, data: bytes, checksums: bool = True) -> None:
+        self.data = data
+        self.checksums = checksums
+        self.requests: list[tuple[int, int]] = []
+        self.corrupt_next = 0
+        self.fail_next = 0
+        self.lock = threading.Lock()
+        self.gate: threading.Event | None = None
+
+    def __call__(self, job: Job, start: int, end: int) -> OutputPart:
+        if self.gate is not None:
+            self.gate.wait(10)
+        with self.lock:
+            self.requests.append((start, end))
+            if self.fail_next:
+                self.fail_next -= 1
+                raise TransientServiceError("throttled")
+            corrupt = self.corrupt_next > 0
+            self.corrupt_next -= corrupt
+        body = bytearray(self.data[start : end + 1])
+        aligned = self.checksums and is_tree_hash_aligned(start, end, len(self.data))
+        checksum = tree_hash(body) if aligned else None
+        if corrupt:
+            body[len(body) // 2] ^= 0xFF
+        return OutputPart(bytes(body), checksum, None)
+
+    @property
+    def fetched(self) -> int:
+        return sum(end - start + 1 for start, end in self.requests)
+
+
+def make_job(data: bytes, with_tree_hash: bool = True) -> Job:
+    return Job(
+        job_id="job1",
+        kind="archive",
+        size=len(data),
+        completed=0.0,
+        created=0.0,
+        vault_arn="arn:vault",
+        archive_id="a1",
+        archive_size=len(data),
+        archive_tree_hash=tree_hash(data),
+        range_start=0,
+        tree_hash=tree_hash(data) if with_tree_hash else None,
+    )
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[DiskCache]:
+    cache = DiskCache(tmp_path / "cache", 1 << 30)
+    yield cache
+    cache.close()
+
+
+def make_reader(fake: FakeOutput, disk: DiskCache, strict: bool = False) -> Reader:
+    settings = ReaderSettings(strict=strict, retry=FAST_RETRY)
+    return Reader(fake, disk, MemoryCache(16 * MIB), settings, Stats())
+
+
+def run(reader: Reader, coro_fn, *args):  # type: ignore[no-untyped-def]
+    async def main():  # type: ignore[no-untyped-def]
+        async with trio.open_nursery() as nursery:
+            reader.start(nursery)
+            result = await coro_fn(*args)
+            nursery.cancel_scope.cancel()
+        return result
+
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:  # the read ran in the nursery's body
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+
+
+def read_all(reader: Reader, job: Job, chunk: int = 128 * 1024) -> bytes:
+    async def go() -> bytes:
+        prefetcher = reader.settings.prefetcher()
+        out = bytearray()
+        while len(out) < job.size:
+            out += await reader.read(job, len(out), chunk, prefetcher)
+        return bytes(out)
+
+    return run(reader, go)  # type: ignore[no-any-return]
+
+
+SIZES = [0, 1, MIB - 1, MIB, MIB + 1, int(7.3 * MIB)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_sequential_read_returns_exact_bytes_and_fetches_each_byte_once(
+    size: int, disk: DiskCache
+) -> None:
+    data = random.Random(size).randbytes(size)
+    fake = FakeOutput(data)
+    reader = make_reader(fake, disk)
+    job = make_job(data)
+    assert read_all(reader, job) == data
+    assert fake.fetched == size
+    assert all(is_tree_hash_aligned(s, e, size) for s, e in fake.requests)
+    assert run(reader, reader.verification, job) == "tree-hash"
+
+
+def test_random_reads_return_exact_bytes(disk: DiskCache) -> None:
+    data = random.Random(1).randbytes(9 * MIB + 17)
+    fake = FakeOutput(data)
+    reader = make_reader(fake, disk)
+    job = make_job(data)
+    rng = random.Random(2)
+
+    async def go() -> None:
+        for _ in range(200):
+            offset = rng.randrange(0, len(data) + 10)
+            size = rng.choice([1, 4096, 65536, MIB, 3 * MIB])
+            assert bytes(await reader.read(job, offset, size)) == data[offset : offset + size]
+
+    run(reader, go)
+    assert fake.fetched <= len(data)
+
+
+def test_a_cache_hit_makes_no_request_even_in_a_new_reader(tmp_path: Path) -> None:
+    data = random.Random(3).randbytes(3 * MIB + 5)
+    job = make_job(data)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        assert read_all(make_reader(FakeOutput(data), disk), job) == data
+    fake = FakeOutput(data)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        reader = make_reader(fake, disk)
+        assert read_all(reader, job) == data
+        assert run(reader, reader.verification, job) == "tree-hash"
+    assert fake.requests == []
+
+
+def test_concurrent_readers_of_a_block_make_one_request(disk: DiskCache) -> None:
+    data = random.Random(4).randbytes(4 * MIB)
+    fake = FakeOutput(data)
+    fake.gate = threading.Event()
+    reader = make_reader(fake, disk)
+    job = make_job(data)
+    results: list[bytes] = []
+
+    async def go() -> None:
+        async def one() -> None:
+            results.append(bytes(await reader.read(job, MIB + 10, 1000)))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(one)
+            await trio.sleep(0.05)  # let all eight reach the flight; not a correctness wait
+            fake.gate.set()  # type: ignore[union-attr]
+
+    run(reader, go)
+    assert results == [data[MIB + 10 : MIB + 1010]] * 8
+    assert fake.requests == [(MIB, 2 * MIB - 1)]
+
+
+def test_a_flipped_byte_is_refetched_and_never_served(disk: DiskCache) -> None:
+    data = random.Random(5).randbytes(2 * MIB)
+    fake = FakeOutput(data)
+    fake.corrupt_next = 2
+    reader = make_reader(fake, disk)
+    job = make_job(data)
+    assert read_all(reader, job) == data
+    assert reader.stats.checksum_failures == 2
+
+
+def test_persistent_corruption_fails_with_integrity_error_and_caches_nothing(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(6).randbytes(MIB)
+    fake = FakeOutput(data)
+    fake.corrupt_next = 1000
+    reader = make_reader(fake, disk)
+    job = make_job(data)
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        run(reader, reader.read, job, 0, 100)
+    assert disk.leaves(job.cache_key) == {}
+    fake.corrupt_next = 0
+    assert bytes(run(reader, reader.read, job, 0, 100)) == data[:100]
+
+
+def test_transient_errors_are_retried(disk: DiskCache) -> None:
+    data = random.Random(7).randbytes(MIB)
+    fake = FakeOutput(data)
+    fake.fail_next = 3
+    reader = make_reader(fake, disk)
+    assert bytes(run(reader, reader.read, make_job(data), 5, 10)) == data[5:15]
+    assert reader.stats.retries == 3
+
+
+def test_strict_mode_refuses_bytes_no_checksum_covers(disk: DiskCache) -> None:
+    data = random.Random(8).randbytes(MIB)
+    fake = FakeOutput(data, checksums=False)
+    reader = make_reader(fake, disk, strict=True)
+    with pytest.raises(UnverifiableRead):
+        run(reader, reader.read, make_job(data, with_tree_hash=False), 0, 10)
+
+
+def test_unverifiable_bytes_are_served_and_marked_size_by_default(disk: DiskCache) -> None:
+    data = random.Random(9).randbytes(MIB + 3)
+    reader = make_reader(FakeOutput(data, checksums=False), disk)
+    job = make_job(data, with_tree_hash=False)
+    assert read_all(reader, job) == data
+    assert run(reader, reader.verification, job) == "size"
+
+
+def test_whole_output_mismatch_is_reported(disk: DiskCache) -> None:
+    data = random.Random(10).randbytes(2 * MIB)
+    fake = FakeOutput(data, checksums=False)
+    fake.corrupt_next = 1
+    reader = make_reader(fake, disk)
+    job = make_job(data)
+    read_all(reader, job, chunk=2 * MIB)
+    assert run(reader, reader.verification, job) == "mismatch"
