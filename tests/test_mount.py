@@ -38,7 +38,7 @@ def vault(emulator):  # type: ignore[no-untyped-def]
 
 
 def test_jobs_view_lists_every_completed_job_by_id(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
-    client, _, _, jobs = vault
+    _client, _, _, jobs = vault
     mount = mount_factory(emulator.url, VAULT)
     assert sorted(os.listdir(mount.path / "jobs")) == sorted(jobs.values())
     assert sorted(os.listdir(mount.path)) == ["archives", "inventories", "jobs"]
@@ -77,7 +77,7 @@ def test_stat_shows_read_only_files_owned_by_the_mounting_user(
 
 
 def test_find_and_friendly_views(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
-    _, data, archive, jobs = vault
+    _, data, _archive, jobs = vault
     mount = mount_factory(emulator.url, VAULT)
     found = subprocess.run(
         ["find", str(mount.path), "-type", "f"], capture_output=True, text=True, check=True
@@ -93,7 +93,7 @@ def test_find_and_friendly_views(emulator, vault, mount_factory) -> None:  # typ
 
 
 def test_xattrs_describe_the_job(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
-    client, data, archive, jobs = vault
+    client, _data, archive, jobs = vault
     mount = mount_factory(emulator.url, VAULT)
     path = mount.job_file(jobs["full"])
     names = os.listxattr(path)
