@@ -1,0 +1,847 @@
+"""The disk cache: verified 1 MiB leaves of job outputs, kept across mounts and expiries.
+
+Layout. Everything format-specific lives under ``root/v1/``; a future format takes
+``v2`` and never misreads this one::
+
+    root/lock                     flock()ed while a DiskCache is open; holds its pid
+    root/v1/index.sqlite3         SQLite, WAL: a row per leaf present, and metadata
+    root/v1/data/<sha256(key)>    one sparse file per object; leaf i at offset i * 1 MiB
+
+One sparse file per object rather than one file per leaf (written to a temporary file
+and renamed): BENCHMARK. The index also keeps job records, so an output wholly cached
+stays listable after the service forgets its job.
+
+Commit protocol. ``put`` writes a leaf's bytes with ``pwrite``, and only then commits its
+row (key, index, length, SHA-256 digest, how it was verified, last use). The row is the
+commit point: bytes without a row are never read, so a ``kill -9`` at any moment leaves
+each leaf wholly present with its digest or absent (bytes written for rows that never
+committed are punched out at the next open). There is no fsync per leaf. A killed
+process loses nothing it wrote, since the kernel holds the bytes; a power loss can
+leave a row whose bytes never reached the disk, but every leaf's digest is checked the
+first time it is read in a DiskCache's lifetime, and a power loss always starts a new
+lifetime, so such a leaf fails its digest, is dropped and is fetched again. After its
+first read a leaf is trusted until close: checking costs about 1 ms per MiB, once.
+
+Eviction. The cache holds at most ``capacity`` bytes of leaves. A put that would exceed
+it first evicts the least recently used leaves, of any object but never those being
+put: rows are deleted first, then the bytes are punched out of the sparse file (left in
+place where the filesystem cannot punch holes: the row is what counts), and a data file
+holding no leaves is deleted. Last-use times are coarse: kept in memory on get and put,
+written to the index every few seconds, before an eviction and at close, so a warm read
+does not write SQLite.
+
+A full or failing disk (ENOSPC, EDQUOT, EROFS, EACCES, EIO on a write or a commit) makes
+``put`` return False without a row and log one warning, until a put succeeds again; a
+read error is a miss. The daemon keeps serving from the network.
+
+Concurrency. Every method may be called from any thread. One lock guards the SQLite
+connection and the state in memory; ``pread``, ``pwrite`` and hashing run outside it,
+so reads of different leaves run in parallel. A read that overlapped the removal of a
+leaf of the same object (which may punch a hole under it) is told so by a per-object
+generation count, bumped on every removal, and reads again. Data files stay open in an
+LRU of descriptors; one in use by a read or a write is closed only when released.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glacierfs.errors import ConfigError
+from glacierfs.treehash import MIB
+
+log = logging.getLogger(__name__)
+
+Buffer = bytes | bytearray | memoryview
+Writer = Callable[[int, memoryview, int], int]
+
+LAYOUT = "v1"
+SCHEMA_VERSION = 1
+
+TOUCH_FLUSH_SECONDS = 5.0
+"""How stale last-use times in the index may get. A warm read must not write SQLite, and
+losing a few seconds of recency in a crash only blurs the LRU order."""
+
+OPEN_FILES = 256
+"""Data files kept open: enough for every object a mount reads at once, and far below
+the usual soft limit of 1024 descriptors, which sockets and FUSE share."""
+
+READ_ATTEMPTS = 8
+"""Reads of a leaf raced by removals in its object before giving up with a miss."""
+
+_SHORT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+_UNWRITABLE_ERRNOS = _SHORT_OF_FILES | {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EIO,
+    errno.EFBIG,
+}
+_UNWRITABLE_SQLITE = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PERM,
+    }
+)
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leaves (
+    key TEXT NOT NULL, idx INTEGER NOT NULL, length INTEGER NOT NULL,
+    digest BLOB NOT NULL, verified TEXT NOT NULL, used REAL NOT NULL,
+    PRIMARY KEY (key, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS leaves_by_use ON leaves (used);
+CREATE TABLE IF NOT EXISTS meta (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session (pid INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """How full the disk cache is: bytes of leaves present, leaves, objects, capacity."""
+
+    used: int
+    leaves: int
+    objects: int
+    capacity: int
+
+
+class _Unwritable(Exception):
+    """The disk or the index refused a write: full, read-only or failing."""
+
+
+@dataclass(eq=False)
+class _Handle:
+    fd: int
+    writable: bool
+    users: int = 0
+    retired: bool = False
+
+
+class _Files:
+    """An LRU of open data files. Not thread-safe: the DiskCache's lock guards it."""
+
+    def __init__(self, directory: Path, limit: int) -> None:
+        self.directory = directory
+        self._limit = limit
+        self._open: OrderedDict[str, _Handle] = OrderedDict()
+
+    def acquire(self, name: str, write: bool) -> _Handle:
+        """An open file (created when ``write``), held until :meth:`release`."""
+        handle = self._open.get(name)
+        if handle is not None and (handle.writable or not write):
+            self._open.move_to_end(name)
+        else:
+            self.forget(name)
+            handle = self._open[name] = self._open_file(name, write)
+            while len(self._open) > self._limit:
+                self._retire(self._open.popitem(last=False)[1])
+        handle.users += 1
+        return handle
+
+    def _open_file(self, name: str, write: bool) -> _Handle:
+        path = self.directory / name
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if write else 0)
+        try:
+            return _Handle(os.open(path, flags, 0o600), writable=True)
+        except OSError as error:
+            if write or error.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise
+        return _Handle(os.open(path, os.O_RDONLY | os.O_CLOEXEC), writable=False)
+
+    def release(self, handle: _Handle) -> None:
+        handle.users -= 1
+        if handle.retired and handle.users == 0:
+            os.close(handle.fd)
+
+    def forget(self, name: str) -> None:
+        """Close the file when its users release it (it is being deleted, or reopened)."""
+        handle = self._open.pop(name, None)
+        if handle is not None:
+            self._retire(handle)
+
+    def close_all(self) -> None:
+        while self._open:
+            self._retire(self._open.popitem()[1])
+
+    @staticmethod
+    def _retire(handle: _Handle) -> None:
+        handle.retired = True
+        if handle.users == 0:
+            os.close(handle.fd)
+
+
+@dataclass
+class _Put:
+    """A put between claiming its room and committing its rows."""
+
+    key: str
+    first: int
+    todo: list[int]  # offsets from ``first`` of the leaves to write
+    lengths: list[int]
+    reserved: int
+    handle: _Handle
+    done: bool = False
+
+
+class DiskCache:
+    """Leaves of objects named by opaque keys, in files under ``root``; see the module.
+
+    ``clock`` gives last-use times (seconds); ``pwrite`` writes data files. Both are
+    there for tests: a frozen clock orders the LRU, a failing writer fills the disk.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        capacity: int,
+        *,
+        clock: Callable[[], float] = time.time,
+        pwrite: Writer = os.pwrite,
+    ) -> None:
+        if capacity < 0:
+            raise ValueError(f"disk cache capacity {capacity} is negative")
+        self.root = Path(root)
+        self.capacity = capacity
+        self._clock = clock
+        self._pwrite = pwrite
+        self._lock = threading.Lock()
+        self._checked: dict[tuple[str, int], int] = {}  # leaves read and verified: lengths
+        self._touched: dict[tuple[str, int], float] = {}  # last uses not yet in the index
+        self._generation: Counter[str] = Counter()  # removals per object
+        self._writing: Counter[str] = Counter()  # puts in progress per object
+        self._pending: Counter[tuple[str, int]] = Counter()  # leaves they are writing
+        self._reserved = 0  # bytes they claimed
+        self._used = 0  # bytes of the leaves in the index
+        self._failing = False
+        self._punch = _load_fallocate()
+        self._closed = False
+        _prepare_root(self.root)
+        self._lock_fd = _take_lock(self.root)
+        try:
+            self._open_layout()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _open_layout(self) -> None:
+        base = self.root / LAYOUT
+        for directory in (base, base / "data"):
+            try:
+                directory.mkdir(mode=0o700, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(f"cache directory {directory}: {error.strerror}") from error
+        self._files = _Files(base / "data", OPEN_FILES)
+        self._db = _open_index(base / "index.sqlite3")
+        self._last_flush = self._clock()
+        try:
+            self._start_session()
+        except sqlite3.Error as error:
+            self._db.close()
+            raise ConfigError(f"cache index {base / 'index.sqlite3'}: {error}") from error
+
+    def _start_session(self) -> None:
+        """Recover from an unclean shutdown, note this one, and fit the capacity."""
+        if self._db.execute("SELECT pid FROM session").fetchone() is not None:
+            log.info("disk cache %s was not closed cleanly: removing stray bytes", self.root)
+            self._recover()
+        query = "SELECT COALESCE(SUM(length), 0) FROM leaves"
+        self._used = int(self._db.execute(query).fetchone()[0])
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM session")
+                db.execute("INSERT INTO session VALUES (?)", (os.getpid(),))
+            if self._used > self.capacity:
+                self._evict(self._used - self.capacity, ("", 0, 0))
+        except _Unwritable as error:
+            self._unwritable(error)
+
+    # --- the public interface --------------------------------------------------------
+
+    def close(self) -> None:
+        """Write last-use times, close the index and the files, release the directory."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._flush_touches()
+            with suppress(_Unwritable), self._transaction() as db:
+                db.execute("DELETE FROM session")
+            self._db.close()
+            self._files.close_all()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> DiskCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, key: str, index: int) -> bytes | None:
+        """The whole leaf, or None when it is absent, unreadable or fails its digest."""
+        for _ in range(READ_ATTEMPTS):
+            settled, data = self._read(key, index)
+            if settled:
+                return data
+        return None
+
+    def put(
+        self, key: str, first: int, data: Buffer, digests: Sequence[bytes], verified: str
+    ) -> bool:
+        """Store leaves ``first ..`` of ``key``: ``data`` is their bytes, ``digests`` theirs.
+
+        Every leaf but the object's last is 1 MiB. ``verified`` says how the caller checked
+        them ("block", "size"); the digests are trusted. False when nothing was stored:
+        the data is larger than the cache, or the disk cannot take it.
+        """
+        view = memoryview(data).cast("B")
+        lengths = _leaf_lengths(len(view), len(digests))
+        if first < 0:
+            raise ValueError(f"leaf index {first} is negative")
+        if not digests:
+            return True
+        if len(view) > self.capacity:
+            return False
+        with self._lock:
+            try:
+                claim = self._claim(key, first, digests, lengths)
+            except _Unwritable as error:
+                self._unwritable(error)
+                return False
+        if not isinstance(claim, _Put):
+            return claim
+        failure: _Unwritable | None = None
+        try:
+            for start, stop in _runs(claim.todo):
+                piece = view[start * MIB : stop * MIB]
+                self._write_all(claim.handle.fd, piece, (first + start) * MIB)
+        except OSError as error:
+            if error.errno not in _UNWRITABLE_ERRNOS:
+                with self._lock:
+                    self._abandon(claim)
+                raise
+            failure = _Unwritable(f"{error.strerror} writing {key}")
+        with self._lock:
+            return self._commit(claim, digests, verified, failure)
+
+    def contains(self, key: str, index: int) -> bool:
+        """Whether the leaf has a row (its bytes are checked only when read)."""
+        with self._lock:
+            query = "SELECT 1 FROM leaves WHERE key = ? AND idx = ?"
+            return self._db.execute(query, (key, index)).fetchone() is not None
+
+    def leaves(self, key: str) -> dict[int, tuple[bytes, str]]:
+        """Index -> (SHA-256 digest, how verified) of each leaf of ``key`` present."""
+        with self._lock:
+            query = "SELECT idx, digest, verified FROM leaves WHERE key = ?"
+            return {i: (bytes(d), v) for i, d, v in self._db.execute(query, (key,))}
+
+    def cached_bytes(self, key: str) -> int:
+        """Bytes of ``key`` present."""
+        with self._lock:
+            query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ?"
+            return int(self._db.execute(query, (key,)).fetchone()[0])
+
+    def drop(self, key: str, index: int) -> None:
+        """Remove the leaf (say, because its object's tree hash came out wrong)."""
+        with self._lock:
+            query = "SELECT length FROM leaves WHERE key = ? AND idx = ?"
+            row = self._db.execute(query, (key, index)).fetchone()
+            if row is not None:
+                self._remove_quietly([(key, index, row[0])])
+
+    def get_meta(self, namespace: str, name: str) -> Any | None:
+        """The JSON value saved under ``(namespace, name)``, or None."""
+        with self._lock:
+            query = "SELECT value FROM meta WHERE namespace = ? AND name = ?"
+            row = self._db.execute(query, (namespace, name)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put_meta(self, namespace: str, name: str, value: Any) -> None:
+        """Save a JSON-able value; on a full disk it is lost (and logged), like a leaf."""
+        text = json.dumps(value)
+        with self._lock:
+            try:
+                with self._transaction() as db:
+                    query = "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)"
+                    db.execute(query, (namespace, name, text))
+            except _Unwritable as error:
+                self._unwritable(error)
+
+    def list_meta(self, namespace: str) -> dict[str, Any]:
+        """Every name in ``namespace`` with its value."""
+        with self._lock:
+            query = "SELECT name, value FROM meta WHERE namespace = ?"
+            rows = self._db.execute(query, (namespace,)).fetchall()
+        return {name: json.loads(text) for name, text in rows}
+
+    def delete_meta(self, namespace: str, name: str) -> None:
+        with self._lock:
+            try:
+                with self._transaction() as db:
+                    query = "DELETE FROM meta WHERE namespace = ? AND name = ?"
+                    db.execute(query, (namespace, name))
+            except _Unwritable as error:
+                self._unwritable(error)
+
+    def usage(self) -> CacheUsage:
+        with self._lock:
+            query = "SELECT COUNT(*), COUNT(DISTINCT key) FROM leaves"
+            leaves, objects = self._db.execute(query).fetchone()
+            return CacheUsage(self._used, leaves, objects, self.capacity)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _read(self, key: str, index: int) -> tuple[bool, bytes | None]:
+        """One attempt: (True, leaf or None), or (False, None) when raced by a removal."""
+        with self._lock:
+            generation = self._generation[key]
+            found = self._locate(key, index)
+        if found is None:
+            return True, None
+        length, digest, handle = found
+        try:
+            data: bytes | None = os.pread(handle.fd, length, index * MIB)
+        except OSError as error:
+            log.debug("disk cache: reading leaf %d of %s: %s", index, key, error)
+            data = None
+        good = data is not None and len(data) == length
+        if data is not None and good and digest is not None:
+            good = hashlib.sha256(data).digest() == digest
+        with self._lock:
+            self._files.release(handle)
+            if self._generation[key] != generation:
+                return False, None
+            if not good:
+                log.warning("disk cache: leaf %d of %s is damaged on disk: dropped", index, key)
+                self._remove_quietly([(key, index, length)])
+                return True, None
+            self._checked[(key, index)] = length
+            self._touch(key, index)
+        return True, data
+
+    def _locate(self, key: str, index: int) -> tuple[int, bytes | None, _Handle] | None:
+        """Length, digest (None once checked) and open file of a leaf present."""
+        length = self._checked.get((key, index))
+        digest = None
+        if length is None:
+            query = "SELECT length, digest FROM leaves WHERE key = ? AND idx = ?"
+            row = self._db.execute(query, (key, index)).fetchone()
+            if row is None:
+                return None
+            length, digest = row[0], bytes(row[1])
+        try:
+            return length, digest, self._files.acquire(_file_name(key), write=False)
+        except OSError as error:
+            if error.errno in _SHORT_OF_FILES:
+                log.debug("disk cache: opening the data file of %s: %s", key, error)
+                return None
+            # Missing or damaged: its rows must go, or a put would skip the leaves.
+            log.warning("disk cache: data file of %s unreadable (%s): dropped", key, error)
+            query = "SELECT key, idx, length FROM leaves WHERE key = ?"
+            self._remove_quietly(self._db.execute(query, (key,)).fetchall())
+        return None
+
+    # --- writing ---------------------------------------------------------------------
+
+    def _claim(
+        self, key: str, first: int, digests: Sequence[bytes], lengths: list[int]
+    ) -> _Put | bool:
+        """Find the leaves to write and make room for them; True when there are none."""
+        stop, now = first + len(digests), self._clock()
+        query = "SELECT idx, length, digest FROM leaves WHERE key = ? AND idx >= ? AND idx < ?"
+        stored = {i: (n, bytes(d)) for i, n, d in self._db.execute(query, (key, first, stop))}
+        todo = []
+        for n, digest in enumerate(digests):
+            row = stored.get(first + n)
+            if row is not None and row[1] == digest:
+                self._touched[(key, first + n)] = now
+                continue
+            if row is not None:  # a digest the caller says is wrong
+                self._remove([(key, first + n, row[0])])
+            todo.append(n)
+        if not todo:
+            return True
+        needed = sum(lengths[n] for n in todo)
+        excess = self._used + self._reserved + needed - self.capacity
+        if excess > 0:
+            self._evict(excess, (key, first, stop))
+        if self._used + self._reserved + needed > self.capacity:
+            log.debug("disk cache: no room for %d bytes of %s beside puts in progress", needed, key)
+            return False
+        try:
+            handle = self._files.acquire(_file_name(key), write=True)
+        except OSError as error:
+            if error.errno not in _UNWRITABLE_ERRNOS:
+                raise
+            raise _Unwritable(f"{error.strerror} opening the data file of {key}") from error
+        self._writing[key] += 1
+        self._pending.update((key, first + n) for n in todo)
+        self._reserved += needed
+        return _Put(key, first, todo, lengths, needed, handle)
+
+    def _write_all(self, fd: int, data: memoryview, offset: int) -> None:
+        while data:
+            written = self._pwrite(fd, data, offset)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            data, offset = data[written:], offset + written
+
+    def _commit(
+        self, claim: _Put, digests: Sequence[bytes], verified: str, failure: _Unwritable | None
+    ) -> bool:
+        """Commit the rows of a put whose bytes are written (unless ``failure``)."""
+        self._abandon(claim)
+        key, first, now = claim.key, claim.first, self._clock()
+        rows = [(key, first + n, claim.lengths[n], digests[n], verified, now) for n in claim.todo]
+        if failure is None:
+            try:
+                with self._transaction() as db:
+                    query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ? AND idx = ?"
+                    replaced = sum(db.execute(query, row[:2]).fetchone()[0] for row in rows)
+                    db.executemany("INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except _Unwritable as error:
+                failure = error
+        if failure is not None:
+            self._discard_bytes(key, [row[1] for row in rows])
+            self._unwritable(failure)
+            return False
+        self._used += sum(row[2] for row in rows) - replaced
+        for row in rows:
+            self._checked.pop((key, row[1]), None)
+        if self._failing:
+            self._failing = False
+            log.info("disk cache %s can be written again: caching resumed", self.root)
+        return True
+
+    def _abandon(self, claim: _Put) -> None:
+        """Give back what a put claimed (under the lock)."""
+        if claim.done:
+            return
+        claim.done = True
+        self._reserved -= claim.reserved
+        self._writing.subtract((claim.key,))
+        self._pending.subtract((claim.key, claim.first + n) for n in claim.todo)
+        self._writing += Counter()  # drops the zeros
+        self._pending += Counter()
+        self._files.release(claim.handle)
+
+    # --- removing --------------------------------------------------------------------
+
+    def _evict(self, excess: int, keep: tuple[str, int, int]) -> None:
+        """Remove least recently used leaves, not ``keep`` (key, first, stop), to free
+        ``excess`` bytes or as many as there are."""
+        self._flush_touches()
+        query = (
+            "SELECT key, idx, length FROM leaves"
+            " WHERE NOT (key = ? AND idx >= ? AND idx < ?) ORDER BY used, key, idx"
+        )
+        victims, freed = [], 0
+        cursor = self._db.execute(query, keep)
+        for row in cursor:
+            victims.append(row)
+            freed += row[2]
+            if freed >= excess:
+                break
+        cursor.close()
+        self._remove(victims)
+
+    def _remove(self, victims: Sequence[tuple[str, int, int]]) -> None:
+        """Delete the rows of ``victims`` (key, index, length), then their bytes."""
+        if not victims:
+            return
+        with self._transaction() as db:
+            query = "DELETE FROM leaves WHERE key = ? AND idx = ?"
+            db.executemany(query, [(key, index) for key, index, _ in victims])
+        by_key: dict[str, list[int]] = {}
+        for key, index, length in victims:
+            self._used -= length
+            self._checked.pop((key, index), None)
+            self._touched.pop((key, index), None)
+            by_key.setdefault(key, []).append(index)
+        for key, indices in by_key.items():
+            self._generation[key] += 1
+            self._discard_bytes(key, indices)
+
+    def _remove_quietly(self, victims: Sequence[tuple[str, int, int]]) -> None:
+        try:
+            self._remove(victims)
+        except _Unwritable as error:
+            self._unwritable(error)
+
+    def _unlink_if_empty(self, key: str) -> bool:
+        if self._writing[key]:
+            return False
+        query = "SELECT 1 FROM leaves WHERE key = ? LIMIT 1"
+        if self._db.execute(query, (key,)).fetchone() is not None:
+            return False
+        name = _file_name(key)
+        self._files.forget(name)
+        self._generation[key] += 1
+        with suppress(FileNotFoundError):
+            (self._files.directory / name).unlink()
+        return True
+
+    def _discard_bytes(self, key: str, indices: Sequence[int]) -> None:
+        """Free the bytes of leaves without rows: the whole file when it has no leaves,
+        else holes, but not where a put in progress is writing."""
+        if self._unlink_if_empty(key):
+            return
+        indices = [i for i in indices if not self._pending[(key, i)]]
+        query = "SELECT 1 FROM leaves WHERE key = ? AND idx = ?"
+        with suppress(sqlite3.Error):
+            indices = [i for i in indices if not self._db.execute(query, (key, i)).fetchone()]
+            self._punch_leaves(key, indices)
+
+    def _punch_leaves(self, key: str, indices: Sequence[int]) -> None:
+        if self._punch is None or not indices:
+            return
+        try:
+            handle = self._files.acquire(_file_name(key), write=False)
+        except OSError:
+            return
+        try:
+            for index in indices:
+                self._punch_hole(handle.fd, index * MIB, MIB)
+        finally:
+            self._files.release(handle)
+
+    def _punch_hole(self, fd: int, offset: int, length: int) -> None:
+        if self._punch is None:
+            return
+        if self._punch(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+            return
+        code = ctypes.get_errno()
+        if code in (errno.EOPNOTSUPP, errno.ENOSYS):
+            log.info("disk cache %s: no hole punching here; evicted bytes stay on disk", self.root)
+            self._punch = None
+        else:
+            log.debug("disk cache: punching a hole: %s", os.strerror(code))
+
+    def _recover(self) -> None:
+        """Delete data files without rows and punch out bytes without rows."""
+        present: dict[str, set[int]] = {}
+        for key, index in self._db.execute("SELECT key, idx FROM leaves"):
+            present.setdefault(_file_name(key), set()).add(index)
+        for entry in os.scandir(self._files.directory):
+            indices = present.get(entry.name)
+            if indices is None:
+                with suppress(OSError):
+                    os.unlink(entry.path)
+                continue
+            with suppress(OSError):
+                fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    for index in _data_leaves(fd):
+                        if index not in indices:
+                            self._punch_hole(fd, index * MIB, MIB)
+                finally:
+                    os.close(fd)
+
+    # --- the index -------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; a full or failing disk comes out as :class:`_Unwritable`."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException as error:
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error) and _sqlite_unwritable(error):
+                raise _Unwritable(f"cache index: {error}") from error
+            raise
+
+    def _touch(self, key: str, index: int) -> None:
+        now = self._clock()
+        self._touched[(key, index)] = now
+        if now - self._last_flush >= TOUCH_FLUSH_SECONDS:
+            self._flush_touches()
+
+    def _flush_touches(self) -> None:
+        self._last_flush = self._clock()
+        if not self._touched:
+            return
+        rows = [(used, key, index) for (key, index), used in self._touched.items()]
+        self._touched.clear()
+        try:
+            with self._transaction() as db:
+                db.executemany("UPDATE leaves SET used = ? WHERE key = ? AND idx = ?", rows)
+        except _Unwritable as error:
+            log.debug("disk cache: last-use times not saved: %s", error)
+
+    def _unwritable(self, error: Exception) -> None:
+        if not self._failing:
+            self._failing = True
+            log.warning(
+                "disk cache %s cannot be written (%s): reading from the network without"
+                " caching until it can",
+                self.root,
+                error,
+            )
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _file_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _leaf_lengths(size: int, count: int) -> list[int]:
+    """The lengths of ``count`` leaves of ``size`` bytes in all: only the last is short."""
+    if -(-size // MIB) != count:
+        raise ValueError(f"{size} bytes are not {count} leaves")
+    return [min(MIB, size - n * MIB) for n in range(count)]
+
+
+def _runs(offsets: list[int]) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive numbers in sorted ``offsets``, as (start, stop)."""
+    start = previous = offsets[0]
+    for n in offsets[1:]:
+        if n != previous + 1:
+            yield start, previous + 1
+            start = n
+        previous = n
+    yield start, previous + 1
+
+
+def _data_leaves(fd: int) -> Iterator[int]:
+    """The leaves of a sparse file that hold any data."""
+    offset = 0
+    while True:
+        try:
+            offset = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data past offset
+            return
+        end = os.lseek(fd, offset, os.SEEK_HOLE)
+        yield from range(offset // MIB, -(-end // MIB))
+        offset = end
+
+
+def _sqlite_unwritable(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNWRITABLE_SQLITE
+
+
+def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    function = getattr(libc, "fallocate64", None) or getattr(libc, "fallocate", None)
+    if function is None:
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _prepare_root(root: Path) -> None:
+    """Create ``root`` (and missing parents) 0700, or check an existing one is private."""
+    missing = []
+    probe = root.absolute()
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+            os.chmod(path, 0o700)  # whatever the umask
+        except FileExistsError:
+            pass
+        except OSError as error:
+            message = f"cache directory {root}: cannot create {path}: {error.strerror}"
+            raise ConfigError(message) from error
+    try:
+        info = os.stat(root)
+    except OSError as error:
+        raise ConfigError(f"cache directory {root}: {error.strerror}") from error
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"cache directory {root} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"cache directory {root} belongs to uid {info.st_uid}, not to uid {os.geteuid()}"
+        )
+    if info.st_mode & 0o022:
+        raise ConfigError(
+            f"cache directory {root} is writable by group or others"
+            f" (mode {stat.S_IMODE(info.st_mode):04o}); make it 0700"
+        )
+
+
+def _take_lock(root: Path) -> int:
+    """Lock ``root`` for this DiskCache's lifetime; return the lock file's descriptor."""
+    path = root / "lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        message = f"cache directory {root}: cannot open {path}: {error.strerror}"
+        raise ConfigError(message) from error
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if isinstance(error, BlockingIOError):
+            raise ConfigError(
+                f"cache directory {root} is in use by another glacierfs (pid {owner})"
+            ) from None
+        message = f"cache directory {root}: cannot lock {path}: {error.strerror}"
+        raise ConfigError(message) from error
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _open_index(path: Path) -> sqlite3.Connection:
+    """The index, in WAL mode; created 0600 (SQLite gives its -wal and -shm the same)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except (OSError, sqlite3.Error) as error:
+        raise ConfigError(f"cache index {path}: {error}") from error
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes; see module
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ConfigError(f"cache index {path} has schema {version}, not {SCHEMA_VERSION}")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except sqlite3.Error as error:
+        db.close()
+        message = f"cache index {path} is unusable ({error}); delete it to start afresh"
+        raise ConfigError(message) from error
+    except BaseException:
+        db.close()
+        raise
+    return db
