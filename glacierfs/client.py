@@ -25,6 +25,7 @@ from glacierfs.errors import (
     BadResponse,
     ConfigError,
     EndpointUnreachable,
+    GlacierfsError,
     JobExpired,
     ServiceError,
     TransientServiceError,
@@ -128,7 +129,7 @@ def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _from_client_error(error: Any, what: str, job_id: str | None) -> ServiceError:
+def _from_client_error(error: Any, what: str, job_id: str | None) -> GlacierfsError:
     info = error.response.get("Error", {})
     code = str(info.get("Code", "Unknown"))
     message = str(info.get("Message", "")).splitlines()[0] if info.get("Message") else ""

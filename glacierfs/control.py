@@ -58,9 +58,14 @@ def file_state(path: Path) -> FileState:
     except ValueError:
         deadline = 0.0
     cached = _xattr(path, "user.glacierfs.cached")
-    return FileState(path, _xattr(path, "user.glacier.job_id") or path.name, path.stat().st_size,
-                     int(cached) if cached.isdigit() else 0,
-                     _xattr(path, "user.glacierfs.verified") or "?", deadline)
+    return FileState(
+        path,
+        _xattr(path, "user.glacier.job_id") or path.name,
+        path.stat().st_size,
+        int(cached) if cached.isdigit() else 0,
+        _xattr(path, "user.glacierfs.verified") or "?",
+        deadline,
+    )
 
 
 def job_files(mountpoint: Path, paths: Sequence[str] = ()) -> list[FileState]:
@@ -104,8 +109,10 @@ def render_status(mountpoint: Path) -> str:
     for f in files:
         share = 100.0 * f.cached / f.size if f.size else 100.0
         job = f.job_id if len(f.job_id) <= 28 else f.job_id[:25] + "..."
-        lines.append(f"{job:<28} {human(f.size):>8} {share:6.1f}% {f.verified:<10} "
-                     f"{left(f.expires - now):>10}")
+        lines.append(
+            f"{job:<28} {human(f.size):>8} {share:6.1f}% {f.verified:<10} "
+            f"{left(f.expires - now):>10}"
+        )
     fetched, served = int(str(stats["bytes_fetched"])), int(str(stats["bytes_served"]))
     hits = int(str(stats["served_from_cache"]))
     ratio = 100.0 * hits / served if served else 0.0
@@ -124,8 +131,15 @@ def render_status(mountpoint: Path) -> str:
 
 def status(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="glacierfs status")
-    parser.add_argument("--watch", type=float, nargs="?", const=2.0, default=None,
-                        metavar="SECONDS", help="refresh every SECONDS (2)")
+    parser.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=2.0,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS (2)",
+    )
     parser.add_argument("mountpoint", type=Path)
     args = parser.parse_args(argv)
     if args.watch is None:
@@ -144,7 +158,7 @@ class Progress:
         self.total, self.done, self.started = total, 0, time.monotonic()
         self.lock = threading.Lock()
         self.out = out
-        self.tty = hasattr(out, "isatty") and out.isatty()  # type: ignore[attr-defined]
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
 
     def add(self, count: int) -> None:
         with self.lock:
@@ -156,8 +170,10 @@ class Progress:
         share = self.done / self.total if self.total else 1.0
         eta = (self.total - self.done) / rate if rate > 0 else 0
         bar = "#" * int(share * 30)
-        return (f"[{bar:<30}] {100 * share:5.1f}% {human(self.done)}/{human(self.total)} "
-                f"{human(rate)}/s ETA {int(eta)}s")
+        return (
+            f"[{bar:<30}] {100 * share:5.1f}% {human(self.done)}/{human(self.total)} "
+            f"{human(rate)}/s ETA {int(eta)}s"
+        )
 
     def draw(self, final: bool = False) -> None:
         if self.tty or final:
@@ -192,9 +208,12 @@ def hydrate(argv: Sequence[str]) -> int:
     capacity = int(str(stats.get("cache_capacity", 0)))
     used = int(str(stats.get("cache_used", 0)))
     if capacity and needed > capacity - used:
-        print(f"glacierfs hydrate: warning: {human(needed)} to fetch but the cache has "
-              f"{human(max(capacity - used, 0))} free of {human(capacity)}: older leaves "
-              "will be evicted (raise cache_size)", file=sys.stderr)
+        print(
+            f"glacierfs hydrate: warning: {human(needed)} to fetch but the cache has "
+            f"{human(max(capacity - used, 0))} free of {human(capacity)}: older leaves "
+            "will be evicted (raise cache_size)",
+            file=sys.stderr,
+        )
     print(f"hydrating {len(files)} files, {human(needed)} to fetch", file=sys.stderr)
     progress = Progress(sum(f.size for f in files))
     failures: list[str] = []

@@ -82,23 +82,21 @@ def check_service(options: Options) -> None:
 
 
 def setup_logging(options: Options) -> None:
+    """stderr in the foreground, syslog (journald) in the background, or ``log=FILE``."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if options.debug else logging.INFO)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
+    form = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if options.log_file is not None:
         handler = logging.FileHandler(options.log_file)
-    elif options.foreground:
-        handler = logging.StreamHandler(sys.stderr)
-    elif os.path.exists("/dev/log"):
+    elif not options.foreground and os.path.exists("/dev/log"):
         handler = logging.handlers.SysLogHandler("/dev/log")
-        handler.setFormatter(logging.Formatter("glacierfs[%(process)d]: %(message)s"))
-        root.addHandler(handler)
-        return
+        form = "glacierfs[%(process)d]: %(levelname)s %(message)s"
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(form))
     root.addHandler(handler)
     for noisy in ("botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

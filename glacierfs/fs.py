@@ -56,15 +56,7 @@ def _replying(handler: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _read_only(name: str) -> Callable[..., Awaitable[Any]]:
-    async def refuse(self: Any, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    refuse.__name__ = name
-    return refuse
-
-
-class Operations(pyfuse3.Operations):  # type: ignore[misc]
+class Operations(pyfuse3.Operations):
     supports_dot_lookup = True
     enable_writeback_cache = False
     enable_acl = False
@@ -149,18 +141,51 @@ class Operations(pyfuse3.Operations):  # type: ignore[misc]
         self.fs.getattr(inode)
         return not mode & os.W_OK
 
-    setattr = _read_only("setattr")
-    mknod = _read_only("mknod")
-    mkdir = _read_only("mkdir")
-    unlink = _read_only("unlink")
-    rmdir = _read_only("rmdir")
-    symlink = _read_only("symlink")
-    rename = _read_only("rename")
-    link = _read_only("link")
-    create = _read_only("create")
-    write = _read_only("write")
-    setxattr = _read_only("setxattr")
-    removexattr = _read_only("removexattr")
+    # Read-only everywhere: the kernel refuses most of these itself (the mount is "ro").
+
+    async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def mknod(self, parent: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def mkdir(self, parent: int, name: bytes, mode: int, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def unlink(self, parent: int, name: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def rmdir(self, parent: int, name: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def symlink(self, parent: int, name: bytes, target: bytes, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def rename(
+        self,
+        old_parent: int,
+        old_name: bytes,
+        new_parent: int,
+        new_name: bytes,
+        flags: int,
+        ctx: Any,
+    ) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def link(self, inode: int, new_parent: int, new_name: bytes, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def create(self, parent: int, name: bytes, mode: int, flags: int, ctx: Any) -> Any:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
 
 
 def init(fs: Filesystem, mountpoint: Path, options: set[str], debug: bool = False) -> None:
