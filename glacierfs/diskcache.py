@@ -603,8 +603,12 @@ class DiskCache:
         name = _file_name(key)
         self._files.forget(name)
         self._generation[key] += 1
-        with suppress(FileNotFoundError):
+        try:
             (self._files.directory / name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.debug("disk cache: deleting the data file of %s: %s", key, error)
         return True
 
     def _discard_bytes(self, key: str, indices: Sequence[int]) -> None:

@@ -1,0 +1,628 @@
+"""The disk cache, on real files: what is put comes back whole or not at all."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import inspect
+import logging
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from glacierfs.diskcache import DiskCache
+from glacierfs.errors import ConfigError
+from glacierfs.treehash import MIB
+
+SIZES = {"a": 3 * MIB, "b": 2 * MIB + 1000, "c": 5000}
+"""Objects the tests put: whole leaves, a short last leaf, a single short leaf."""
+
+
+def content(key: str, index: int, length: int) -> bytes:
+    """The bytes of leaf ``index`` of ``key``: unique to the leaf, as real data is."""
+    pattern = f"<{key}:{index}>".encode()
+    return (pattern * (length // len(pattern) + 1))[:length]
+
+
+def leaf(key: str, index: int) -> bytes:
+    return content(key, index, min(MIB, SIZES[key] - index * MIB))
+
+
+def leaf_count(key: str) -> int:
+    return -(-SIZES[key] // MIB)
+
+
+def put(cache: DiskCache, key: str, first: int, count: int, verified: str = "block") -> bool:
+    pieces = [leaf(key, i) for i in range(first, first + count)]
+    digests = [hashlib.sha256(p).digest() for p in pieces]
+    return cache.put(key, first, b"".join(pieces), digests, verified)
+
+
+def data_file(root: Path, key: str) -> Path:
+    """Where the module's docstring says the object's bytes are."""
+    return root / "v1" / "data" / hashlib.sha256(key.encode()).hexdigest()
+
+
+class Clock:
+    """A clock that moves only when told: the LRU order, without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+class FillableDisk:
+    """A pwrite that can be made to fail as a full disk does."""
+
+    def __init__(self) -> None:
+        self.full = False
+
+    def pwrite(self, fd: int, data: memoryview, offset: int) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.pwrite(fd, data, offset)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def cache(root: Path) -> Iterator[DiskCache]:
+    with DiskCache(root, 64 * MIB) as opened:
+        yield opened
+
+
+# --- storing and reading -------------------------------------------------------------
+
+
+def test_put_then_get_returns_each_leaf(cache: DiskCache) -> None:
+    assert put(cache, "a", 0, 3)
+    for i in range(3):
+        assert cache.get("a", i) == leaf("a", i)
+
+
+def test_get_of_absent_leaf_is_none(cache: DiskCache) -> None:
+    put(cache, "a", 1, 1)
+    assert cache.get("a", 0) is None
+    assert cache.get("a", 2) is None
+    assert cache.get("b", 1) is None
+
+
+def test_short_last_leaf_comes_back_at_its_length(cache: DiskCache) -> None:
+    assert put(cache, "b", 0, 3)
+    assert cache.get("b", 2) == leaf("b", 2)
+    assert len(leaf("b", 2)) == 1000
+    assert put(cache, "c", 0, 1)
+    assert cache.get("c", 0) == leaf("c", 0)
+
+
+def test_put_accepts_bytearray_and_memoryview(cache: DiskCache) -> None:
+    data = leaf("a", 0)
+    digest = [hashlib.sha256(data).digest()]
+    assert cache.put("a", 0, bytearray(data), digest, "block")
+    assert cache.put("x", 0, memoryview(data), digest, "block")
+    assert cache.get("a", 0) == cache.get("x", 0) == data
+
+
+def test_data_that_is_not_the_digests_leaves_is_refused(cache: DiskCache) -> None:
+    digest = hashlib.sha256(b"").digest()
+    with pytest.raises(ValueError):
+        cache.put("a", 0, b"x" * (MIB + 1), [digest], "block")
+    with pytest.raises(ValueError):
+        cache.put("a", 0, b"x" * MIB, [digest, digest], "block")
+
+
+def test_leaves_reports_digest_and_how_verified(cache: DiskCache) -> None:
+    put(cache, "a", 0, 1, "block")
+    put(cache, "a", 2, 1, "size")
+    assert cache.leaves("a") == {
+        0: (hashlib.sha256(leaf("a", 0)).digest(), "block"),
+        2: (hashlib.sha256(leaf("a", 2)).digest(), "size"),
+    }
+    assert cache.leaves("b") == {}
+
+
+def test_contains_and_cached_bytes_follow_puts(cache: DiskCache) -> None:
+    put(cache, "b", 1, 2)
+    assert cache.contains("b", 1) and cache.contains("b", 2)
+    assert not cache.contains("b", 0)
+    assert cache.cached_bytes("b") == MIB + 1000
+    assert cache.cached_bytes("a") == 0
+
+
+def test_usage_counts_bytes_leaves_and_objects(cache: DiskCache) -> None:
+    put(cache, "a", 0, 2)
+    put(cache, "c", 0, 1)
+    usage = cache.usage()
+    assert (usage.used, usage.leaves, usage.objects) == (2 * MIB + 5000, 3, 2)
+    assert usage.capacity == 64 * MIB
+
+
+def test_putting_a_leaf_again_stores_it_once(cache: DiskCache) -> None:
+    put(cache, "a", 0, 2)
+    assert put(cache, "a", 1, 2)
+    assert cache.usage().used == 3 * MIB
+    assert [cache.get("a", i) == leaf("a", i) for i in range(3)] == [True] * 3
+
+
+def test_a_new_digest_for_a_stored_leaf_replaces_it(cache: DiskCache) -> None:
+    put(cache, "a", 0, 1)
+    other = b"o" * MIB
+    assert cache.put("a", 0, other, [hashlib.sha256(other).digest()], "size")
+    assert cache.get("a", 0) == other
+    assert cache.usage().used == MIB
+
+
+def test_drop_removes_a_leaf_and_a_data_file_left_empty(root: Path, cache: DiskCache) -> None:
+    put(cache, "a", 0, 2)
+    cache.drop("a", 0)
+    assert cache.get("a", 0) is None and not cache.contains("a", 0)
+    assert cache.get("a", 1) == leaf("a", 1)
+    cache.drop("a", 1)
+    cache.drop("a", 7)  # absent: nothing to do
+    assert not data_file(root, "a").exists()
+    assert cache.usage().used == 0
+
+
+def test_leaves_survive_reopen(root: Path) -> None:
+    with DiskCache(root, 64 * MIB) as cache:
+        put(cache, "a", 0, 3, "size")
+    with DiskCache(root, 64 * MIB) as cache:
+        assert cache.leaves("a")[1][1] == "size"
+        assert [cache.get("a", i) == leaf("a", i) for i in range(3)] == [True] * 3
+        assert cache.usage().used == 3 * MIB
+
+
+def test_many_objects_stay_readable_past_the_open_file_limit(cache: DiskCache) -> None:
+    keys = [f"object/{n}" for n in range(300)]
+    for key in keys:
+        assert cache.put(key, 0, key.encode(), [hashlib.sha256(key.encode()).digest()], "block")
+    for key in keys + keys[:10]:
+        assert cache.get(key, 0) == key.encode()
+
+
+# --- damage --------------------------------------------------------------------------
+
+
+def test_corrupted_bytes_are_a_miss_then_a_put_heals(root: Path) -> None:
+    with DiskCache(root, 64 * MIB) as cache:
+        put(cache, "a", 0, 3)
+    with open(data_file(root, "a"), "r+b") as f:
+        f.seek(MIB + 12345)
+        f.write(b"rot")
+    with DiskCache(root, 64 * MIB) as cache:
+        assert cache.get("a", 1) is None
+        assert not cache.contains("a", 1)
+        assert cache.get("a", 0) == leaf("a", 0)
+        assert put(cache, "a", 1, 1)
+        assert cache.get("a", 1) == leaf("a", 1)
+
+
+def test_leaf_is_checked_on_its_first_read_even_right_after_put(
+    root: Path, cache: DiskCache
+) -> None:
+    put(cache, "a", 0, 1)
+    with open(data_file(root, "a"), "r+b") as f:
+        f.write(b"X")
+    assert cache.get("a", 0) is None
+
+
+def test_truncated_file_is_a_miss_even_for_a_leaf_already_checked(
+    root: Path, cache: DiskCache
+) -> None:
+    put(cache, "a", 0, 3)
+    assert cache.get("a", 2) == leaf("a", 2)
+    os.truncate(data_file(root, "a"), 2 * MIB + 10)
+    assert cache.get("a", 2) is None
+    assert cache.get("a", 1) == leaf("a", 1)
+
+
+def test_missing_data_file_is_a_miss(root: Path) -> None:
+    with DiskCache(root, 64 * MIB) as cache:
+        put(cache, "a", 0, 2)
+    data_file(root, "a").unlink()
+    with DiskCache(root, 64 * MIB) as cache:
+        assert cache.get("a", 0) is None
+        assert cache.leaves("a") == {}
+        assert cache.usage().used == 0
+        assert put(cache, "a", 0, 1)
+        assert cache.get("a", 0) == leaf("a", 0)
+
+
+def test_unreadable_data_file_is_a_miss_not_an_error(root: Path) -> None:
+    with DiskCache(root, 64 * MIB) as cache:
+        put(cache, "a", 0, 1)
+    data_file(root, "a").unlink()
+    data_file(root, "a").mkdir()
+    with DiskCache(root, 64 * MIB) as cache:
+        assert cache.get("a", 0) is None
+        assert not cache.contains("a", 0)
+
+
+# --- eviction ------------------------------------------------------------------------
+
+
+def test_least_recently_used_leaves_are_evicted_first(root: Path) -> None:
+    clock = Clock()
+    with DiskCache(root, 3 * MIB, clock=clock) as cache:
+        for i in range(3):
+            clock.tick()
+            put(cache, "a", i, 1)
+        clock.tick()
+        assert cache.get("a", 0) is not None  # now leaf 1 is the least recently used
+        clock.tick()
+        assert put(cache, "b", 0, 1)
+        assert sorted(cache.leaves("a")) == [0, 2]
+        assert cache.usage().used == 3 * MIB
+
+
+def test_last_use_survives_reopen(root: Path) -> None:
+    clock = Clock()
+    with DiskCache(root, 2 * MIB, clock=clock) as cache:
+        put(cache, "a", 0, 1)
+        clock.tick()
+        put(cache, "a", 1, 1)
+        clock.tick()
+        cache.get("a", 0)
+    with DiskCache(root, 2 * MIB, clock=clock) as cache:
+        clock.tick()
+        put(cache, "b", 0, 1)
+        assert sorted(cache.leaves("a")) == [0]
+
+
+def test_a_put_never_evicts_its_own_leaves(root: Path) -> None:
+    clock = Clock()
+    with DiskCache(root, 2 * MIB, clock=clock) as cache:
+        put(cache, "a", 0, 1)
+        clock.tick()
+        put(cache, "b", 0, 1)
+        clock.tick()
+        assert put(cache, "a", 0, 2)  # a/0 is the oldest, but is being put
+        assert sorted(cache.leaves("a")) == [0, 1]
+        assert cache.leaves("b") == {}
+
+
+def test_put_larger_than_the_capacity_is_not_stored(root: Path) -> None:
+    with DiskCache(root, 2 * MIB) as cache:
+        put(cache, "c", 0, 1)
+        assert not put(cache, "a", 0, 3)
+        assert cache.leaves("a") == {}
+        assert cache.get("c", 0) == leaf("c", 0)
+
+
+def test_evicted_object_loses_its_data_file(root: Path) -> None:
+    clock = Clock()
+    with DiskCache(root, 2 * MIB, clock=clock) as cache:
+        put(cache, "c", 0, 1)
+        clock.tick()
+        put(cache, "a", 0, 2)
+        assert not data_file(root, "c").exists()
+        assert cache.usage().objects == 1
+
+
+def test_eviction_frees_the_disk_space_of_its_leaves(root: Path) -> None:
+    clock = Clock()
+    with DiskCache(root, 3 * MIB, clock=clock) as cache:
+        put(cache, "a", 0, 3)
+        clock.tick()
+        put(cache, "b", 0, 2)
+        allocated = os.stat(data_file(root, "a")).st_blocks * 512
+        assert sorted(cache.leaves("a")) == [2]
+    if allocated >= 3 * MIB:
+        pytest.skip("this filesystem cannot punch holes")
+    assert allocated < 2 * MIB
+
+
+def test_lower_capacity_at_reopen_evicts_down_to_it(root: Path) -> None:
+    with DiskCache(root, 8 * MIB) as cache:
+        put(cache, "a", 0, 3)
+    with DiskCache(root, 2 * MIB) as cache:
+        assert cache.usage().used <= 2 * MIB
+        assert cache.usage().leaves == 2
+
+
+# --- a full or failing disk ----------------------------------------------------------
+
+
+def test_full_disk_fails_puts_with_one_warning_until_one_succeeds(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FillableDisk()
+    caplog.set_level(logging.INFO, logger="glacierfs.diskcache")
+    with DiskCache(root, 64 * MIB, pwrite=disk.pwrite) as cache:
+        disk.full = True
+        assert not put(cache, "a", 0, 2)
+        assert not put(cache, "b", 0, 1)
+        assert cache.leaves("a") == {} and cache.leaves("b") == {}
+        assert cache.usage().used == 0
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "No space left" in warnings[0].getMessage()
+        disk.full = False
+        assert put(cache, "a", 0, 1)
+        assert cache.get("a", 0) == leaf("a", 0)
+        assert any("resumed" in r.getMessage() for r in caplog.records)
+        disk.full = True
+        assert not put(cache, "b", 0, 1)
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+def test_short_writes_are_carried_on(root: Path) -> None:
+    def dribble(fd: int, data: memoryview, offset: int) -> int:
+        return os.pwrite(fd, data[:100_000], offset)
+
+    with DiskCache(root, 64 * MIB, pwrite=dribble) as cache:
+        assert put(cache, "a", 0, 3)
+        assert cache.get("a", 1) == leaf("a", 1)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file modes")
+def test_read_only_data_directory_fails_puts_but_serves_reads(root: Path) -> None:
+    with DiskCache(root, 64 * MIB) as cache:
+        put(cache, "a", 0, 1)
+        (root / "v1" / "data").chmod(0o500)
+        try:
+            assert not put(cache, "b", 0, 1)
+            assert cache.get("a", 0) == leaf("a", 0)
+        finally:
+            (root / "v1" / "data").chmod(0o700)
+
+
+# --- the directory -------------------------------------------------------------------
+
+
+def test_root_and_missing_parents_are_created_private(tmp_path: Path) -> None:
+    root = tmp_path / "x" / "y" / "cache"
+    old = os.umask(0o022)
+    try:
+        with DiskCache(root, 64 * MIB) as cache:
+            put(cache, "a", 0, 1)
+            cache.put_meta("jobs", "j", {"id": "j"})
+            found = list(root.rglob("*"))
+            assert any(p.name == "index.sqlite3-wal" for p in found)
+            for path in found:
+                mode = stat.S_IMODE(path.stat().st_mode)
+                assert mode == (0o700 if path.is_dir() else 0o600), path
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "x", tmp_path / "x" / "y", root):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+def test_root_writable_by_others_is_refused(root: Path) -> None:
+    root.mkdir(mode=0o700)
+    root.chmod(0o775)
+    with pytest.raises(ConfigError, match=r"writable by group or others \(mode 0775\)"):
+        DiskCache(root, MIB)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
+def test_root_of_another_user_is_refused(root: Path) -> None:
+    root.mkdir(mode=0o700)
+    os.chown(root, 65534, 65534)
+    with pytest.raises(ConfigError, match="belongs to uid 65534"):
+        DiskCache(root, MIB)
+
+
+def test_root_that_is_a_file_is_refused(root: Path) -> None:
+    root.write_bytes(b"")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        DiskCache(root, MIB)
+
+
+def test_second_cache_on_the_same_root_is_refused_until_the_first_closes(root: Path) -> None:
+    first = DiskCache(root, MIB)
+    with pytest.raises(ConfigError, match=rf"in use by another glacierfs \(pid {os.getpid()}\)"):
+        DiskCache(root, MIB)
+    first.close()
+    DiskCache(root, MIB).close()
+
+
+def test_cache_held_by_another_process_is_refused_with_its_pid(root: Path) -> None:
+    holder = (
+        "import sys; from pathlib import Path; from glacierfs.diskcache import DiskCache\n"
+        "cache = DiskCache(Path(sys.argv[1]), 1 << 20); print('ready', flush=True)\n"
+        "sys.stdin.read(); cache.close()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", holder, str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        with pytest.raises(ConfigError, match=rf"in use by another glacierfs \(pid {child.pid}\)"):
+            DiskCache(root, MIB)
+    finally:
+        child.communicate("")
+    DiskCache(root, MIB).close()
+
+
+def test_index_of_a_future_schema_is_refused(root: Path) -> None:
+    DiskCache(root, MIB).close()
+    with sqlite3.connect(root / "v1" / "index.sqlite3") as db:
+        db.execute("PRAGMA user_version = 2")
+    with pytest.raises(ConfigError, match="schema 2"):
+        DiskCache(root, MIB)
+
+
+# --- metadata ------------------------------------------------------------------------
+
+
+def test_meta_round_trips_by_namespace_and_survives_reopen(root: Path) -> None:
+    with DiskCache(root, MIB) as cache:
+        cache.put_meta("jobs", "j1", {"size": 5, "tags": ["x"]})
+        cache.put_meta("jobs", "j2", 7)
+        cache.put_meta("inodes", "j1", 42)
+        cache.put_meta("jobs", "j2", 8)
+        assert cache.get_meta("jobs", "j3") is None
+    with DiskCache(root, MIB) as cache:
+        assert cache.get_meta("jobs", "j1") == {"size": 5, "tags": ["x"]}
+        assert cache.list_meta("jobs") == {"j1": {"size": 5, "tags": ["x"]}, "j2": 8}
+        cache.delete_meta("jobs", "j1")
+        cache.delete_meta("jobs", "absent")
+        assert cache.list_meta("jobs") == {"j2": 8}
+        assert cache.list_meta("inodes") == {"j1": 42}
+        assert cache.list_meta("none") == {}
+
+
+# --- concurrency, crashes and a model ------------------------------------------------
+
+
+def test_threads_putting_reading_and_dropping_get_right_bytes_or_none(root: Path) -> None:
+    keys = ["a", "b", "c"]
+    shared = DiskCache(root, 3 * MIB)
+
+    def work(seed: int) -> int:
+        rng, served = random.Random(seed), 0
+        for _ in range(120):
+            key = rng.choice(keys)
+            index = rng.randrange(leaf_count(key))
+            roll = rng.random()
+            if roll < 0.35:
+                put(shared, key, index, 1)
+            elif roll < 0.9:
+                data = shared.get(key, index)
+                assert data is None or data == leaf(key, index)
+                served += data is not None
+            else:
+                shared.drop(key, index)
+        return served
+
+    with shared, ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(work, range(4))) > 0
+        assert shared.usage().used <= 3 * MIB
+        for key in keys:
+            for index in shared.leaves(key):
+                assert shared.get(key, index) == leaf(key, index)
+
+
+def test_every_leaf_present_after_kill_9_is_whole(root: Path) -> None:
+    putter = inspect.getsource(content) + (
+        "import hashlib, sys\n"
+        "from pathlib import Path\n"
+        "from glacierfs.diskcache import DiskCache\n"
+        "MIB = 1 << 20\n"
+        "cache = DiskCache(Path(sys.argv[1]), 6 * MIB)\n"
+        "for n in range(10**9):\n"
+        "    key, first = f'k{n % 5}', n * 7 % 6\n"
+        "    pieces = [content(key, i, MIB) for i in range(first, first + 1 + n % 3)]\n"
+        "    digests = [hashlib.sha256(p).digest() for p in pieces]\n"
+        "    cache.put(key, first, b''.join(pieces), digests, 'block')\n"
+        "    if n % 4 == 0:\n"
+        "        cache.drop(key, first)\n"
+        "    print(n, flush=True)\n"
+    )
+    for round_ in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", putter, str(root)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None
+        for _ in range(20 + 7 * round_):
+            assert child.stdout.readline()
+        child.send_signal(signal.SIGKILL)
+        child.communicate()
+        with DiskCache(root, 6 * MIB) as cache:
+            assert 0 < cache.usage().used <= 6 * MIB
+            for key in (f"k{n}" for n in range(5)):
+                for index, (digest, _) in cache.leaves(key).items():
+                    assert digest == hashlib.sha256(content(key, index, MIB)).digest()
+                    assert cache.get(key, index) == content(key, index, MIB)
+
+
+CAPACITY = 4 * MIB
+
+
+class DiskCacheModel(RuleBasedStateMachine):
+    """Random puts, gets, drops, reopens and damage against a small cache: a get returns
+    the bytes put or None, and the cache never holds more than its capacity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp())
+        self.root = self.directory / "cache"
+        self.clock = Clock()
+        self.cache = DiskCache(self.root, CAPACITY, clock=self.clock)
+        self.ever_put: set[tuple[str, int]] = set()
+
+    def teardown(self) -> None:
+        self.cache.close()
+        shutil.rmtree(self.directory)
+
+    @rule(key=st.sampled_from(sorted(SIZES)), first=st.integers(0, 2), count=st.integers(1, 3))
+    def put(self, key: str, first: int, count: int) -> None:
+        first = min(first, leaf_count(key) - 1)
+        count = min(count, leaf_count(key) - first)
+        self.clock.tick()
+        assert put(self.cache, key, first, count)
+        self.ever_put.update((key, i) for i in range(first, first + count))
+        assert all(self.cache.contains(key, i) for i in range(first, first + count))
+
+    @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
+    def get(self, key: str, index: int) -> None:
+        self.clock.tick()
+        data = self.cache.get(key, index)
+        if (key, index) not in self.ever_put:
+            assert data is None
+        assert data is None or data == leaf(key, index)
+
+    @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
+    def drop(self, key: str, index: int) -> None:
+        self.cache.drop(key, index)
+        assert self.cache.get(key, index) is None
+
+    @rule()
+    def reopen(self) -> None:
+        self.cache.close()
+        self.cache = DiskCache(self.root, CAPACITY, clock=self.clock)
+
+    @rule(key=st.sampled_from(sorted(SIZES)), offset=st.integers(0, SIZES["a"] - 1))
+    def damage_then_reopen(self, key: str, offset: int) -> None:
+        self.cache.close()
+        path = data_file(self.root, key)
+        if path.exists():
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                old = f.read(1)
+                f.seek(offset)
+                f.write(bytes([(old[0] if old else 0) ^ 0xFF]))
+        self.cache = DiskCache(self.root, CAPACITY, clock=self.clock)
+
+    @invariant()
+    def within_capacity_and_consistent(self) -> None:
+        usage = self.cache.usage()
+        assert usage.used <= CAPACITY
+        total = 0
+        for key in SIZES:
+            for index, (digest, verified) in self.cache.leaves(key).items():
+                assert (key, index) in self.ever_put
+                assert digest == hashlib.sha256(leaf(key, index)).digest()
+                assert verified == "block"
+            total += self.cache.cached_bytes(key)
+        assert total == usage.used
+
+
+TestDiskCacheModel = DiskCacheModel.TestCase
+TestDiskCacheModel.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
