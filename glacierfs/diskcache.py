@@ -31,13 +31,16 @@ Eviction. The cache holds at most ``capacity`` bytes of leaves. A put that would
 it first evicts the least recently used leaves, of any object but never those being
 put: rows are deleted first, then the bytes are punched out of the sparse file (left in
 place where the filesystem cannot punch holes: the row is what counts), and a data file
-holding no leaves is deleted. Last-use times are coarse: kept in memory on get and put,
+holding no leaves is deleted. Puts in progress reserve their bytes, so that concurrent
+puts never take the cache past its capacity; a leaf already held with the same digest
+is not written again. Last-use times are coarse: kept in memory on get and put,
 written to the index every few seconds, before an eviction and at close, so a warm read
 does not write SQLite.
 
 A full or failing disk (ENOSPC, EDQUOT, EROFS, EACCES, EIO on a write or a commit) makes
-``put`` return False without a row and log one warning, until a put succeeds again; a
-read error is a miss. The daemon keeps serving from the network.
+``put`` return False without a row and log one warning, until a put succeeds again. A
+read error is a miss and drops the leaf, so that the next put writes it afresh. The
+daemon keeps serving from the network.
 
 Concurrency. Every method may be called from any thread. One lock guards the SQLite
 connection and the state in memory; ``pread``, ``pwrite`` and hashing run outside it,
