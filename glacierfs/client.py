@@ -232,6 +232,14 @@ class GlacierClient:
             data, checksum.lower() if checksum else None, response.get("archiveDescription")
         )
 
+    def get_description(self, job_id: str) -> str | None:
+        """The archive's description, from the header of a one-byte Get Job Output."""
+        with translated(f"job {job_id} description", job_id):
+            response = self._call("get_job_output", jobId=job_id, range="bytes=0-0")
+            response["body"].close()
+        description = response.get("archiveDescription")
+        return description if isinstance(description, str) else None
+
     @staticmethod
     def _check_part(
         what: str,

@@ -30,6 +30,7 @@ from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.filesystem import Access, Filesystem
 from glacierfs.memcache import MemoryCache
+from glacierfs.names import Names
 from glacierfs.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
@@ -181,16 +182,18 @@ def serve(options: Options, ready: Ready) -> int:
         vault = client.describe_vault()
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
         retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
-        stats = Stats()
         reader = Reader(
             lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
             disk,
             MemoryCache(options.memory_cache),
             _reader_settings(options, retry),
-            stats,
+            Stats(),
+        )
+        names = Names(
+            disk, reader, lambda job: client.get_description(job.job_id), options.inventory
         )
         catalog = Catalog(client.list_jobs, disk, vault_arn, retry)
-        trio.run(_run, options, disk, reader, catalog, ready)
+        trio.run(Mounted(options, disk, reader, catalog, names).run, ready)
     finally:
         disk.close()
         client.close()
@@ -216,66 +219,117 @@ def fuse_options(options: Options) -> set[str]:
     return chosen
 
 
-async def _run(
-    options: Options, disk: DiskCache, reader: Reader, catalog: Catalog, ready: Ready
-) -> None:
-    await catalog.refresh()
-    saved = await trio.to_thread.run_sync(disk.get_meta, INODES_META, catalog.namespace)
-    fs = Filesystem(
-        catalog,
-        reader,
-        Access(options.uid, options.gid, options.umask),
-        file_inodes=saved if isinstance(saved, dict) else None,
-    )
-    await _save_inodes(disk, catalog, fs)
-    fuse.init(fs, options.mountpoint, fuse_options(options), debug=options.debug)
-    clean = False
-    try:
-        ready(None)
-        log.info(
-            "mounted vault %s on %s (%d jobs)", options.vault, options.mountpoint, len(catalog.jobs)
+class Mounted:
+    """One mount's parts and its background tasks, on the trio loop."""
+
+    def __init__(
+        self, options: Options, disk: DiskCache, reader: Reader, catalog: Catalog, names: Names
+    ) -> None:
+        self.options, self.disk, self.reader = options, disk, reader
+        self.catalog, self.names = catalog, names
+        self.fs: Filesystem | None = None
+        self._hydrated: set[str] = set()
+        self._changed: dict[str, trio.Event] = {}
+
+    async def run(self, ready: Ready) -> None:
+        options = self.options
+        await self.catalog.refresh()
+        saved = await trio.to_thread.run_sync(
+            self.disk.get_meta, INODES_META, self.catalog.namespace
         )
-        async with trio.open_nursery() as nursery:
-            reader.start(nursery)
-            nursery.start_soon(_refresh_loop, options.refresh, disk, catalog, fs)
-            nursery.start_soon(_signals, disk, catalog, fs)
-            nursery.start_soon(_raise_read_ahead, options.mountpoint)
-            await fuse.main()
-            clean = True
-            nursery.cancel_scope.cancel()
-    finally:
-        fuse.close(unmount=clean)  # pyfuse3: not after main() raised
-        log.info("unmounted %s", options.mountpoint)
+        self.fs = Filesystem(
+            self.catalog,
+            self.reader,
+            Access(options.uid, options.gid, options.umask),
+            namer=self.names.namer,
+            file_inodes=saved if isinstance(saved, dict) else None,
+        )
+        await self._save_inodes()
+        fuse.init(self.fs, options.mountpoint, fuse_options(options), debug=options.debug)
+        clean = False
+        try:
+            ready(None)
+            log.info(
+                "mounted vault %s on %s (%d jobs)",
+                options.vault,
+                options.mountpoint,
+                len(self.catalog.jobs),
+            )
+            async with trio.open_nursery() as nursery:
+                self.reader.start(nursery)
+                nursery.start_soon(self._refresh_loop)
+                nursery.start_soon(self._signals)
+                nursery.start_soon(_raise_read_ahead, options.mountpoint)
+                nursery.start_soon(self._learn_names)
+                if options.hydrate:
+                    nursery.start_soon(self._hydrate_loop)
+                await fuse.main()
+                clean = True
+                nursery.cancel_scope.cancel()
+        finally:
+            fuse.close(unmount=clean)  # pyfuse3: not after main() raised
+            log.info("unmounted %s", options.mountpoint)
 
+    async def _save_inodes(self) -> None:
+        assert self.fs is not None
+        await trio.to_thread.run_sync(
+            self.disk.put_meta, INODES_META, self.catalog.namespace, self.fs.tree.file_inodes
+        )
 
-async def _save_inodes(disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
-    await trio.to_thread.run_sync(
-        disk.put_meta, INODES_META, catalog.namespace, fs.tree.file_inodes
-    )
+    async def refresh(self) -> None:
+        if await self.catalog.refresh():
+            assert self.fs is not None
+            self.fs.rebuild()
+            await self._save_inodes()
+            for event in self._changed.values():
+                event.set()
 
+    async def _refresh_loop(self) -> None:
+        while True:
+            await trio.sleep(self.options.refresh)
+            await self.refresh()
 
-async def _refresh(disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
-    if await catalog.refresh():
-        fs.rebuild()
-        await _save_inodes(disk, catalog, fs)
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("SIGHUP: refreshing the job list")
+                    await self.refresh()
+                else:
+                    log.info("%s: unmounting", signal.Signals(signum).name)
+                    fuse.terminate()
+                    return
 
+    async def _learn_names(self) -> None:
+        """Name archives by their descriptions, now and whenever jobs change."""
+        while True:
+            if await self.names.learn(list(self.catalog.jobs.values())):
+                assert self.fs is not None
+                self.fs.rebuild()
+            await self._next_change("names")
 
-async def _refresh_loop(period: float, disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
-    while True:
-        await trio.sleep(period)
-        await _refresh(disk, catalog, fs)
+    async def _next_change(self, waiter: str) -> None:
+        """Wait until the job list changes; each waiter sees every change."""
+        event = self._changed.setdefault(waiter, trio.Event())
+        await event.wait()
+        self._changed[waiter] = trio.Event()
 
-
-async def _signals(disk: DiskCache, catalog: Catalog, fs: Filesystem) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                log.info("SIGHUP: refreshing the job list")
-                await _refresh(disk, catalog, fs)
-            else:
-                log.info("%s: unmounting", signal.Signals(signum).name)
-                fuse.terminate()
-                return
+    async def _hydrate_loop(self) -> None:
+        """-o hydrate: download every new job's output, soonest-expiring first."""
+        while True:
+            pending = sorted(
+                (j for j in self.catalog.jobs.values() if j.job_id not in self._hydrated),
+                key=lambda j: j.expires,
+            )
+            for job in pending:
+                try:
+                    await self.reader.hydrate(job)
+                    self._hydrated.add(job.job_id)
+                    log.info("job %s: hydrated (%d bytes cached)", job.job_id, job.size)
+                except GlacierfsError as error:
+                    log.error("job %s: hydration failed: %s", job.job_id, error)
+                    self._hydrated.add(job.job_id)
+            await self._next_change("hydrate")
 
 
 async def _raise_read_ahead(mountpoint: Path) -> None:

@@ -181,6 +181,8 @@ class Filesystem:
             "pid": os.getpid(),
             "started": self.started,
             "jobs": len(self.catalog.jobs),
+            "cache_used": self.reader.cache_usage().used,
+            "cache_capacity": self.reader.cache_usage().capacity,
             **self.reader.stats.as_dict(),
         }
 

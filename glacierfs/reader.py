@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import trio
 
 from glacierfs.client import OutputPart
-from glacierfs.diskcache import DiskCache
+from glacierfs.diskcache import CacheUsage, DiskCache
 from glacierfs.errors import (
     GlacierfsError,
     IntegrityError,
@@ -225,7 +225,7 @@ class Reader:
                 leaf = first_leaf + n
                 piece = view[n * MIB : (n + 1) * MIB]
                 flight.leaves[leaf] = piece
-                self._memory.put(key, leaf, piece)  # type: ignore[arg-type]
+                self._memory.put(key, leaf, bytes(piece))  # a copy: the cache counts it
                 state.digests[leaf] = (digest, how)
             flight.done.set()
             with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
@@ -366,6 +366,9 @@ class Reader:
         if count and job.first_leaf + job.leaves - 1 in state.digests:
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
+
+    def cache_usage(self) -> CacheUsage:
+        return self._disk.usage()
 
     async def hydrate(self, job: Job) -> None:
         """Fetch every leaf of the output not yet cached; raise the first failure."""
