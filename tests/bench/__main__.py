@@ -32,7 +32,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}, Python {platform.python_version()}"
+    release, python = platform.release(), platform.python_version()
+    return f"{os.cpu_count()} cores, {cpu}, Linux {release}, Python {python}"
 
 
 def main() -> int:
