@@ -29,9 +29,10 @@ DEFAULT_CACHE_SIZE = 100 << 30
 """100 GiB: big enough for whole archives of the size people retrieve, small enough for a
 laptop disk; users moving a vault set it to what they have."""
 
-DEFAULT_MEMORY_CACHE = 64 * MIB
+DEFAULT_MEMORY_CACHE = 96 * MIB
 """Recently used leaves kept in memory; the page cache (keep_cache) serves re-reads, so
-this only needs to cover what readers are about to ask for."""
+this only needs to hold what is fetched ahead of readers (``read_ahead``) and not yet
+read: leaves pushed out before they are read cost a disk read and a hash."""
 
 DEFAULT_BLOCK_SIZE = 1 * MIB
 """The smallest request, and what a random read fetches: one tree-hash leaf, the least a
@@ -42,15 +43,16 @@ DEFAULT_MAX_REQUEST = 8 * MIB
 (40 ms on a distant region) is small against transfer time, small enough that a
 failed request costs little to redo."""
 
-DEFAULT_READ_AHEAD = 64 * MIB
-"""How far ahead of a sequential reader data is fetched: at 25 MB/s per connection and
-several connections this keeps the pipe full across request latency."""
+DEFAULT_READ_AHEAD = 32 * MIB
+"""How far ahead of a sequential reader data is fetched: 8 connections x 4 MiB in
+flight keep a 25 MB/s-per-connection link full across 40 ms of latency. Kept well
+under ``memory_cache`` so that what is fetched ahead is still in memory when read."""
 
 DEFAULT_CONNECTIONS = 8
 """GETs in flight at once for the whole mount; each WAN connection is slow on its own, and
 8 saturate a link without being throttled."""
 
-DEFAULT_MEMORY_BUDGET = 128 * MIB
+DEFAULT_MEMORY_BUDGET = 64 * MIB
 """Bytes in flight (requested, not yet stored) for the whole mount, whatever the number of
 files and readers."""
 
@@ -141,9 +143,9 @@ VAULT is a vault name or ACCOUNTID:VAULT.
 
 Service:   region=R  profile=P  endpoint_url=URL  account_id=ID
 Cache:     cache_dir=DIR (default $XDG_CACHE_HOME/glacierfs, /var/cache/glacierfs for root)
-           cache_size=SIZE (100G)  memory_cache=SIZE (64M)
+           cache_size=SIZE (100G)  memory_cache=SIZE (96M)
 Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (8M)
-           read_ahead=SIZE (64M)  connections=N (8)  memory_budget=SIZE (128M)
+           read_ahead=SIZE (32M)  connections=N (8)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
 Access:    allow_other  uid=N  gid=N  umask=OCTAL

@@ -165,16 +165,14 @@ class Reader:
                     raise flight.error
                 if leaf in flight.leaves:
                     return flight.leaves[leaf]
+                if self._memory.get(key, leaf) is None:
+                    self._forget(state, leaf)  # not on disk after all: evicted or damaged
                 continue
-            if leaf in state.digests:
-                async with self._disk_io:
-                    data = await trio.to_thread.run_sync(self._disk.get, key, leaf)
-                if data is not None:
-                    self._memory.put(key, leaf, data)
-                    continue
-                state.digests.pop(leaf, None)  # evicted, or dropped as corrupt
-                self.stats.disk_cache_misses_corrupt += 1
             self._schedule(job, state, index, index + 1, self._block_leaves)
+
+    def _forget(self, state: ObjectState, leaf: int) -> None:
+        if state.digests.pop(leaf, None) is not None:
+            self.stats.disk_cache_misses += 1
 
     def _check_strict(self, job: Job, state: ObjectState, leaf: int) -> None:
         if not self.settings.strict or self._verified.get(job.job_id) == "tree-hash":
@@ -187,23 +185,43 @@ class Reader:
     # --- fetching --------------------------------------------------------------------
 
     def _schedule(self, job: Job, state: ObjectState, first: int, stop: int, unit: int) -> None:
-        """Start flights for the leaves of ``first..stop-1`` that are nowhere yet."""
+        """Start loading the leaves of ``first..stop-1`` that are not in memory or on the way.
+
+        Leaves on disk are read (and checked) by background tasks, so that a sequential
+        reader's next leaves load in parallel; the others are fetched in aligned runs.
+        """
         key, base = job.cache_key, job.first_leaf
 
-        def wanted(i: int) -> bool:
+        def idle(i: int) -> bool:
             leaf = base + i
-            return (
-                leaf not in state.digests
-                and (key, leaf) not in self._flights
-                and self._memory.get(key, leaf) is None
-            )
+            return (key, leaf) not in self._flights and self._memory.get(key, leaf) is None
 
-        for run in plan(first, stop, unit, job.leaves, wanted):
+        assert self._nursery is not None, "Reader.start() was not called"
+        for i in range(first, min(stop, job.leaves)):
+            if base + i in state.digests and idle(i):
+                flight = self._flights[(key, base + i)] = Flight()
+                self._nursery.start_soon(self._load, job, base + i, flight)
+        for run in plan(
+            first, stop, unit, job.leaves, lambda i: base + i not in state.digests and idle(i)
+        ):
             flight = Flight()
             for i in range(run[0], run[0] + run[1]):
                 self._flights[(key, base + i)] = flight
-            assert self._nursery is not None, "Reader.start() was not called"
             self._nursery.start_soon(self._fly, job, state, run, flight)
+
+    async def _load(self, job: Job, leaf: int, flight: Flight) -> None:
+        """Read one leaf from disk into memory; a miss leaves the flight empty."""
+        key = job.cache_key
+        try:
+            async with self._disk_io:
+                data = await trio.to_thread.run_sync(self._disk.get, key, leaf)
+            if data is not None:
+                self._memory.put(key, leaf, data)
+                flight.leaves[leaf] = memoryview(data)
+        finally:
+            flight.done.set()
+            if self._flights.get((key, leaf)) is flight:
+                del self._flights[(key, leaf)]
 
     async def _fly(self, job: Job, state: ObjectState, run: Run, flight: Flight) -> None:
         key, first_leaf = job.cache_key, job.first_leaf + run[0]

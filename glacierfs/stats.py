@@ -13,7 +13,7 @@ class Stats:
     served_from_cache: int = 0  # of those, bytes that needed no request by that read
     retries: int = 0
     checksum_failures: int = 0
-    disk_cache_misses_corrupt: int = 0
+    disk_cache_misses: int = 0  # leaves expected on disk but evicted or damaged
     in_flight: dict[str, list[str]] = field(default_factory=dict)  # job -> ranges
 
     def as_dict(self) -> dict[str, object]:
