@@ -546,9 +546,7 @@ class DiskCache:
             return False
         self._used += sum(row[2] for row in rows) - replaced
         for row in rows:
-            # Hashed from the very buffer just written: trusted for this lifetime, like a
-            # leaf read and checked. A new lifetime checks it again on first read.
-            self._checked[(key, row[1])] = row[2]
+            self._checked.pop((key, row[1]), None)
         if self._failing:
             self._failing = False
             log.info("disk cache %s can be written again: caching resumed", self.root)
