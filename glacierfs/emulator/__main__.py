@@ -1,0 +1,107 @@
+"""``glacierfs-emulator``: run the local Glacier on loopback until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from glacierfs.emulator.faults import KINDS, Faults, parse_fault
+from glacierfs.emulator.server import Emulator
+from glacierfs.emulator.store import Store
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="glacierfs-emulator",
+        description="A local Amazon S3 Glacier vault API for tests, demos and benchmarks.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
+    parser.add_argument("--state-dir", type=Path, help="where vaults live (default: a temp dir)")
+    parser.add_argument("--ready-file", type=Path, help="write the port here once listening")
+    parser.add_argument("--account-id", default="123456789012", help="the account's 12-digit id")
+    parser.add_argument("--region", default="us-east-1", help="the region in ARNs")
+    parser.add_argument("--access-key", help="refuse requests signed with any other key id")
+    parser.add_argument("--job-delay", type=float, default=0.0, help="seconds to complete a job")
+    parser.add_argument(
+        "--job-expiry", type=float, default=86400.0, help="seconds a completed job's output lasts"
+    )
+    parser.add_argument("--max-page-size", type=int, default=50, help="most jobs/vaults a page")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
+    parser.add_argument("--bandwidth", type=int, default=0, help="bytes/s per connection")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help=f"a fault to inject from the start; kinds: {', '.join(KINDS)}",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault rates")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="glacierfs-emulator: %(message)s",
+    )
+    faults = Faults(args.fault_seed)
+    try:
+        for text in args.fault:
+            faults.add(parse_fault(json.loads(text)))
+    except ValueError as error:
+        print(f"glacierfs-emulator: bad --fault: {error}", file=sys.stderr)
+        return 2
+    state = args.state_dir or Path(tempfile.mkdtemp(prefix="glacierfs-emulator-"))
+    store = Store(
+        state,
+        account=args.account_id,
+        region=args.region,
+        job_delay=args.job_delay,
+        job_expiry=args.job_expiry,
+        max_page=args.max_page_size,
+    )
+    try:
+        server = Emulator(
+            (args.host, args.port),
+            store,
+            faults,
+            access_key=args.access_key,
+            latency_ms=args.latency_ms,
+            bandwidth=args.bandwidth,
+        )
+    except OSError as error:
+        where = f"{args.host}:{args.port}"
+        print(f"glacierfs-emulator: cannot listen on {where}: {error}", file=sys.stderr)
+        return 1
+    port = server.server_address[1]
+    if args.ready_file:
+        temporary = args.ready_file.with_name(args.ready_file.name + ".tmp")
+        temporary.write_text(f"{port}\n")
+        os.replace(temporary, args.ready_file)
+    print(f"glacierfs-emulator: http://{args.host}:{port} (state in {state})", file=sys.stderr)
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        store.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
