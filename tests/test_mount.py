@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mount import Mount, needs_fuse, test_env, unmount, wait_for
+from tests.support.mount import Mount, isolated_env, needs_fuse, unmount, wait_for
 from tests.support.vault import inventory, job_output, retrieve, sample, upload
 
 pytestmark = needs_fuse
@@ -85,11 +86,12 @@ def test_find_and_friendly_views(emulator, vault, mount_factory) -> None:  # typ
     assert len(found) == 2 * len(jobs)  # each job in jobs/ and in a friendly view
     inventories = sorted(os.listdir(mount.path / "inventories"))
     assert [name.rsplit(".", 1)[1] for name in inventories] == ["csv", "json"]
-    names = os.listdir(mount.path / "archives")
-    ranged = [name for name in names if f".range-{MIB}-{2 * MIB - 1}" in name]
-    assert len(names) == 2 and len(ranged) == 1
-    whole = next(name for name in names if name not in ranged)
-    assert (mount.path / "archives" / whole).read_bytes() == data
+    assert os.listdir(mount.path / "archives") == ["holiday"]  # named by the description
+    names = sorted(os.listdir(mount.path / "archives" / "holiday"))
+    assert names == ["beach.jpg", f"beach.jpg.range-{MIB}-{2 * MIB - 1}"]
+    assert (mount.path / "archives" / "holiday" / "beach.jpg").read_bytes() == data
+    ranged = (mount.path / "archives" / "holiday" / names[1]).read_bytes()
+    assert ranged == data[MIB : 2 * MIB]
 
 
 def test_xattrs_describe_the_job(emulator, vault, mount_factory) -> None:  # type: ignore[no-untyped-def]
@@ -179,7 +181,7 @@ def run_glacierfs(
         [sys.executable, "-m", "glacierfs", *argv],
         capture_output=True,
         text=True,
-        env=env or test_env(),
+        env=env or isolated_env(),
         timeout=60,
     )
 
@@ -243,7 +245,7 @@ def test_startup_failures_are_one_line_and_leave_no_mount(emulator, vault, tmp_p
         ),
     }
     for name, (argv, env, expected) in cases.items():
-        environment = test_env()
+        environment = isolated_env()
         if env is not None:
             for key in env:
                 environment.pop(key, None)
@@ -267,21 +269,34 @@ def test_rejected_credentials_are_one_line(emulator_factory, tmp_path: Path) -> 
     assert not os.path.ismount(mnt)
 
 
-def test_mount_t_fuse_glacierfs_through_mount_fuse3(emulator, vault, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """mount(8) -> mount.fuse3 -> `glacierfs` found on PATH, as from /etc/fstab."""
+HELPER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""Where mount(8) and mount.fuse3 look for `glacierfs`, whatever the caller's PATH."""
+
+
+@pytest.mark.parametrize("form", ["fuse.glacierfs", "fuse prog#vault"])
+def test_mount_through_mount_fuse3_as_from_fstab(
+    emulator, vault, tmp_path: Path, form: str
+) -> None:  # type: ignore[no-untyped-def]
+    """mount(8) -> mount.fuse3 -> glacierfs, in both fstab shapes."""
     if os.geteuid() != 0 or not Path("/sbin/mount.fuse3").exists():
         pytest.skip("needs root and mount.fuse3")
+    program = str(Path(sys.executable).parent / "glacierfs")
+    if form == "fuse.glacierfs":
+        if shutil.which("glacierfs", path=HELPER_PATH) is None:
+            pytest.skip("glacierfs is not installed where mount.fuse3 looks")
+        kind, source = "fuse.glacierfs", VAULT
+    else:
+        kind, source = "fuse", f"{program}#{VAULT}"
     _, data, _, jobs = vault
-    bindir = Path(sys.executable).parent
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    env = test_env({"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"})
+    env = isolated_env()
     opts = (
         f"ro,_netdev,endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'},"
         f"log={tmp_path / 'log'}"
     )
     result = subprocess.run(
-        ["mount", "-t", "fuse.glacierfs", VAULT, str(mnt), "-o", opts],
+        ["mount", "-t", kind, source, str(mnt), "-o", opts],
         capture_output=True,
         text=True,
         env=env,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.emulator import Emulator
-from tests.support.mount import Mount, test_env
+from tests.support.mount import Mount, isolated_env
 
 MIB = 1 << 20
 WAN_FLAGS = ("--latency-ms", "40", "--bandwidth", str(25_000_000))
@@ -141,7 +141,7 @@ class Bench:
             ],
             check=True,
             capture_output=True,
-            env=test_env(),
+            env=isolated_env(),
         )
         out.unlink()
 

@@ -28,7 +28,7 @@ def fuse_available() -> bool:
 needs_fuse = pytest.mark.skipif(not fuse_available(), reason="needs /dev/fuse and fusermount3")
 
 
-def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Credentials for the emulator, and nothing from this machine's AWS setup."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
@@ -109,7 +109,7 @@ class Mount:
             self.argv(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=test_env(),
+            env=isolated_env(),
             start_new_session=True,
         )
         log.close()
