@@ -3,7 +3,9 @@
 An archive's description (often the original path, in an upload tool's format) comes
 from, in order: an inventory file the user gave (``-o inventory=PATH``); the newest
 inventory job of the vault, read through the mount's own cache (so fetched once);
-or the ``x-amz-archive-description`` header of a one-byte Get Job Output request.
+or the ``x-amz-archive-description`` header that comes with the output's first leaf,
+read through the cache (so it is not fetched again when the file is read); only when
+that leaf is cached already does a one-byte request ask for the header.
 Every description learnt is kept in the cache's metadata, so none is asked twice.
 Only the descriptions of archives that have jobs are kept in memory, whatever the
 size of the inventory.
@@ -68,6 +70,7 @@ class Names:
         self._disk, self._reader, self._probe = disk, reader, probe
         self._inventory_file = inventory_file
         self.descriptions: dict[str, str] = {}
+        self._probes = trio.CapacityLimiter(4)
 
     def namer(self, job: Job) -> tuple[tuple[str, ...], float | None]:
         description = self.descriptions.get(job.archive_id or "")
@@ -154,13 +157,22 @@ class Names:
         await trio.to_thread.run_sync(self._disk.put_meta, INVENTORIES_META, newest.job_id, True)
 
     async def _from_headers(self, missing: dict[str, Job]) -> None:
-        for archive_id, job in list(missing.items()):
-            if job.size == 0:
-                continue
+        async with trio.open_nursery() as nursery:
+            for job in list(missing.values()):
+                if job.size:
+                    nursery.start_soon(self._from_header, missing, job)
+
+    async def _from_header(self, missing: dict[str, Job], job: Job) -> None:
+        archive_id = job.archive_id or ""
+        async with self._probes:
             try:
-                description = await trio.to_thread.run_sync(self._probe, job)
+                await self._reader.read(job, 0, 1)
+                description = self._reader.descriptions.get(archive_id)
+                if description is None:  # the first leaf was cached: ask for the header
+                    description = await trio.to_thread.run_sync(self._probe, job)
             except GlacierfsError as error:
                 log.info("job %s: description not learnt: %s", job.job_id, error)
-                continue
+                return
+        if archive_id in missing:
             self._take(missing, [(archive_id, description or "")])
             await self._remember([archive_id])

@@ -107,6 +107,7 @@ class Reader:
         self._objects: dict[str, ObjectState] = {}
         self._verified: dict[str, str] = {}
         self._expired_logged: set[str] = set()
+        self.descriptions: dict[str, str] = {}  # archive id -> description, from headers
         self._network = trio.CapacityLimiter(settings.connections)
         self._disk_io = trio.CapacityLimiter(4)
         budget = max(settings.memory_budget, settings.max_request) // MIB
@@ -293,6 +294,8 @@ class Reader:
     def _fetch_and_hash(self, job: Job, start: int, end: int) -> tuple[bytes, list[bytes], str]:
         """In a worker thread: one GET, its leaf hashes, and their check."""
         part = self._fetch_part(job, start, end)
+        if job.archive_id and part.description is not None:
+            self.descriptions[job.archive_id] = part.description
         self.stats.requests += 1
         self.stats.bytes_fetched += len(part.data)
         digests = leaf_digests(part.data)
