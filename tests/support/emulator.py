@@ -95,6 +95,21 @@ class Emulator:
         with urllib.request.urlopen(url, timeout=120) as response:
             return bytes(response.read())
 
+    def save_content(
+        self, vault: str, archive_id: str, path: Path, start: int = 0, end: int | None = None
+    ) -> Path:
+        """Bytes ``start`` up to ``end`` (exclusive) of an archive, written to ``path``."""
+        url = f"{self.url}/_emulator/archives/{vault}/{archive_id}/content"
+        with urllib.request.urlopen(url, timeout=120) as response, path.open("wb") as out:
+            position = 0
+            while chunk := response.read(1 << 20):
+                piece = chunk[max(start - position, 0) :]
+                if end is not None:
+                    piece = piece[: max(end - max(position, start), 0)]
+                out.write(piece)
+                position += len(chunk)
+        return path
+
     def complete(self, job: str) -> Any:
         return self.admin("POST", f"jobs/{job}/complete")
 
