@@ -18,6 +18,7 @@ from typing import Any
 
 import botocore.config
 import botocore.exceptions
+import botocore.parsers
 import botocore.session
 
 from glacierfs import __version__
@@ -95,8 +96,13 @@ def parse_content_range(header: str) -> tuple[int, int, int | None]:
 
 
 @contextmanager
-def translated(what: str, job_id: str | None = None) -> Iterator[None]:
-    """Turn botocore's exceptions into domain errors, with ``what`` as context."""
+def translated(what: str, job_id: str | None = None, body: bool = False) -> Iterator[None]:
+    """Turn botocore's exceptions into domain errors, with ``what`` as context.
+
+    ``body``: the call reads a streamed body, where urllib3 can leak socket errors and
+    a ValueError for a body that ends early (transient); elsewhere a ValueError is
+    botocore failing to parse the answer (a bad response, not worth retrying).
+    """
     exc = botocore.exceptions
     try:
         yield
@@ -118,10 +124,13 @@ def translated(what: str, job_id: str | None = None) -> Iterator[None]:
         exc.HTTPClientError,
     ) as error:
         raise TransientServiceError(f"{what}: connection failed: {error}") from None
-    except exc.ResponseParserError as error:
+    except botocore.parsers.ResponseParserError as error:
         raise BadResponse(f"{what}: unreadable response: {_first_line(error)}") from None
-    except (OSError, ValueError) as error:
-        # urllib3 can leak socket errors and a body that ends early from a raw read.
+    except ValueError as error:
+        if not body:
+            raise BadResponse(f"{what}: unreadable response: {_first_line(error)}") from None
+        raise TransientServiceError(f"{what}: {type(error).__name__}: {error}") from None
+    except OSError as error:
         raise TransientServiceError(f"{what}: {type(error).__name__}: {error}") from None
 
 
@@ -150,7 +159,7 @@ class GlacierClient:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         config = botocore.config.Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},  # one try: we retry
             max_pool_connections=settings.connections + 2,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
@@ -219,7 +228,7 @@ class GlacierClient:
         params: dict[str, Any] = {"jobId": job_id}
         if not whole:
             params["range"] = f"bytes={start}-{end}"
-        with translated(what, job_id):
+        with translated(what, job_id, body=True):
             response = self._call("get_job_output", **params)
             body = response["body"]
             try:
@@ -234,7 +243,7 @@ class GlacierClient:
 
     def get_description(self, job_id: str) -> str | None:
         """The archive's description, from the header of a one-byte Get Job Output."""
-        with translated(f"job {job_id} description", job_id):
+        with translated(f"job {job_id} description", job_id, body=True):
             response = self._call("get_job_output", jobId=job_id, range="bytes=0-0")
             response["body"].close()
         description = response.get("archiveDescription")
@@ -255,7 +264,7 @@ class GlacierClient:
         if header:
             got = parse_content_range(str(header))
             if got[:2] != (start, end) or got[2] not in (None, total):
-                raise BadResponse(f"{what}: the service answered Content-Range {header}")
+                raise TransientServiceError(f"{what}: the service answered Content-Range {header}")
         elif not (whole and status == 200):
             raise BadResponse(f"{what}: status {status} without a Content-Range")
         expected = end - start + 1

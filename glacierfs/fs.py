@@ -12,6 +12,7 @@ import errno
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,24 @@ from glacierfs.errors import GlacierfsError
 from glacierfs.filesystem import Attr, Filesystem
 
 log = logging.getLogger(__name__)
+
+REPEAT_QUIET = 60.0
+"""Seconds an error already logged stays quiet: a `cp` of a failing file is one line."""
+
+_last_logged: dict[str, float] = {}
+
+
+def _log_failure(operation: str, error: GlacierfsError) -> None:
+    if error.reported or error.errno in (errno.ENOENT, errno.ENODATA):
+        return
+    text = f"{operation}: {error}"
+    now = time.monotonic()
+    if now - _last_logged.get(text, -REPEAT_QUIET) >= REPEAT_QUIET:
+        if len(_last_logged) > 1000:
+            _last_logged.clear()
+        _last_logged[text] = now
+        log.warning("%s", text)
+
 
 FILE_TIMEOUT = 3600.0
 """Outputs never change, so the kernel may keep their names and attributes an hour."""
@@ -46,8 +65,7 @@ def _replying(handler: F) -> F:
         except pyfuse3.FUSEError:
             raise
         except GlacierfsError as error:
-            if error.errno not in (errno.ENOENT, errno.ENODATA):
-                log.warning("%s: %s", handler.__name__, error)
+            _log_failure(handler.__name__, error)
             raise pyfuse3.FUSEError(error.errno) from None
         except Exception:
             log.exception("unexpected error in %s%r", handler.__name__, args)

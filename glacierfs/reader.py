@@ -287,8 +287,9 @@ class Reader:
         except IntegrityError:
             self.stats.checksum_failures += 1
             raise
-        except JobExpired:
+        except JobExpired as error:
             self._log_expired(job)
+            error.reported = True
             raise
 
     def _fetch_and_hash(self, job: Job, start: int, end: int) -> tuple[bytes, list[bytes], str]:
