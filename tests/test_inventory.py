@@ -315,9 +315,7 @@ def test_entries_come_before_the_stream_ends() -> None:
     assert next(parse(Generated(endless()))) == Entry("a", "d", "c", 1, "h")
 
 
-descriptions = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), max_size=40
-)
+descriptions = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
 @settings(max_examples=150, deadline=None)
@@ -362,3 +360,13 @@ def test_100k_entries_parse_in_bounded_memory() -> None:
     assert (seen, total) == (count, count * (count - 1) // 2)
     print(f"100k entries: {elapsed:.2f} s under tracemalloc, peak {peak / 1e6:.1f} MB")
     assert peak < 8_000_000
+
+
+nasty = st.text(st.sampled_from(["\\", '"', ",", "a", "\n", "\r", " "]), max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(nasty.filter(lambda t: not t.endswith("\\")), max_size=5))
+def test_csv_round_trip_of_quotes_backslashes_and_commas(texts: list[str]) -> None:
+    expected = entries(*texts)
+    assert parsed(inventory_csv(expected), "CSV") == expected
