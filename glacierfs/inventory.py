@@ -259,6 +259,22 @@ class _Lines:
         self._ready.extend(reversed(lines))
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a record must look like: the header's number of fields, a Size of digits."""
+
+    columns: int
+    size: int
+
+    def problem(self, fields: list[str], number: int) -> InventoryError | None:
+        where = f"inventory CSV line {number}"
+        if len(fields) != self.columns:
+            return InventoryError(f"{where}: {len(fields)} fields, the header has {self.columns}")
+        if not _SIZE.fullmatch(fields[self.size]):
+            return InventoryError(f"{where}: Size {fields[self.size]!r} is not a size")
+        return None
+
+
 def _parse_csv(lines: _Lines) -> Iterator[Entry]:
     header = _next_record(lines, None)
     if header is None:
@@ -268,60 +284,82 @@ def _parse_csv(lines: _Lines) -> Iterator[Entry]:
     if missing:
         raise InventoryError(f"inventory CSV header has no {', '.join(missing)}")
     indexes = [columns[name] for name in FIELDS]
-    while (record := _next_record(lines, len(header))) is not None:
+    shape = _Shape(len(header), columns["Size"])
+    while (record := _next_record(lines, shape)) is not None:
         archive_id, description, date, size, tree_hash = (record[i] for i in indexes)
-        if not _SIZE.fullmatch(size):
-            raise InventoryError(f"inventory CSV line {lines.number}: Size {size!r} is not a size")
         yield Entry(archive_id, description, date, int(size), tree_hash)
 
 
-def _next_record(lines: _Lines, columns: int | None) -> list[str] | None:
+def _next_record(lines: _Lines, shape: _Shape | None) -> list[str] | None:
     """The fields of the next record that is not blank, None at the end."""
     while (line := lines.next()) is not None:
         if not line or line.isspace():
             continue
-        if '"' not in line:
-            fields = line.removesuffix("\r").split(",")
-            if columns is not None and len(fields) != columns:
-                raise _column_error(lines.number, len(fields), columns)
-            return fields
-        return _quoted_record(line, lines, columns)
+        if '"' in line:
+            return _quoted_record(line, lines, shape)
+        fields = line.removesuffix("\r").split(",")
+        problem = shape.problem(fields, lines.number) if shape else None
+        if problem:
+            raise problem
+        return fields
     return None
 
 
-def _column_error(number: int, found: int, columns: int) -> InventoryError:
-    return InventoryError(f"inventory CSV line {number}: {found} fields, the header has {columns}")
+MAX_AMBIGUOUS_TRIES = 32
+"""Readings of an ambiguous record tried before giving up (a description is short)."""
 
 
-def _quoted_record(line: str, lines: _Lines, columns: int | None) -> list[str]:
-    """A record with quotes: strictly (``\\"`` is a quote), else the ambiguous reading."""
-    number, taken = lines.number, list[str]()
-    try:
-        fields = _split(line, lines, taken, lenient=False)
-        if columns is None or len(fields) == columns:
-            return fields
-        error = _column_error(number, len(fields), columns)
-    except InventoryError as strict_error:
-        error = strict_error
-    lines.put_back(taken)
-    try:
-        fields = _split(line, lines, [], lenient=True)
-    except InventoryError:
-        raise error from None
-    if columns is not None and len(fields) != columns:
-        raise error
-    return fields
+def _quoted_record(line: str, lines: _Lines, shape: _Shape | None) -> list[str]:
+    """A record with quotes, read strictly (every ``\\"`` is a quote) or else with the
+    k-th ``\\"`` before a comma or the end taken as backslash and closing quote, for
+    the first k that gives a record of the right shape."""
+    first_error: InventoryError | None = None
+    close_at: int | None = None
+    while True:
+        reading = _Reading(lines, close_at)
+        try:
+            fields = _split(line, reading)
+            error = shape.problem(fields, reading.number) if shape else None
+            if error is None:
+                return fields
+        except InventoryError as failure:
+            error = failure
+        first_error = first_error or error
+        lines.put_back(reading.taken)
+        if close_at is None:
+            tries, close_at = min(reading.ambiguous, MAX_AMBIGUOUS_TRIES), 0
+        else:
+            close_at += 1
+        if close_at >= tries:
+            raise first_error
 
 
-def _split(text: str, lines: _Lines, taken: list[str], lenient: bool) -> list[str]:
-    """The fields of the record starting with line ``text``; lines read go to ``taken``."""
-    number, fields, pos = lines.number, list[str](), 0
+class _Reading:
+    """One attempt at a record: the lines it took, and which ambiguous quote closes."""
+
+    def __init__(self, lines: _Lines, close_at: int | None) -> None:
+        self.lines, self.close_at = lines, close_at
+        self.number = lines.number
+        self.taken: list[str] = []
+        self.ambiguous = 0
+
+    def closes(self, text: str, pos: int) -> bool:
+        """Whether the ``\\"`` just before ``pos`` closes the field."""
+        if not (pos == len(text) or text[pos] == "," or text[pos:] == "\r"):
+            return False
+        self.ambiguous += 1
+        return self.ambiguous - 1 == self.close_at
+
+
+def _split(text: str, reading: _Reading) -> list[str]:
+    """The fields of the record starting with line ``text``."""
+    fields, pos = list[str](), 0
     while True:
         if text.startswith('"', pos):
-            value, pos, text = _quoted_field(text, pos + 1, lines, taken, lenient)
+            value, pos, text = _quoted_field(text, pos + 1, reading)
             if pos < len(text) and text[pos] != "," and text[pos:] != "\r":
                 raise InventoryError(
-                    f"inventory CSV line {number}: {text[pos]!r} after a closing quote"
+                    f"inventory CSV line {reading.number}: {text[pos]!r} after a closing quote"
                 )
         else:
             comma = text.find(",", pos)
@@ -335,31 +373,27 @@ def _split(text: str, lines: _Lines, taken: list[str], lenient: bool) -> list[st
         pos += 1
 
 
-def _quoted_field(
-    text: str, pos: int, lines: _Lines, taken: list[str], lenient: bool
-) -> tuple[str, int, str]:
+def _quoted_field(text: str, pos: int, reading: _Reading) -> tuple[str, int, str]:
     """(value, position after the closing quote, the record's text so far)."""
-    number, parts = lines.number, list[str]()
+    parts = list[str]()
     while True:
         run = _QUOTED_RUN.match(text, pos)
         if run:
             parts.append(run.group())
             pos = run.end()
         if pos == len(text):
-            line = lines.next()
+            line = reading.lines.next()
             if line is None or len(text) > MAX_RECORD_CHARS:
-                raise InventoryError(f"inventory CSV line {number}: a quote is never closed")
-            taken.append(line)
+                raise InventoryError(
+                    f"inventory CSV line {reading.number}: a quote is never closed"
+                )
+            reading.taken.append(line)
             text += "\n" + line
         elif text[pos] == '"':
             return "".join(parts), pos + 1, text
-        elif text.startswith('"', pos + 1) and not (lenient and _ends_field(text, pos + 2)):
+        elif text.startswith('"', pos + 1) and not reading.closes(text, pos + 2):
             parts.append('"')
             pos += 2
         else:
             parts.append("\\")
             pos += 1
-
-
-def _ends_field(text: str, pos: int) -> bool:
-    return pos == len(text) or text[pos] == "," or text[pos:] == "\r"

@@ -125,6 +125,8 @@ def test_csv_backslash_alone_is_literal() -> None:
 def test_csv_quoted_field_ending_in_backslash_is_read_again() -> None:
     data = f'{HEADER}\nid,"a,b\\",{DATE},5,{HASH}\nid2,"x,y",{DATE},6,{HASH}\n'.encode()
     assert [e.description for e in parsed(data)] == ["a,b\\", "x,y"]
+    tricky = f'{HEADER}\nid,"a\\",b\\",{DATE},5,{HASH}\n'.encode()  # text: a",b\
+    assert [e.description for e in parsed(tricky)] == ['a",b\\']
 
 
 def test_csv_quoted_newline_and_commas() -> None:
@@ -366,7 +368,16 @@ nasty = st.text(st.sampled_from(["\\", '"', ",", "a", "\n", "\r", " "]), max_siz
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(nasty.filter(lambda t: not t.endswith("\\")), max_size=5))
+@given(
+    st.lists(nasty, max_size=5).filter(
+        lambda texts: not any("\n" in t for t in texts) or not any(t.endswith("\\") for t in texts)
+    )
+)
 def test_csv_round_trip_of_quotes_backslashes_and_commas(texts: list[str]) -> None:
+    """Even a quoted field ending in a backslash (ambiguous) reads back as written.
+
+    Not both in one inventory with quoted newlines (which Glacier's printable-ASCII
+    descriptions never hold): a backslash before a quote then is truly ambiguous.
+    """
     expected = entries(*texts)
     assert parsed(inventory_csv(expected), "CSV") == expected
