@@ -13,8 +13,10 @@ CSV: Glacier's quoting is not RFC 4180. A field may be in double quotes; inside
 them ``\\"`` is a quote and any other backslash is itself, so ``"a,1\\"2"`` is
 ``a,1"2`` and ``"a,1\\\\"2"`` is ``a,1\\"2``. A quoted field may span lines. As
 backslashes are not escaped, a quoted field that ends in a backslash (``"a,b\\"``)
-is ambiguous: a record that does not parse with ``\\"`` as a quote is read again
-with ``\\"`` before a comma or the end of the record taken as backslash and end.
+is ambiguous: a record that does not parse with every ``\\"`` as a quote is read
+again with one ``\\"`` before a comma or the record's end taken as backslash and
+closing quote, the first that gives a record of the header's shape (with
+one-line records, as Glacier's printable-ASCII descriptions make them, only one can).
 
 Anything malformed raises :class:`InventoryError`, saying where.
 """
