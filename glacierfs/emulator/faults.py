@@ -36,7 +36,8 @@ SHAPE = ("latency", "bandwidth")
 """Network shape: ``ms`` before the first byte, ``bps`` bytes/s per connection."""
 
 BAD_JSON = "bad-json"
-"""A 200 answer whose JSON body is cut short (operations that answer JSON)."""
+"""A 200 answer whose JSON body is cut short (operations that answer JSON). botocore's
+rest-json parser does not raise on it: the caller gets a record with none of its fields."""
 
 KINDS = (*ERRORS, *BODY, *SHAPE, BAD_JSON)
 
