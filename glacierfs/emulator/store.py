@@ -494,7 +494,7 @@ class Store:
         record["ArchiveSHA256TreeHash"] = archive.tree_hash
         if archive.size:
             record["RetrievalByteRange"] = f"{start}-{end}"
-        if is_tree_node(start, end + 1, archive.size):
+        if job.status == "Succeeded" and is_tree_node(start, end + 1, archive.size):
             record["SHA256TreeHash"] = combine(
                 self.leaves(archive)[start // MIB : -(-(end + 1) // MIB)]
             ).hex()
