@@ -129,6 +129,22 @@ def render_status(mountpoint: Path) -> str:
     return "\n".join(lines)
 
 
+def status_document(mountpoint: Path) -> dict[str, object]:
+    """What ``status`` shows, for scripts: the daemon's figures and each file's state."""
+    files = [
+        {
+            "job_id": f.job_id,
+            "path": str(f.path),
+            "size": f.size,
+            "cached": f.cached,
+            "verified": f.verified,
+            "expires": f.expires,
+        }
+        for f in job_files(mountpoint)
+    ]
+    return {"stats": mount_stats(mountpoint), "files": files}
+
+
 def status(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="glacierfs status")
     parser.add_argument(
@@ -140,8 +156,12 @@ def status(argv: Sequence[str]) -> int:
         metavar="SECONDS",
         help="refresh every SECONDS (2)",
     )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("mountpoint", type=Path)
     args = parser.parse_args(argv)
+    if args.json:
+        print(json.dumps(status_document(args.mountpoint), indent=2))
+        return 0
     if args.watch is None:
         print(render_status(args.mountpoint))
         return 0
