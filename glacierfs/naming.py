@@ -30,8 +30,9 @@ MAX_NAME_BYTES = 255
 MAX_DEPTH = 64
 """Deeper paths keep their first 63 directories and their file name (PATH_MAX is 4 KiB)."""
 
-MAX_EXTENSION_BYTES = 16
-"""An extension up to this long survives cutting a long name (``.tar``, ``.range-0-99``)."""
+MAX_EXTENSION_BYTES = 40
+"""An extension up to this long survives cutting a long name: ``.jpg``, and the
+``.range-START-END`` label the tree adds to partial retrievals (32 bytes at 1 TB)."""
 
 REPLACEMENT = "_"
 

@@ -80,6 +80,8 @@ def test_safe_name_cuts_at_255_bytes_without_splitting_characters() -> None:
 def test_safe_name_keeps_a_short_extension_when_cutting() -> None:
     name = safe_name("日" * 200 + ".jpeg", "x")
     assert name.endswith("日.jpeg") and len(name.encode()) <= MAX_NAME_BYTES
+    label = safe_name("a" * 300 + ".range-100000000000-999999999999", "x")
+    assert label.endswith("a.range-100000000000-999999999999") and len(label.encode()) == 255
     long_extension = safe_name("a" * 300 + "." + "b" * 40, "x")
     assert long_extension == "a" * MAX_NAME_BYTES
 
