@@ -10,6 +10,8 @@ end the mount cleanly; SIGHUP refreshes the job list.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import logging
 import logging.handlers
@@ -173,8 +175,30 @@ def _notify_systemd(error: str | None) -> None:
         sock.sendto(b"READY=1", address)
 
 
+M_MMAP_THRESHOLD = -3  # mallopt parameters, from glibc's malloc.h
+M_ARENA_MAX = -8
+
+
+def _return_freed_buffers() -> None:
+    """Make glibc give freed response buffers back to the kernel at once.
+
+    Bodies of up to ``max_request`` bytes are allocated and freed in worker threads
+    all the time. By default glibc raises its mmap threshold after such a free and
+    keeps the memory in per-thread arenas, so the daemon's resident set grows far
+    past what it holds (350 MiB for four readers, measured). Allocations of 1 MiB
+    and more mmapped, and two arenas, keep the resident set near what is in use.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(M_ARENA_MAX, 2)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def serve(options: Options, ready: Ready) -> int:
     """Run the mount until it is unmounted or signalled; return the exit code."""
+    _return_freed_buffers()
     cache_dir = options.cache_dir or default_cache_dir(os.environ, os.getuid())
     disk = DiskCache(cache_dir, options.cache_size)
     client = GlacierClient(client_settings(options))
