@@ -12,6 +12,7 @@ from pathlib import Path
 
 from glacierfs.treehash import combine
 from tests.bench.harness import MIB, VAULT, Bench, dd, peak_rss, timed
+from tests.bench.inventory import inventory_scale
 
 
 def botocore_stream(bench: Bench, shape: str, job: str) -> None:
@@ -217,4 +218,5 @@ ALL: list[tuple[str, Callable[[Bench, int], None]]] = [
     ("warm", warm_sequential),
     ("random", cold_random_wan),
     ("concurrent", concurrent_wan),
+    ("inventory", inventory_scale),
 ]
