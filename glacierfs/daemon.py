@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -175,6 +176,12 @@ def _notify_systemd(error: str | None) -> None:
         sock.sendto(b"READY=1", address)
 
 
+EXPIRY_WARNING = 3600.0
+"""Seconds before a job expires from which bytes it has not cached are worth a warning."""
+
+EXPIRY_CHECK = 60.0
+"""Seconds between looks at what expires soon."""
+
 M_MMAP_THRESHOLD = -3  # mallopt parameters, from glibc's malloc.h
 M_ARENA_MAX = -8
 
@@ -285,6 +292,7 @@ class Mounted:
                 nursery.start_soon(self._signals)
                 nursery.start_soon(_raise_read_ahead, options.mountpoint)
                 nursery.start_soon(self._learn_names)
+                nursery.start_soon(self._expiry_watch)
                 if options.hydrate:
                     nursery.start_soon(self._hydrate_loop)
                 await fuse.main()
@@ -331,6 +339,29 @@ class Mounted:
                 assert self.fs is not None
                 self.fs.rebuild()
             await self._next_change("names")
+
+    async def _expiry_watch(self) -> None:
+        """One log line per job that expires within the hour with bytes not cached."""
+        warned: set[str] = set()
+        while True:
+            now = time.time()
+            for job in list(self.catalog.jobs.values()):
+                left = job.expires - now
+                if job.job_id in warned or not 0 < left < EXPIRY_WARNING:
+                    continue
+                missing = job.size - await self.reader.cached_bytes(job)
+                if missing > 0:
+                    warned.add(job.job_id)
+                    log.warning(
+                        "job %s expires in %d min with %d of %d bytes not cached: "
+                        "read it or run `glacierfs hydrate %s` now",
+                        job.job_id,
+                        left // 60,
+                        missing,
+                        job.size,
+                        self.options.mountpoint,
+                    )
+            await trio.sleep(EXPIRY_CHECK)
 
     async def _next_change(self, waiter: str) -> None:
         """Wait until the job list changes; each waiter sees every change."""

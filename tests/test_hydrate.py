@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,19 @@ def test_status_and_hydrate_refuse_a_path_that_is_not_a_mount(tmp_path: Path) ->
         assert result.returncode != 0
         assert len(result.stderr.strip().splitlines()) == 1
         assert "not a glacierfs mount" in result.stderr
+
+
+def test_a_job_expiring_within_the_hour_with_bytes_not_cached_is_logged_once(
+    emulator: Emulator, jobs: list[tuple[str, Path]], mount_factory: Any
+) -> None:
+    soon, _ = jobs[0]
+    completed = time.time() - 23.5 * 3600
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(completed))
+    emulator.set_job(soon, CompletionDate=stamp)
+    mount: Mount = mount_factory(emulator.url, VAULT)
+    wait_for(lambda: "expires in" in mount.log(), "the expiry warning")
+    warnings = [line for line in mount.log().splitlines() if "expires in" in line]
+    assert len(warnings) == 1 and soon in warnings[0] and "hydrate" in warnings[0]
+    assert os.getxattr(mount.job_file(soon), "user.glacier.expires").startswith(
+        time.strftime("%Y-%m-%dT", time.gmtime(completed + 24 * 3600)).encode()
+    )
