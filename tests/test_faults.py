@@ -22,26 +22,13 @@ from typing import Any
 import pytest
 
 from tests.support.emulator import SECRET_KEY, Emulator
-from tests.support.mount import Mount, isolated_env, needs_fuse, wait_for
+from tests.support.mount import Mount, cmp, isolated_env, needs_fuse, wait_for
 from tests.support.vault import inventory, retrieve
 
 pytestmark = needs_fuse
 
 MIB = 1 << 20
 VAULT = "faults"
-
-
-def cmp(left: Path, right: Path) -> None:
-    result = subprocess.run(["cmp", str(left), str(right)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def output_requests(emulator: Emulator, job: str) -> int:
-    return int(emulator.counters()["jobs"].get(job, {}).get("requests", 0))
-
-
-def output_bytes(emulator: Emulator, job: str) -> int:
-    return int(emulator.counters()["jobs"].get(job, {}).get("bytes", 0))
 
 
 def stats(mount: Mount) -> dict[str, Any]:
@@ -86,10 +73,10 @@ def test_cut_or_misplaced_bodies_are_refetched_and_never_cached_short(
     cmp(mount.job_file(job_id), expected)
     assert emulator.admin("GET", "faults") == []
     mount.stop()
-    before = output_requests(emulator, job_id)
+    before = emulator.job_requests(job_id)
     again: Mount = mount_factory(emulator.url, VAULT, cache_dir=mount.cache_dir)
     cmp(again.job_file(job_id), expected)
-    assert output_requests(emulator, job_id) == before
+    assert emulator.job_requests(job_id) == before
 
 
 def test_flipped_bytes_without_a_checksum_are_marked_unverified_and_refused_when_strict(
@@ -141,12 +128,12 @@ def test_a_job_that_expires_mid_read_serves_what_is_cached_and_says_what_to_do(
     assert raised.value.errno == errno.EIO
     expired = [line for line in mount.log().splitlines() if "expired" in line]
     assert len(expired) == 1 and job_id in expired[0] and "new retrieval" in expired[0]
-    cached = output_bytes(emulator, job_id)
+    cached = emulator.job_bytes(job_id)
     renewed = retrieve(emulator.client(), VAULT, archive)
     os.kill(mount.pid, signal.SIGHUP)
     wait_for(lambda: (mount.path / "jobs" / renewed).exists(), "the new job to appear")
     cmp(mount.job_file(renewed), expected)
-    assert output_bytes(emulator, renewed) == 8 * MIB - cached  # the cached part not again
+    assert emulator.job_bytes(renewed) == 8 * MIB - cached  # the cached part not again
 
 
 def test_kill_9_with_reads_in_flight_leaves_a_cache_that_is_intact_or_dropped(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.emulator import Emulator
-from tests.support.mount import Mount, isolated_env, needs_fuse, stop_process, wait_for
+from tests.support.mount import Mount, cmp, isolated_env, needs_fuse, stop_process, wait_for
 from tests.support.vault import retrieve
 
 pytestmark = needs_fuse
@@ -30,15 +30,6 @@ def glacierfs(*argv: str) -> subprocess.CompletedProcess[str]:
         env=isolated_env(),
         timeout=600,
     )
-
-
-def cmp(left: Path, right: Path) -> None:
-    result = subprocess.run(["cmp", str(left), str(right)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def output_counters(emulator: Emulator) -> dict[str, int]:
-    return dict(emulator.counters()["operations"].get("GetJobOutput", {"requests": 0, "bytes": 0}))
 
 
 @pytest.fixture
@@ -67,12 +58,12 @@ def test_hydration_under_faults_saves_every_output_before_it_expires(
     emulator.clear_faults()
     for job_id, _ in jobs:
         emulator.expire(job_id)
-    before = output_counters(emulator)["requests"]
+    before = emulator.output_totals()["requests"]
     again: Mount = mount_factory(emulator.url, VAULT, cache_dir=mount.cache_dir)
     for job_id, expected in jobs:
         cmp(again.job_file(job_id), expected)
         assert os.getxattr(again.job_file(job_id), "user.glacierfs.verified") == b"tree-hash"
-    assert output_counters(emulator)["requests"] == before
+    assert emulator.output_totals()["requests"] == before
 
 
 def test_a_hydration_killed_half_way_fetches_only_what_was_missing(
@@ -87,7 +78,7 @@ def test_a_hydration_killed_half_way_fetches_only_what_was_missing(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: output_counters(emulator)["bytes"] > total // 3, "hydration under way")
+        wait_for(lambda: emulator.output_totals()["bytes"] > total // 3, "hydration under way")
     finally:
         stop_process(hydration)
     mount.process.kill()  # type: ignore[union-attr]  # the daemon too, mid-fetch
@@ -99,7 +90,7 @@ def test_a_hydration_killed_half_way_fetches_only_what_was_missing(
     emulator.reset_counters()
     result = glacierfs("hydrate", str(again.path))
     assert result.returncode == 0, result.stderr
-    assert output_counters(emulator)["bytes"] == total - cached
+    assert emulator.output_totals()["bytes"] == total - cached
     for job_id, expected in jobs:
         cmp(again.job_file(job_id), expected)
 
@@ -120,10 +111,10 @@ def test_status_reports_what_the_service_says_was_fetched(
         assert result.returncode == 0, result.stderr
         document.update(json.loads(result.stdout))
         fetched = document["stats"]["bytes_fetched"]
-        return not document["stats"]["in_flight"] and output_counters(emulator)["bytes"] == fetched
+        return not document["stats"]["in_flight"] and emulator.output_totals()["bytes"] == fetched
 
     wait_for(settled, "the daemon's figures to match the emulator's")
-    counters = output_counters(emulator)
+    counters = emulator.output_totals()
     stats = document["stats"]
     failed = sum(1 for r in emulator.requests() if r.get("fault") == "error503")
     assert stats["bytes_fetched"] == counters["bytes"]

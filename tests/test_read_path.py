@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.emulator import Emulator
-from tests.support.mount import Mount, needs_fuse
+from tests.support.mount import Mount, cmp, needs_fuse
 from tests.support.vault import inventory, job_output, retrieve, sample, upload
 
 pytestmark = needs_fuse
@@ -32,20 +32,6 @@ VAULT = "reads"
 
 def read_xattr(path: Path, name: str) -> str:
     return os.getxattr(path, name).decode()
-
-
-def cmp(left: Path, right: Path) -> None:
-    result = subprocess.run(["cmp", str(left), str(right)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def output_bytes(emulator: Emulator, job: str) -> int:
-    return int(emulator.counters()["jobs"].get(job, {}).get("bytes", 0))
-
-
-def output_requests(emulator: Emulator) -> int:
-    operations = emulator.counters()["operations"]
-    return int(operations.get("GetJobOutput", {}).get("requests", 0))
 
 
 @pytest.fixture
@@ -72,7 +58,7 @@ def test_outputs_of_every_awkward_size_read_back_exactly(
         path = mount.job_file(job)
         assert path.stat().st_size == size
         cmp(path, emulator.save_content(VAULT, archive, tmp_path / f"expected-{size}"))
-        assert output_bytes(emulator, job) == size  # each byte fetched once
+        assert emulator.job_bytes(job) == size  # each byte fetched once
         if size:
             assert read_xattr(path, "user.glacierfs.verified") == "tree-hash"
 
@@ -178,9 +164,9 @@ def test_a_persistent_flip_gives_eio_and_leaves_nothing_corrupt_in_the_cache(
     cmp(mount.job_file(job), expected)  # nothing corrupt was kept; the next read is right
     mount.stop()
     again: Mount = mount_factory(emulator.url, VAULT, cache_dir=mount.cache_dir)
-    before = output_requests(emulator)
+    before = emulator.output_totals()["requests"]
     cmp(again.job_file(job), expected)
-    assert output_requests(emulator) == before
+    assert emulator.output_totals()["requests"] == before
 
 
 def test_a_second_mount_and_an_expired_job_read_from_the_cache_with_no_request(
@@ -192,15 +178,15 @@ def test_a_second_mount_and_an_expired_job_read_from_the_cache_with_no_request(
     cmp(first.job_file(job), expected)
     assert read_xattr(first.job_file(job), "user.glacierfs.verified") == "tree-hash"
     first.stop()
-    before = output_requests(emulator)
+    before = emulator.output_totals()["requests"]
     second: Mount = mount_factory(emulator.url, VAULT, cache_dir=first.cache_dir)
     cmp(second.job_file(job), expected)
-    assert output_requests(emulator) == before
+    assert emulator.output_totals()["requests"] == before
     second.stop()
     emulator.expire(job)
     third: Mount = mount_factory(emulator.url, VAULT, cache_dir=first.cache_dir)
     cmp(third.job_file(job), expected)
-    assert output_requests(emulator) == before
+    assert emulator.output_totals()["requests"] == before
     assert read_xattr(third.job_file(job), "user.glacierfs.verified") == "tree-hash"
 
 
@@ -219,10 +205,10 @@ def test_a_damaged_block_file_in_the_cache_is_detected_and_refetched(
         byte = damaged.read(1)
         damaged.seek(3 * MIB + 99)
         damaged.write(bytes([byte[0] ^ 0x55]))
-    fetched = output_bytes(emulator, job)
+    fetched = emulator.job_bytes(job)
     second: Mount = mount_factory(emulator.url, VAULT, cache_dir=first.cache_dir)
     cmp(second.job_file(job), expected)
-    assert output_bytes(emulator, job) - fetched == MIB  # just the damaged leaf
+    assert emulator.job_bytes(job) - fetched == MIB  # just the damaged leaf
 
 
 def test_eight_concurrent_readers_fetch_each_block_once(
@@ -242,4 +228,4 @@ def test_eight_concurrent_readers_fetch_each_block_once(
     for thread in threads:
         thread.join(timeout=120)
     assert results == [digest] * 8
-    assert output_bytes(emulator, job) == 48 * MIB + 5
+    assert emulator.job_bytes(job) == 48 * MIB + 5

@@ -138,7 +138,17 @@ class Emulator:
         return list(self.admin("GET", "requests"))
 
     def job_requests(self, job: str) -> int:
+        """Requests naming this job (Describe Job and Get Job Output)."""
         return int(self.counters()["jobs"].get(job, {}).get("requests", 0))
+
+    def job_bytes(self, job: str) -> int:
+        """Bytes of this job's output served so far."""
+        return int(self.counters()["jobs"].get(job, {}).get("bytes", 0))
+
+    def output_totals(self) -> dict[str, int]:
+        """Get Job Output requests and bytes, over every job."""
+        totals = self.counters()["operations"].get("GetJobOutput", {})
+        return {"requests": int(totals.get("requests", 0)), "bytes": int(totals.get("bytes", 0))}
 
 
 @pytest.fixture

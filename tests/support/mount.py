@@ -70,6 +70,12 @@ def unmount(path: Path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True)
 
 
+def cmp(left: Path, right: Path) -> None:
+    """Assert, as cmp(1) checks, that two files hold the same bytes."""
+    result = subprocess.run(["cmp", str(left), str(right)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
