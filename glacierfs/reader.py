@@ -234,24 +234,20 @@ class Reader:
                     await self._budget.acquire()
             try:
                 self.stats.in_flight.setdefault(job.job_id, []).append(label)
-                data, digests, how = await self._fetch_verified(job, start, end)
-            finally:
-                for _ in range(run[1]):
+                try:
+                    data, digests, how = await self._fetch_verified(job, start, end)
+                finally:
+                    self._drop_in_flight(job.job_id, label)
+                self._publish(key, state, flight, first_leaf, data, digests, how)
+                with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
+                    async with self._disk_io:
+                        await trio.to_thread.run_sync(
+                            self._disk.put, key, first_leaf, data, digests, how
+                        )
+            finally:  # the budget covers the bytes until they are on disk: a slow disk
+                for _ in range(run[1]):  # slows the fetches instead of piling up in memory
                     self._budget.release()
-                self._drop_in_flight(job.job_id, label)
-            view = memoryview(data)
-            for n, digest in enumerate(digests):
-                leaf = first_leaf + n
-                piece = view[n * MIB : (n + 1) * MIB]
-                flight.leaves[leaf] = piece
-                self._memory.put(key, leaf, bytes(piece))  # a copy: the cache counts it
-                state.digests[leaf] = (digest, how)
-            flight.done.set()
-            with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
-                async with self._disk_io:
-                    await trio.to_thread.run_sync(
-                        self._disk.put, key, first_leaf, data, digests, how
-                    )
+            with trio.CancelScope(shield=True):
                 await self._check_whole(job, state)
         except GlacierfsError as error:
             flight.error = error
@@ -260,6 +256,26 @@ class Reader:
             for leaf in range(first_leaf, first_leaf + run[1]):
                 if self._flights.get((key, leaf)) is flight:
                     del self._flights[(key, leaf)]
+
+    def _publish(
+        self,
+        key: str,
+        state: ObjectState,
+        flight: Flight,
+        first_leaf: int,
+        data: bytes,
+        digests: list[bytes],
+        how: str,
+    ) -> None:
+        """Hand verified leaves to the readers waiting on the flight, and to memory."""
+        view = memoryview(data)
+        for n, digest in enumerate(digests):
+            leaf = first_leaf + n
+            piece = view[n * MIB : (n + 1) * MIB]
+            flight.leaves[leaf] = piece
+            self._memory.put(key, leaf, bytes(piece))  # a copy: the cache counts it
+            state.digests[leaf] = (digest, how)
+        flight.done.set()
 
     def _drop_in_flight(self, job_id: str, label: str) -> None:
         ranges = self.stats.in_flight.get(job_id, [])
