@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -313,23 +315,45 @@ def test_mount_through_mount_fuse3_as_from_fstab(
     wait_for(lambda: not _alive(stats["pid"]), "the daemon to exit")
 
 
-def test_mount_is_unreadable_to_other_users_without_allow_other(
-    emulator, vault, mount_factory
-) -> None:  # type: ignore[no-untyped-def]
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user")
-    _, _, _, jobs = vault
-    mount: Mount = mount_factory(emulator.url, VAULT)
-    os.chmod(mount.path.parent, 0o755)
-    result = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "cat",
-            str(mount.job_file(jobs["full"])),
-        ],
+def as_nobody(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv],
         capture_output=True,
     )
-    assert result.returncode != 0
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A directory other users can traverse (pytest's own are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="glacierfs-access-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "readable"),
+    [
+        ({}, False),
+        ({"allow_other": "", "umask": "022"}, True),
+        ({"allow_other": "", "umask": "077"}, False),
+    ],
+    ids=["private", "allow_other", "allow_other+umask077"],
+)
+def test_other_users_read_only_with_allow_other_and_the_mode_allowing_it(
+    emulator, vault, open_root: Path, options: dict[str, str], readable: bool
+) -> None:  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to become another user")
+    _, data, _, jobs = vault
+    mount = Mount(emulator.url, VAULT, open_root / "m", options).start()
+    try:
+        os.chmod(mount.path.parent, 0o755)
+        assert as_nobody("test", "-x", str(mount.path.parent)).returncode == 0
+        result = as_nobody("cat", str(mount.job_file(jobs["full"])))
+        if readable:
+            assert result.returncode == 0 and result.stdout == data
+        else:
+            assert result.returncode != 0 and b"Permission denied" in result.stderr
+    finally:
+        mount.stop()
