@@ -176,6 +176,10 @@ def _notify_systemd(error: str | None) -> None:
         sock.sendto(b"READY=1", address)
 
 
+NAMES_AT_START = 60.0
+"""Seconds the mount may wait, before it is announced, for names from saved
+descriptions and inventories; what is not learnt by then is learnt while mounted."""
+
 EXPIRY_WARNING = 3600.0
 """Seconds before a job expires from which bytes it has not cached are worth a warning."""
 
@@ -263,8 +267,17 @@ class Mounted:
         self._changed: dict[str, trio.Event] = {}
 
     async def run(self, ready: Ready) -> None:
+        async with trio.open_nursery() as nursery:
+            self.reader.start(nursery)
+            await self._serve(ready, nursery)
+
+    async def _serve(self, ready: Ready, nursery: trio.Nursery) -> None:
         options = self.options
         await self.catalog.refresh()
+        # Names from what is cheap (saved, an inventory) before the mount is announced,
+        # so that `mount && rsync` sees the user's tree; header probes come later.
+        with trio.move_on_after(NAMES_AT_START):
+            await self.names.learn(list(self.catalog.jobs.values()), headers=False)
         saved = await trio.to_thread.run_sync(
             self.disk.get_meta, INODES_META, self.catalog.namespace
         )
@@ -286,18 +299,16 @@ class Mounted:
                 options.mountpoint,
                 len(self.catalog.jobs),
             )
-            async with trio.open_nursery() as nursery:
-                self.reader.start(nursery)
-                nursery.start_soon(self._refresh_loop)
-                nursery.start_soon(self._signals)
-                nursery.start_soon(_raise_read_ahead, options.mountpoint)
-                nursery.start_soon(self._learn_names)
-                nursery.start_soon(self._expiry_watch)
-                if options.hydrate:
-                    nursery.start_soon(self._hydrate_loop)
-                await fuse.main()
-                clean = True
-                nursery.cancel_scope.cancel()
+            nursery.start_soon(self._refresh_loop)
+            nursery.start_soon(self._signals)
+            nursery.start_soon(_raise_read_ahead, options.mountpoint)
+            nursery.start_soon(self._learn_names)
+            nursery.start_soon(self._expiry_watch)
+            if options.hydrate:
+                nursery.start_soon(self._hydrate_loop)
+            await fuse.main()
+            clean = True
+            nursery.cancel_scope.cancel()
         finally:
             fuse.close(unmount=clean)  # pyfuse3: not after main() raised
             log.info("unmounted %s", options.mountpoint)

@@ -81,8 +81,12 @@ class Names:
             return (), decoded.mtime
         return safe_components(decoded.path), decoded.mtime
 
-    async def learn(self, jobs: Iterable[Job]) -> bool:
-        """Find descriptions for archive jobs without one; True when any was learnt."""
+    async def learn(self, jobs: Iterable[Job], headers: bool = True) -> bool:
+        """Find descriptions for archive jobs without one; True when any was learnt.
+
+        ``headers=False`` skips the per-job fetches of first leaves: the saved
+        descriptions and the inventories only.
+        """
         wanted = {job.archive_id: job for job in jobs if job.kind == "archive" and job.archive_id}
         missing = {a: j for a, j in wanted.items() if a not in self.descriptions}
         if not missing:
@@ -93,7 +97,8 @@ class Names:
         if self._inventory_file is not None:
             await self._from_inventory_file(missing)
         await self._from_inventory_jobs(missing, jobs)
-        await self._from_headers(missing)
+        if headers:
+            await self._from_headers(missing)
         return len(self.descriptions) > before
 
     def _take(self, missing: dict[str, Job], pairs: Iterable[tuple[str, object]]) -> list[str]:
