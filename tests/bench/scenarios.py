@@ -213,10 +213,38 @@ def concurrent_wan(bench: Bench, size_mib: int) -> None:
     bench.row("4 four readers x 256 MiB (wan)", "daemon peak RSS", rss / MIB, "MiB", target="< 300")
 
 
+def load_loopback(bench: Bench, size_mib: int) -> None:
+    """32 readers over 8 files of 64 MiB, half sequential, half random: the daemon's RSS."""
+    size = 64 * MIB
+    jobs = [bench.job("loopback", size, seed) for seed in range(21, 29)]
+    mount = bench.mount("loopback", bench.root / "load")
+
+    def scattered(path: Path, seed: int) -> None:
+        chosen = random.Random(seed)
+        with path.open("rb") as stream:
+            for _ in range(200):
+                os.pread(stream.fileno(), 65536, chosen.randrange(size - 65536))
+
+    try:
+        threads = []
+        for number in range(32):
+            path = mount.job_file(jobs[number % 8])
+            args = (path,) if number % 2 else (path, number)
+            threads.append(threading.Thread(target=dd if number % 2 else scattered, args=args))
+        seconds = timed(lambda: [t.start() for t in threads] + [t.join() for t in threads])
+        rss = peak_rss(mount.pid)
+    finally:
+        mount.stop()
+    label = "7 load: 32 readers over 8 files (loopback)"
+    bench.row(label, "wall time", seconds, "s")
+    bench.row(label, "daemon peak RSS", rss / MIB, "MiB", target="< 300")
+
+
 ALL: list[tuple[str, Callable[[Bench, int], None]]] = [
     ("cold", cold_sequential),
     ("warm", warm_sequential),
     ("random", cold_random_wan),
     ("concurrent", concurrent_wan),
+    ("load", load_loopback),
     ("inventory", inventory_scale),
 ]
