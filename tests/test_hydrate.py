@@ -155,3 +155,20 @@ def test_a_job_expiring_within_the_hour_with_bytes_not_cached_is_logged_once(
     assert os.getxattr(mount.job_file(soon), "user.glacier.expires").startswith(
         time.strftime("%Y-%m-%dT", time.gmtime(completed + 24 * 3600)).encode()
     )
+
+
+def test_the_hydrate_option_caches_every_job_in_the_background(
+    emulator: Emulator, jobs: list[tuple[str, Path]], mount_factory: Any
+) -> None:
+    mount: Mount = mount_factory(emulator.url, VAULT, {"hydrate": ""})
+
+    def cached(job_id: str) -> int:
+        return int(os.getxattr(mount.job_file(job_id), "user.glacierfs.cached"))
+
+    sizes = {job_id: expected.stat().st_size for job_id, expected in jobs}
+    wait_for(lambda: all(cached(j) == size for j, size in sizes.items()), "every job hydrated")
+    assert emulator.output_totals()["bytes"] == sum(sizes.values())  # each byte once
+    before = emulator.output_totals()["requests"]
+    for job_id, expected in jobs:
+        cmp(mount.job_file(job_id), expected)
+    assert emulator.output_totals()["requests"] == before
