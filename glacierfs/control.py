@@ -101,17 +101,29 @@ def left(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m"
 
 
+def friendly_names(mountpoint: Path) -> dict[str, str]:
+    """Job id -> its path in the archives/ or inventories/ view, for people to read."""
+    names: dict[str, str] = {}
+    for view in ("archives", "inventories"):
+        for path in sorted((mountpoint / view).rglob("*")):
+            job_id = _xattr(path, "user.glacier.job_id") if path.is_file() else ""
+            if job_id:
+                names.setdefault(job_id, str(path.relative_to(mountpoint)))
+    return names
+
+
 def render_status(mountpoint: Path) -> str:
     stats = mount_stats(mountpoint)
     files = job_files(mountpoint)
+    names = friendly_names(mountpoint)
     now = time.time()
-    lines = [f"{'JOB':<28} {'SIZE':>8} {'CACHED':>7} {'VERIFIED':<10} {'EXPIRES IN':>10}"]
+    lines = [f"{'JOB':<28} {'SIZE':>8} {'CACHED':>7} {'VERIFIED':<10} {'EXPIRES IN':>10}  NAME"]
     for f in files:
         share = 100.0 * f.cached / f.size if f.size else 100.0
         job = f.job_id if len(f.job_id) <= 28 else f.job_id[:25] + "..."
         lines.append(
             f"{job:<28} {human(f.size):>8} {share:6.1f}% {f.verified:<10} "
-            f"{left(f.expires - now):>10}"
+            f"{left(f.expires - now):>10}  {names.get(f.job_id, '')}"
         )
     fetched, served = int(str(stats["bytes_fetched"])), int(str(stats["bytes_served"]))
     hits = int(str(stats["served_from_cache"]))
@@ -131,6 +143,7 @@ def render_status(mountpoint: Path) -> str:
 
 def status_document(mountpoint: Path) -> dict[str, object]:
     """What ``status`` shows, for scripts: the daemon's figures and each file's state."""
+    names = friendly_names(mountpoint)
     files = [
         {
             "job_id": f.job_id,
@@ -139,6 +152,7 @@ def status_document(mountpoint: Path) -> dict[str, object]:
             "cached": f.cached,
             "verified": f.verified,
             "expires": f.expires,
+            "name": names.get(f.job_id),
         }
         for f in job_files(mountpoint)
     ]

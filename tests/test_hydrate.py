@@ -131,6 +131,9 @@ def test_status_reports_what_the_service_says_was_fetched(
     assert "100.0%" in table.stdout
     for job_id, _ in jobs:
         assert job_id[:25] in table.stdout
+    for line in table.stdout.splitlines()[1:5]:  # each job with its friendly name
+        assert line.split()[-1].startswith("archives/")
+    assert all(f["name"].startswith("archives/") for f in document["files"])
 
 
 def test_status_and_hydrate_refuse_a_path_that_is_not_a_mount(tmp_path: Path) -> None:
