@@ -127,7 +127,7 @@ class Output:
         """The checksum header for bytes ``start..end`` (inclusive), when one is sent."""
         if self.leaves is None or not is_tree_node(start, end + 1, self.source.size):
             return None
-        return combine(self.leaves[start // MIB : -(-(end + 1) // MIB)]).hex()
+        return combine(_leaf_window(self.leaves, start, end)).hex()
 
 
 class _Window:
@@ -487,20 +487,23 @@ class Store:
         return record
 
     def _describe_archive_job(self, job: Job, record: dict[str, Any]) -> None:
-        archive = self._job_archive(job)
-        start, end = job.byte_range or (0, archive.size - 1)
+        archive, start, end, leaves = self._retrieved(job)
         record["ArchiveId"] = archive.archive_id
         record["ArchiveSizeInBytes"] = archive.size
         record["ArchiveSHA256TreeHash"] = archive.tree_hash
         if archive.size:
             record["RetrievalByteRange"] = f"{start}-{end}"
-        if job.status == "Succeeded" and is_tree_node(start, end + 1, archive.size):
-            record["SHA256TreeHash"] = combine(
-                self.leaves(archive)[start // MIB : -(-(end + 1) // MIB)]
-            ).hex()
+        if job.status == "Succeeded" and leaves is not None:
+            record["SHA256TreeHash"] = combine(leaves).hex()
 
-    def _job_archive(self, job: Job) -> Archive:
-        return self.archives[job.archive_id or ""]
+    def _retrieved(self, job: Job) -> tuple[Archive, int, int, list[bytes] | None]:
+        """An archive job's archive and range (inclusive), and the range's leaf digests
+        when the range is a node of the archive's tree (else None: no checksum)."""
+        archive = self.archives[job.archive_id or ""]
+        start, end = job.byte_range or (0, archive.size - 1)
+        if not is_tree_node(start, end + 1, archive.size):
+            return archive, start, end, None
+        return archive, start, end, _leaf_window(self.leaves(archive), start, end)
 
     def output(self, job: Job) -> Output:
         if job.status != "Succeeded":
@@ -509,12 +512,14 @@ class Store:
             path = self.root / "outputs" / job.job_id
             kind = "text/csv" if job.fmt == "CSV" else "application/json"
             return Output(FileSource(path, path.stat().st_size), kind, None, None)
-        archive = self._job_archive(job)
-        start, end = job.byte_range or (0, archive.size - 1)
+        archive, start, end, leaves = self._retrieved(job)
         window = _Window(self.source(archive), start, end - start + 1)
-        aligned = is_tree_node(start, end + 1, archive.size)
-        leaves = self.leaves(archive)[start // MIB : -(-(end + 1) // MIB)] if aligned else None
         return Output(window, "application/octet-stream", archive.description, leaves)
+
+
+def _leaf_window(leaves: list[bytes], start: int, end: int) -> list[bytes]:
+    """The digests of the leaves that bytes ``start..end`` (inclusive) cover."""
+    return leaves[start // MIB : -(-(end + 1) // MIB)]
 
 
 def _new_id(nbytes: int) -> str:
