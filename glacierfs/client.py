@@ -126,11 +126,9 @@ def translated(what: str, job_id: str | None = None, body: bool = False) -> Iter
         raise TransientServiceError(f"{what}: connection failed: {error}") from None
     except botocore.parsers.ResponseParserError as error:
         raise BadResponse(f"{what}: unreadable response: {_first_line(error)}") from None
-    except ValueError as error:
-        if not body:
+    except (OSError, ValueError) as error:
+        if isinstance(error, ValueError) and not body:
             raise BadResponse(f"{what}: unreadable response: {_first_line(error)}") from None
-        raise TransientServiceError(f"{what}: {type(error).__name__}: {error}") from None
-    except OSError as error:
         raise TransientServiceError(f"{what}: {type(error).__name__}: {error}") from None
 
 
