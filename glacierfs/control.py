@@ -112,10 +112,13 @@ def friendly_names(mountpoint: Path) -> dict[str, str]:
     return names
 
 
+def gather(mountpoint: Path) -> tuple[dict[str, object], list[FileState], dict[str, str]]:
+    """What ``status`` reports, read once: the daemon's figures, each job's file, names."""
+    return mount_stats(mountpoint), job_files(mountpoint), friendly_names(mountpoint)
+
+
 def render_status(mountpoint: Path) -> str:
-    stats = mount_stats(mountpoint)
-    files = job_files(mountpoint)
-    names = friendly_names(mountpoint)
+    stats, files, names = gather(mountpoint)
     now = time.time()
     lines = [f"{'JOB':<28} {'SIZE':>8} {'CACHED':>7} {'VERIFIED':<10} {'EXPIRES IN':>10}  NAME"]
     for f in files:
@@ -143,7 +146,7 @@ def render_status(mountpoint: Path) -> str:
 
 def status_document(mountpoint: Path) -> dict[str, object]:
     """What ``status`` shows, for scripts: the daemon's figures and each file's state."""
-    names = friendly_names(mountpoint)
+    stats, states, names = gather(mountpoint)
     files = [
         {
             "job_id": f.job_id,
@@ -154,9 +157,9 @@ def status_document(mountpoint: Path) -> dict[str, object]:
             "expires": f.expires,
             "name": names.get(f.job_id),
         }
-        for f in job_files(mountpoint)
+        for f in states
     ]
-    return {"stats": mount_stats(mountpoint), "files": files}
+    return {"stats": stats, "files": files}
 
 
 def status(argv: Sequence[str]) -> int:
