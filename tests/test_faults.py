@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import random
 import signal
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from glacierfs.control import mount_stats
 from tests.support.emulator import SECRET_KEY, Emulator
 from tests.support.mount import Mount, cmp, isolated_env, needs_fuse, wait_for
 from tests.support.vault import inventory, retrieve
@@ -29,10 +29,6 @@ pytestmark = needs_fuse
 
 MIB = 1 << 20
 VAULT = "faults"
-
-
-def stats(mount: Mount) -> dict[str, Any]:
-    return dict(json.loads(os.getxattr(mount.path, "user.glacierfs.stats")))
 
 
 @pytest.fixture
@@ -58,7 +54,7 @@ def test_error_storms_on_a_share_of_requests_still_give_the_right_bytes(
     cmp(mount.job_file(job_id), expected)
     struck = [r for r in emulator.requests() if r.get("fault") == kind]
     assert struck, "the fault never struck"
-    assert stats(mount)["retries"] >= len(struck)
+    assert mount_stats(mount.path)["retries"] >= len(struck)
     warnings = [line for line in mount.log().splitlines() if "retrying" in line]
     assert len(warnings) <= len(struck)  # at most one line per failed request
 
@@ -146,7 +142,7 @@ def test_kill_9_with_reads_in_flight_leaves_a_cache_that_is_intact_or_dropped(
         subprocess.Popen(["cat", str(mount.job_file(j))], stdout=subprocess.DEVNULL)
         for j, _, _ in jobs
     ]
-    wait_for(lambda: stats(mount)["bytes_fetched"] > 8 * MIB, "reads to be under way")
+    wait_for(lambda: mount_stats(mount.path)["bytes_fetched"] > 8 * MIB, "reads to be under way")
     mount.process.kill()  # type: ignore[union-attr]
     mount.process.wait()  # type: ignore[union-attr]
     for reader in readers:
