@@ -304,12 +304,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _error(self, error: ApiError) -> None:
         document = {"code": error.code, "message": error.message, "type": error.type}
-        data = json.dumps(document).encode()
-        self.send_response(error.status)
-        self.send_header("Content-Type", "application/json")
-        self._finish_headers(len(data))
-        self.wfile.write(data)
-        self._entry.update(status=error.status, bytes=0, error=error.code)
+        self._json(error.status, document, [])
+        self._entry.update(bytes=0, error=error.code)  # an error serves no output bytes
 
     def _finish_headers(self, length: int) -> None:
         self.send_header("Content-Length", str(length))
