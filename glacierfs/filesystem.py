@@ -96,9 +96,23 @@ class Filesystem:
             node.inode, mode, node.nlink, size, self.access.uid, self.access.gid, node.mtime
         )
 
+    def _dir(self, inode: int) -> Node:
+        node = self._node(inode)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return node
+
     def lookup(self, parent: int, name: str) -> Attr:
+        """The entry ``name`` of directory ``parent``, ``.`` and ``..`` included.
+
+        The kernel resolves ``.`` and ``..`` itself while walking paths; it asks for them
+        when it reconnects a handle to its directory (``supports_dot_lookup``, NFS export).
+        """
+        directory = self._dir(parent)
         if name == ".":
-            return self.attr(self._node(parent))
+            return self.attr(directory)
+        if name == "..":
+            return self.attr(self._node(directory.parent))
         node = self.tree.lookup(parent, name)
         if node is None:
             raise FsError(errno.ENOENT)
@@ -108,16 +122,16 @@ class Filesystem:
         return self.attr(self._node(inode))
 
     def opendir(self, inode: int) -> int:
-        node = self._node(inode)
-        if not node.is_dir:
-            raise FsError(errno.ENOTDIR)
+        node = self._dir(inode)
         handle = next(self._next_handle)
         self._dir_handles[handle] = sorted(node.children.items())
         return handle
 
     def readdir(self, handle: int, start: int) -> list[tuple[str, Attr, int]]:
         """Entries from index ``start`` on, each with the index of the next one."""
-        entries = self._dir_handles.get(handle, [])
+        entries = self._dir_handles.get(handle)
+        if entries is None:
+            raise FsError(errno.EBADF)
         result = []
         for index in range(start, len(entries)):
             name, inode = entries[index]
@@ -130,6 +144,12 @@ class Filesystem:
         self._dir_handles.pop(handle, None)
 
     def open(self, inode: int, flags: int) -> int:
+        """A handle for reading the file; the one place a write is refused.
+
+        The mount is ``ro``, so the kernel refuses writes before they reach the daemon;
+        this answers the same should an open for writing reach it anyway. Every other
+        write call is left to pyfuse3's default, ENOSYS, which the kernel never sends.
+        """
         node = self._node(inode)
         if node.is_dir:
             raise FsError(errno.EISDIR)

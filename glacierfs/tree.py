@@ -35,6 +35,9 @@ class Node:
     job: Job | None = None
     children: dict[str, int] = field(default_factory=dict)
     nlink: int = 1
+    parent: int = ROOT_INODE
+    """The directory holding this node, for lookups of ``..``; the root's is itself.
+    A file has one name per view: its parent is the ``jobs`` directory."""
 
 
 def archive_id_name(job: Job) -> tuple[tuple[str, ...], float | None]:
@@ -73,7 +76,8 @@ class Tree:
         mtimes: dict[str, float] = {}
         for job in jobs:
             inode = self._file_inode(job.job_id)
-            nodes[inode] = Node(inode, False, job.completed, job, nlink=2)
+            jobs_dir = self._dir(nodes, ("jobs",))
+            nodes[inode] = Node(inode, False, job.completed, job, nlink=2, parent=jobs_dir.inode)
             self._link(nodes, ("jobs",), job.job_id, inode)
             wanted.append(self._wanted(job, namer, mtimes))
         self.paths = assign_paths(wanted)
@@ -118,6 +122,7 @@ class Tree:
                 parent = self._dir(nodes, path[:-1])
                 parent.children[path[-1]] = inode
                 parent.nlink += 1
+                node.parent = parent.inode
         return node
 
     def _link(
