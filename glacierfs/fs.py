@@ -75,6 +75,13 @@ def _replying(handler: F) -> F:
 
 
 class Operations(pyfuse3.Operations):
+    """The read calls of a read-only mount; pyfuse3's defaults answer every write call.
+
+    The mount is ``ro``: the kernel answers EROFS to a write call before it reaches
+    the daemon, so no write handler is defined here (pyfuse3's default is ENOSYS), and
+    an open for writing, should one arrive, is refused by :meth:`Filesystem.open`.
+    """
+
     supports_dot_lookup = True
     enable_writeback_cache = False
     enable_acl = False
@@ -83,7 +90,7 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.fs = fs
 
-    def _entry(self, attr: Attr) -> Any:
+    def _entry(self, attr: Attr) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = attr.inode
         entry.st_mode = attr.mode
@@ -101,49 +108,65 @@ class Operations(pyfuse3.Operations):
         return entry
 
     @_replying
-    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
+    async def lookup(
+        self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         return self._entry(self.fs.lookup(parent_inode, os.fsdecode(name)))
 
     @_replying
-    async def getattr(self, inode: int, ctx: Any = None) -> Any:
+    async def getattr(
+        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         return self._entry(self.fs.getattr(inode))
 
     @_replying
-    async def opendir(self, inode: int, ctx: Any) -> int:
+    async def opendir(
+        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileHandleT:
         return self.fs.opendir(inode)
 
     @_replying
-    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+    async def readdir(
+        self, fh: pyfuse3.FileHandleT, start_id: int, token: pyfuse3.ReaddirToken
+    ) -> None:
         for name, attr, next_id in self.fs.readdir(fh, start_id):
             if not pyfuse3.readdir_reply(token, os.fsencode(name), self._entry(attr), next_id):
                 break
 
     @_replying
-    async def releasedir(self, fh: int) -> None:
+    async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
         self.fs.releasedir(fh)
 
     @_replying
-    async def open(self, inode: int, flags: int, ctx: Any) -> Any:
+    async def open(
+        self, inode: pyfuse3.InodeT, flags: pyfuse3.FlagT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
         return pyfuse3.FileInfo(fh=self.fs.open(inode, flags), keep_cache=True)
 
     @_replying
-    async def read(self, fh: int, off: int, size: int) -> Any:
+    async def read(  # type: ignore[override]  # pyfuse3 takes any buffer: no copy of a leaf
+        self, fh: pyfuse3.FileHandleT, off: int, size: int
+    ) -> bytes | memoryview:
         return await self.fs.read(fh, off, size)
 
     @_replying
-    async def release(self, fh: int) -> None:
+    async def release(self, fh: pyfuse3.FileHandleT) -> None:
         self.fs.release(fh)
 
     @_replying
-    async def getxattr(self, inode: int, name: bytes, ctx: Any) -> bytes:
+    async def getxattr(
+        self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
+    ) -> bytes:
         return await self.fs.getxattr(inode, os.fsdecode(name))
 
     @_replying
-    async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
+    async def listxattr(
+        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
+    ) -> list[pyfuse3.XAttrNameT]:
         return [os.fsencode(name) for name in await self.fs.xattrs(inode)]
 
     @_replying
-    async def statfs(self, ctx: Any) -> Any:
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         total, nodes = self.fs.statfs_totals()
         result = pyfuse3.StatvfsData()
         result.f_bsize = result.f_frsize = 1 << 20
@@ -153,57 +176,6 @@ class Operations(pyfuse3.Operations):
         result.f_ffree = result.f_favail = 0
         result.f_namemax = 255
         return result
-
-    @_replying
-    async def access(self, inode: int, mode: int, ctx: Any) -> bool:
-        self.fs.getattr(inode)
-        return not mode & os.W_OK
-
-    # Read-only everywhere: the kernel refuses most of these itself (the mount is "ro").
-
-    async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def mknod(self, parent: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def mkdir(self, parent: int, name: bytes, mode: int, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def unlink(self, parent: int, name: bytes, ctx: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def rmdir(self, parent: int, name: bytes, ctx: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def symlink(self, parent: int, name: bytes, target: bytes, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def rename(
-        self,
-        old_parent: int,
-        old_name: bytes,
-        new_parent: int,
-        new_name: bytes,
-        flags: int,
-        ctx: Any,
-    ) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def link(self, inode: int, new_parent: int, new_name: bytes, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def create(self, parent: int, name: bytes, mode: int, flags: int, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def write(self, fh: int, off: int, buf: bytes) -> int:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    async def removexattr(self, inode: int, name: bytes, ctx: Any) -> None:
-        raise pyfuse3.FUSEError(errno.EROFS)
 
 
 def init(fs: Filesystem, mountpoint: Path, options: set[str], debug: bool = False) -> None:

@@ -134,6 +134,10 @@ def test_xattrs_describe_the_job(emulator, vault, mount_factory) -> None:  # typ
         lambda p: os.setxattr(p, "user.x", b"1"),
         lambda p: os.utime(p, (0, 0)),
         lambda p: os.symlink("x", p.parent / "link"),
+        lambda p: os.link(p, p.parent / "hardlink"),
+        lambda p: os.removexattr(p, "user.glacier.job_id"),
+        lambda p: os.rmdir(p.parent),
+        lambda p: os.mknod(p.parent / "fifo"),
     ],
 )
 def test_every_write_like_operation_fails_read_only(
