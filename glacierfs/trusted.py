@@ -62,6 +62,8 @@ def open_subdirectory(parent: int, name: str, what: str) -> int:
             os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, DIRECTORY, dir_fd=parent)
     except OSError as error:
+        if error.errno == errno.ENOTDIR and _is_symlink(name, parent):
+            raise ConfigError(f"{what}: {name} is a symlink, not followed") from None
         raise ConfigError(f"{what}: {name}: {_reason(error)}") from None
     info = os.fstat(fd)
     if info.st_uid != os.geteuid() or info.st_mode & 0o022:
@@ -109,6 +111,12 @@ def owners() -> str:
 
 def _not_a_file(name: str) -> OSError:
     return OSError(errno.EPERM, f"{name} is not a regular file of uid {os.geteuid()} (one link)")
+
+
+def _is_symlink(name: str, parent: int) -> bool:
+    with suppress(OSError):
+        return stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+    return False
 
 
 def _reason(error: OSError) -> str:
