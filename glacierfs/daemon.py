@@ -104,7 +104,8 @@ def setup_logging(options: Options) -> None:
     handler: logging.Handler
     form = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if options.log_file is not None:
-        stream = os.fdopen(trusted.open_log(options.log_file), "a", errors="backslashreplace")
+        log_fd = trusted.open_log(options.log_file)
+        stream = os.fdopen(log_fd, "a", encoding="utf-8", errors="backslashreplace")
         handler = logging.StreamHandler(stream)
     elif options.foreground:
         handler = logging.StreamHandler(sys.stderr)

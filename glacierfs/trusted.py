@@ -201,6 +201,8 @@ class _Walk:
             os.mkdir(name, 0o700, dir_fd=parent)
         except FileExistsError:
             pass  # made meanwhile by a trusted user (the parent is trusted): check it
+        except OSError as error:
+            raise ConfigError(f"{self.what}: cannot create {path}: {_reason(error)}") from None
         else:
             made = os.open(name, DIRECTORY, dir_fd=parent)
             try:

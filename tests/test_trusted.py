@@ -11,9 +11,12 @@ import errno
 import hashlib
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -284,3 +287,59 @@ def test_a_log_file_that_is_a_symlink_is_refused(tmp_path: Path, victim: Path) -
     with pytest.raises(ConfigError, match=r"log file .*: glacierfs.log is not a regular file"):
         trusted.open_log(tmp_path / "glacierfs.log")
     assert unchanged(victim, before)
+
+
+# --- as a user other than root ---------------------------------------------------------
+
+
+def as_user(uid: int, work: Callable[[], str]) -> str:
+    """What ``work`` returns, or the message it raises, run in a child as ``uid``."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            try:
+                answer = work()
+            except ConfigError as error:
+                answer = f"refused: {error}"
+            os.write(write_end, answer.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return answer
+
+
+@needs_root
+def test_for_another_user_root_and_they_are_trusted_no_one_else() -> None:
+    """The daemon run by nobody: root's directories on the way are fine, a third user's
+    are not, and the cache itself must be nobody's."""
+    base = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        (base / "mine").mkdir()
+        os.chown(base / "mine", OTHER, OTHER)
+        (base / "third").mkdir(mode=0o755)
+        os.chown(base / "third", 12345, 12345)
+        (base / "roots").mkdir()
+        (base / "roots").chmod(0o755)
+
+        def open_cache(path: Path) -> Callable[[], str]:
+            def work() -> str:
+                DiskCache(path, MIB).close()
+                return "opened"
+
+            return work
+
+        assert as_user(OTHER, open_cache(base / "mine" / "cache")) == "opened"
+        third = as_user(OTHER, open_cache(base / "third" / "cache"))
+        assert f"{base / 'third'} belongs to uid 12345, not to root or uid {OTHER}" in third
+        roots = as_user(OTHER, open_cache(base / "roots"))
+        assert f"{base / 'roots'} belongs to uid 0, not to uid {OTHER}" in roots
+    finally:
+        shutil.rmtree(base)
