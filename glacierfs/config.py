@@ -69,6 +69,33 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_RETRIES = 8
 """Attempts per request for transient errors and checksum mismatches."""
 
+# --- Bounds: values past these are mistakes, refused with one line ------------------
+
+MAX_ID = 2**32 - 2
+"""The largest uid or gid: ids are 32 bits, and 2^32-1 is the kernel's "no id" (-1)."""
+
+MAX_SIZE = 2**63 - 1
+"""The largest size of anything: the largest file offset, and SQLite's largest integer."""
+
+MIN_SIZE = MIB
+"""The smallest disk cache, memory cache or memory budget: one leaf; less holds nothing."""
+
+MAX_REQUEST_SIZE = 1 << 30
+"""The largest ``block_size`` and ``max_request``: a request is held in memory whole until
+it is checked and stored, so a larger one is a mistake, not a tuning."""
+
+MAX_CONNECTIONS = 256
+"""Each connection is a socket, and sockets share the usual limit of 1024 descriptors
+with the 256 data files the disk cache keeps open; 16 already fill a WAN link."""
+
+MAX_RETRIES = 100
+"""Backoff doubles per attempt up to 10 s, so a hundred attempts outlast any sensible
+``timeout``; far more would overflow the doubling."""
+
+MAX_SECONDS = 365 * 86400.0
+"""The longest ``refresh`` or ``timeout``: a year is as good as never, and stays far from
+what clocks and sleeps can hold (inf, nan and 1e400 are refused)."""
+
 SERVICE_ONLY_OPTIONS = frozenset(
     {
         "ro",
@@ -94,6 +121,10 @@ SERVICE_ONLY_OPTIONS = frozenset(
     }
 )
 """Options only mount(8) and systemd care about: accepted and ignored."""
+
+ALWAYS_ON_OPTIONS = frozenset({"default_permissions"})
+"""FUSE options glacierfs always applies: accepted, so that fstab lines written for other
+FUSE filesystems work."""
 
 VERIFY_MODES = ("default", "strict")
 
@@ -151,7 +182,7 @@ Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (4M)
            read_ahead=SIZE (64M)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
-Access:    allow_other  uid=N  gid=N  umask=OCTAL
+Access:    allow_other  uid=N  gid=N  umask=OCTAL  default_permissions (always on)
 Logging:   debug  foreground  log=FILE (default: stderr with -f, syslog otherwise)
 Ignored:   {" ".join(sorted(SERVICE_ONLY_OPTIONS))} x-systemd.* comment=*
 """
@@ -172,16 +203,18 @@ def parse_size(text: str) -> int:
 def _power_of_two_mib(name: str, value: int) -> int:
     if value < MIB or value % MIB or (value // MIB) & (value // MIB - 1):
         raise UsageError(f"{name} must be 1 MiB times a power of two (1M, 2M, 4M, ...)")
+    if value > MAX_REQUEST_SIZE:
+        raise UsageError(f"option {name}: at most {MAX_REQUEST_SIZE >> 20}M")
     return value
 
 
-def _as_int(name: str, text: str, base: int = 10, minimum: int = 0) -> int:
+def _as_int(name: str, text: str, base: int = 10, minimum: int = 0, maximum: int = MAX_SIZE) -> int:
     try:
         value = int(text, base)
     except ValueError:
         raise UsageError(f"option {name}: not a number: {text!r}") from None
-    if value < minimum:
-        raise UsageError(f"option {name}: must be at least {minimum}")
+    if not minimum <= value <= maximum:
+        raise UsageError(f"option {name}: must be from {minimum} to {maximum}, not {text}")
     return value
 
 
@@ -190,16 +223,21 @@ def _as_seconds(name: str, text: str) -> float:
         value = float(text)
     except ValueError:
         raise UsageError(f"option {name}: not a number of seconds: {text!r}") from None
-    if not value > 0 or value != value:
-        raise UsageError(f"option {name}: must be a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # also false for nan; inf and 1e400 are past the max
+        raise UsageError(
+            f"option {name}: must be a positive number of seconds, at most {MAX_SECONDS:.0f}"
+        )
     return value
 
 
-def _as_size(name: str, text: str) -> int:
+def _as_size(name: str, text: str, minimum: int = MIN_SIZE) -> int:
     try:
-        return parse_size(text)
+        value = parse_size(text)
     except ValueError:
         raise UsageError(f"option {name}: not a size (e.g. 512M, 100G): {text!r}") from None
+    if not minimum <= value <= MAX_SIZE:
+        raise UsageError(f"option {name}: must be from {minimum} to {MAX_SIZE} bytes, not {text}")
+    return value
 
 
 _FLAGS = {
@@ -236,6 +274,10 @@ def _apply(values: dict[str, object], name: str, value: str | None) -> None:
     """Turn one ``-o`` option into a field of :class:`Options`."""
     if name in SERVICE_ONLY_OPTIONS or name.startswith(("x-systemd.", "comment=")):
         return
+    if name in ALWAYS_ON_OPTIONS:
+        if value is not None:
+            raise UsageError(f"option {name} takes no value")
+        return
     if name == "rw":
         raise UsageError("glacierfs is read-only: remove 'rw' from the mount options")
     if name in _FLAGS:
@@ -256,13 +298,15 @@ def _apply(values: dict[str, object], name: str, value: str | None) -> None:
     elif name == "log":
         values["log_file"] = Path(value)
     elif name in _SIZES:
-        values[name] = _as_size(name, value)
+        values[name] = _as_size(name, value, minimum=0 if name == "read_ahead" else MIN_SIZE)
     elif name in ("block_size", "max_request"):
         values[name] = _power_of_two_mib(name, _as_size(name, value))
-    elif name in ("connections", "retries"):
-        values[name] = _as_int(name, value, minimum=1)
+    elif name == "connections":
+        values[name] = _as_int(name, value, minimum=1, maximum=MAX_CONNECTIONS)
+    elif name == "retries":
+        values[name] = _as_int(name, value, minimum=1, maximum=MAX_RETRIES)
     elif name in ("uid", "gid"):
-        values[name] = _as_int(name, value)
+        values[name] = _as_int(name, value, maximum=MAX_ID)
     elif name == "umask":
         values[name] = _as_int(name, value, base=8) & 0o777
     elif name in ("refresh", "timeout"):

@@ -10,6 +10,7 @@ end the mount cleanly; SIGHUP refreshes the job list.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -26,6 +27,7 @@ from pathlib import Path
 import trio
 
 from glacierfs import fs as fuse
+from glacierfs import trusted
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
@@ -86,7 +88,15 @@ def check_service(options: Options) -> None:
 
 
 def setup_logging(options: Options) -> None:
-    """stderr in the foreground, syslog (journald) in the background, or ``log=FILE``."""
+    """Send the log to ``log=FILE``, or to stderr in the foreground, or to syslog
+    (journald) in the background when its socket is there, and nowhere when it is not.
+
+    The log file is created 0600, as the cache is private too: with ``debug`` it holds
+    every FUSE call and path. It is never opened through a symlink, and its directory
+    passes the cache directory's checks (:func:`glacierfs.trusted.open_log`). A
+    background mount never logs to the terminal it was started from, even before it is
+    up: its parent prints nothing on success and one line on failure.
+    """
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if options.debug else logging.INFO)
     for old in list(root.handlers):
@@ -94,12 +104,20 @@ def setup_logging(options: Options) -> None:
     handler: logging.Handler
     form = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if options.log_file is not None:
-        handler = logging.FileHandler(options.log_file)
-    elif not options.foreground and os.path.exists("/dev/log"):
+        log_fd = trusted.open_log(options.log_file)
+        stream = os.fdopen(log_fd, "a", encoding="utf-8", errors="backslashreplace")
+        handler = logging.StreamHandler(stream)
+    elif options.foreground:
+        handler = logging.StreamHandler(sys.stderr)
+    elif os.path.exists("/dev/log"):
         handler = logging.handlers.SysLogHandler("/dev/log")
         form = "glacierfs[%(process)d]: %(levelname)s %(message)s"
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    else:  # no syslog socket (a container): nowhere to log in the background
+        handler = logging.NullHandler()
+    if not options.foreground:
+        # A record that cannot be written (syslog gone, disk full) is dropped quietly,
+        # not printed with a traceback to a stderr no one reads.
+        logging.raiseExceptions = False
     handler.setFormatter(logging.Formatter(form))
     root.addHandler(handler)
     for noisy in ("botocore", "urllib3"):
@@ -107,54 +125,95 @@ def setup_logging(options: Options) -> None:
 
 
 def mount(options: Options) -> int:
-    """Mount, in the background unless ``-f``; the exit code says whether it worked."""
+    """Mount, in the background unless ``-f``; the exit code says whether it worked.
+
+    Logging is set up first, in both modes, so that a bad ``log=`` is the first thing
+    refused and nothing before the fork falls back to printing on stderr.
+    """
+    setup_logging(options)
     check_mountpoint(options.mountpoint)
     check_service(options)
     if options.foreground:
-        setup_logging(options)
         return serve(options, _notify_systemd)
     read_end, write_end = os.pipe()
-    if os.fork() > 0:
+    pid = os.fork()
+    if pid > 0:
         os.close(write_end)
-        return _wait_for_child(read_end)
+        return _wait_for_child(read_end, pid)
     os.close(read_end)
     os.setsid()
     return _background_child(options, write_end)
 
 
-def _wait_for_child(read_end: int) -> int:
+def _wait_for_child(read_end: int, pid: int) -> int:
+    """The parent of a background mount: silent on "OK", else one line on stderr."""
     with os.fdopen(read_end, "r") as pipe:
         message = pipe.readline().strip()
     if message == "OK":
         return 0
-    print(
-        f"glacierfs: {message or 'the daemon exited during startup (see its log)'}", file=sys.stderr
-    )
+    if not message:  # it died without a word: say how
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            name = signal.Signals(os.WTERMSIG(status)).name
+            message = f"the daemon was killed by {name} during startup"
+        else:
+            message = "the daemon exited during startup (see its log)"
+    print(f"glacierfs: {message}", file=sys.stderr)
     return 1
 
 
 def _background_child(options: Options, write_end: int) -> int:
+    """The daemon of a background mount: it says "OK" or one line of error up the pipe,
+    and writes nothing else to the caller's terminal. Until the mount is up its stdout
+    and stderr go to an anonymous file, where libfuse and fusermount3 explain their
+    failures, and the last line there completes an unexpected error's message. After
+    that they go to /dev/null."""
     pipe = os.fdopen(write_end, "w")
+    captured = _capture_stdio()
 
-    def ready(error: str | None) -> None:
+    def ready(error: str | None, explain: bool = False) -> None:
         if pipe.closed:
             return
-        pipe.write("OK\n" if error is None else f"{error}\n")
+        if error is not None and explain and (said := _last_line(captured)):
+            error = f"{error} ({said})"
+        pipe.write("OK\n" if error is None else " ".join(error.splitlines()) + "\n")
         pipe.close()
-        if error is None:
-            _detach_stdio()
+        _detach_stdio()
+        os.close(captured)
 
-    setup_logging(options)
     try:
         code = serve(options, ready)
     except GlacierfsError as error:
         ready(str(error))
         code = error.exit_code
-    except BaseException as error:
-        ready(f"unexpected error: {error!r}")
-        raise
+    except BaseException as error:  # logged with its traceback; the caller gets a line
+        ready(f"unexpected error: {error!r}", explain=True)
+        log.critical("unexpected error: %r", error, exc_info=True)
+        code = 1
     ready("the daemon stopped during startup")
     os._exit(code)
+
+
+def _capture_stdio() -> int:
+    """Point stdin at /dev/null, and stdout and stderr at an anonymous file (returned)."""
+    captured = os.memfd_create("glacierfs-startup", os.MFD_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(captured, 1)
+    os.dup2(captured, 2)
+    return captured
+
+
+def _last_line(captured: int) -> str:
+    """The last line written to the captured stdout and stderr, if any."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    size = os.fstat(captured).st_size
+    tail = os.pread(captured, 4096, max(0, size - 4096)).decode(errors="replace")
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _detach_stdio() -> None:

@@ -16,6 +16,20 @@ either way, far above what Glacier delivers. There are far fewer files, and the 
 also keeps job records, so an output wholly cached stays listable after the service
 forgets its job.
 
+Held, not found again by path. The daemon often runs as root, so a path that another
+user could redirect would let them aim our writes at any file. The root's path is
+checked once, from ``/`` down (:mod:`glacierfs.trusted`: every directory must be ours
+or root's and writable by no one else, a root-owned sticky one like /tmp aside). The
+root itself must be ours alone. Then it is held open, and everything under it is
+opened relative to the held descriptors (root, ``v1``, ``data``) without following a
+symlink. The lock, the index and the data files must be regular files of ours with one
+link. Anything else is unusable: the cache is refused at start, or a data file becomes
+a miss that cannot be written. SQLite takes a name, not a descriptor, so the index is
+named through ``/proc/self/fd/<v1>``. SQLite 3.40 resolves that to the held
+directory's current path (see :func:`_index_name`). That path is the one checked, and
+no one but us and root can change it. Afterwards a check confirms that SQLite has the
+very file opened here by descriptor.
+
 Commit protocol. ``put`` writes a leaf's bytes with ``pwrite``, and only then commits its
 row (key, index, length, SHA-256 digest, how it was verified, last use). The row is the
 commit point: bytes without a row are never read, so a ``kill -9`` at any moment leaves
@@ -70,6 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glacierfs import trusted
 from glacierfs.errors import ConfigError
 from glacierfs.treehash import MIB
 
@@ -154,8 +169,8 @@ class _Handle:
 class _Files:
     """An LRU of open data files. Not thread-safe: the DiskCache's lock guards it."""
 
-    def __init__(self, directory: Path, limit: int) -> None:
-        self.directory = directory
+    def __init__(self, directory: int, limit: int) -> None:
+        self.directory = directory  # a descriptor: files are opened relative to it
         self._limit = limit
         self._open: OrderedDict[str, _Handle] = OrderedDict()
 
@@ -173,14 +188,13 @@ class _Files:
         return handle
 
     def _open_file(self, name: str, write: bool) -> _Handle:
-        path = self.directory / name
-        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if write else 0)
+        flags = os.O_RDWR | (os.O_CREAT if write else 0)
         try:
-            return _Handle(os.open(path, flags, 0o600), writable=True)
+            return _Handle(trusted.open_file(name, flags, self.directory), writable=True)
         except OSError as error:
             if write or error.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise
-        return _Handle(os.open(path, os.O_RDONLY | os.O_CLOEXEC), writable=False)
+        return _Handle(trusted.open_file(name, os.O_RDONLY, self.directory), writable=False)
 
     def release(self, handle: _Handle) -> None:
         handle.users -= 1
@@ -249,23 +263,27 @@ class DiskCache:
         self._failing = False
         self._punch = _load_fallocate()
         self._closed = False
-        _prepare_root(self.root)
-        self._lock_fd = _take_lock(self.root)
+        self._directories = [_open_root(self.root)]  # root, layout, data: all held open
         try:
-            self._open_layout()
+            self._lock_fd = _take_lock(self.root, self._directories[0])
+            try:
+                self._open_layout()
+            except BaseException:
+                os.close(self._lock_fd)
+                raise
         except BaseException:
-            os.close(self._lock_fd)
+            _close_all(self._directories)
             raise
 
     def _open_layout(self) -> None:
         base = self.root / LAYOUT
-        for directory in (base, base / "data"):
-            try:
-                directory.mkdir(mode=0o700, exist_ok=True)
-            except OSError as error:
-                raise ConfigError(f"cache directory {directory}: {error.strerror}") from error
-        self._files = _Files(base / "data", OPEN_FILES)
-        self._db = _open_index(base / "index.sqlite3")
+        what = f"cache directory {self.root}"
+        layout = trusted.open_subdirectory(self._directories[0], LAYOUT, what)
+        self._directories.append(layout)
+        data = trusted.open_subdirectory(layout, "data", f"{what}/{LAYOUT}")
+        self._directories.append(data)
+        self._files = _Files(data, OPEN_FILES)
+        self._db = _open_index(layout, base / "index.sqlite3")
         self._last_flush = self._clock()
         try:
             self._start_session()
@@ -305,6 +323,7 @@ class DiskCache:
             self._db.close()
             self._files.close_all()
             os.close(self._lock_fd)
+            _close_all(self._directories)
 
     def __enter__(self) -> DiskCache:
         return self
@@ -616,7 +635,7 @@ class DiskCache:
         self._files.forget(name)
         self._generation[key] += 1
         try:
-            (self._files.directory / name).unlink()
+            os.unlink(name, dir_fd=self._files.directory)  # a link itself, never its target
         except FileNotFoundError:
             pass
         except OSError as error:
@@ -664,14 +683,17 @@ class DiskCache:
         present: dict[str, set[int]] = {}
         for key, index in self._db.execute("SELECT key, idx FROM leaves"):
             present.setdefault(_file_name(key), set()).add(index)
-        for entry in os.scandir(self._files.directory):
-            indices = present.get(entry.name)
+        directory = self._files.directory
+        with os.scandir(directory) as entries:
+            names = [entry.name for entry in entries]
+        for name in names:
+            indices = present.get(name)
             if indices is None:
                 with suppress(OSError):
-                    os.unlink(entry.path)
+                    os.unlink(name, dir_fd=directory)
                 continue
             with suppress(OSError):
-                fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
+                fd = trusted.open_file(name, os.O_RDWR, directory)
                 try:
                     for index in _data_leaves(fd):
                         if index not in indices:
@@ -787,44 +809,38 @@ def _load_fallocate() -> Callable[[int, int, int, int], int] | None:
     return function
 
 
-def _prepare_root(root: Path) -> None:
-    """Create ``root`` (and missing parents) 0700, or check an existing one is private."""
-    missing = []
-    probe = root.absolute()
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir(mode=0o700)
-            os.chmod(path, 0o700)  # whatever the umask
-        except FileExistsError:
-            pass
-        except OSError as error:
-            message = f"cache directory {root}: cannot create {path}: {error.strerror}"
-            raise ConfigError(message) from error
-    try:
-        info = os.stat(root)
-    except OSError as error:
-        raise ConfigError(f"cache directory {root}: {error.strerror}") from error
-    if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"cache directory {root} is not a directory")
+def _close_all(descriptors: list[int]) -> None:
+    while descriptors:
+        os.close(descriptors.pop())
+
+
+def _open_root(root: Path) -> int:
+    """The cache root, held by descriptor once its path is checked (see
+    :mod:`glacierfs.trusted`); created 0700 with any missing parents. It must be ours
+    alone: a root-owned sticky directory is fine on the way, not as the cache."""
+    fd = trusted.open_directory(root, f"cache directory {root}", create=True)
+    info = os.fstat(fd)
+    problem = None
     if info.st_uid != os.geteuid():
-        raise ConfigError(
-            f"cache directory {root} belongs to uid {info.st_uid}, not to uid {os.geteuid()}"
-        )
-    if info.st_mode & 0o022:
-        raise ConfigError(
-            f"cache directory {root} is writable by group or others"
-            f" (mode {stat.S_IMODE(info.st_mode):04o}); make it 0700"
-        )
+        problem = f"belongs to uid {info.st_uid}, not to uid {os.geteuid()}"
+    elif info.st_mode & 0o022:
+        mode = stat.S_IMODE(info.st_mode)
+        problem = f"is writable by group or others (mode {mode:04o}); make it 0700"
+    if problem is not None:
+        os.close(fd)
+        raise ConfigError(f"cache directory {root} {problem}")
+    return fd
 
 
-def _take_lock(root: Path) -> int:
-    """Lock ``root`` for this DiskCache's lifetime; return the lock file's descriptor."""
+def _take_lock(root: Path, directory: int) -> int:
+    """Lock ``root`` for this DiskCache's lifetime; return the lock file's descriptor.
+
+    The lock is a regular file of ours with one link, opened without following a
+    symlink, or the cache is refused: it is truncated, so it must be nobody else's.
+    """
     path = root / "lock"
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = trusted.open_file("lock", os.O_RDWR | os.O_CREAT, directory)
     except OSError as error:
         message = f"cache directory {root}: cannot open {path}: {error.strerror}"
         raise ConfigError(message) from error
@@ -844,11 +860,15 @@ def _take_lock(root: Path) -> int:
     return fd
 
 
-def _open_index(path: Path) -> sqlite3.Connection:
-    """The index, in WAL mode; created 0600 (SQLite gives its -wal and -shm the same)."""
+_INDEX = "index.sqlite3"
+_INDEX_COMPANIONS = (f"{_INDEX}-wal", f"{_INDEX}-shm", f"{_INDEX}-journal")
+
+
+def _open_index(directory: int, path: Path) -> sqlite3.Connection:
+    """The index, in WAL mode, in the held ``directory`` (``path`` names it in messages);
+    created 0600 (SQLite gives its -wal and -shm the same)."""
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db = _connect_index(directory, path)
     except (OSError, sqlite3.Error) as error:
         raise ConfigError(f"cache index {path}: {error}") from error
     try:
@@ -867,3 +887,71 @@ def _open_index(path: Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _connect_index(directory: int, path: Path) -> sqlite3.Connection:
+    """A connection to the index file opened here by descriptor (see :func:`_index_name`)."""
+    try:
+        fd = trusted.open_file(_INDEX, os.O_RDWR | os.O_CREAT, directory)
+    except OSError as error:
+        raise ConfigError(f"cache index {path}: {error.strerror}") from error
+    try:
+        _check_companions(directory, path)
+        db = sqlite3.connect(
+            _index_name(directory, path), check_same_thread=False, isolation_level=None
+        )
+        try:
+            db.execute("PRAGMA schema_version")  # SQLite opens the file on first use
+            if not _holds(fd):
+                raise ConfigError(f"cache index {path} was replaced while it was opened")
+        except BaseException:
+            db.close()
+            raise
+        return db
+    finally:
+        os.close(fd)
+
+
+def _index_name(directory: int, path: Path) -> str:
+    """The name SQLite opens the index by: through the held directory.
+
+    SQLite takes a name, not a descriptor, so the index is named through
+    ``/proc/self/fd/<directory>``. SQLite (3.40) resolves that link itself and opens the
+    directory's path as the kernel names it at that moment, then adds ``-wal`` and
+    ``-shm`` to it. That path is the one the walk checked, and every directory on it
+    belongs to us or root and no one else can write it, so no other user can make it name
+    another file. Afterwards :func:`_holds` checks that the file SQLite opened is the one
+    opened here by descriptor. Without /proc, the checked path is used as it is.
+    """
+    proc = f"/proc/self/fd/{directory}"
+    return f"{proc}/{_INDEX}" if os.path.isdir(proc) else os.fspath(path)
+
+
+def _check_companions(directory: int, path: Path) -> None:
+    """SQLite opens -wal and -shm by name, following links: any present must be ours."""
+    for name in _INDEX_COMPANIONS:
+        try:
+            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+            raise ConfigError(
+                f"cache index {path}: {name} is not a regular file of uid {os.geteuid()}"
+                " (one link); delete it"
+            )
+
+
+def _holds(fd: int) -> bool:
+    """Whether another descriptor of this process is open on ``fd``'s file (True when
+    /proc cannot tell)."""
+    mine = os.fstat(fd)
+    try:
+        others = [int(name) for name in os.listdir("/proc/self/fd") if int(name) != fd]
+    except OSError:
+        return True
+    for other in others:
+        with suppress(OSError):
+            info = os.stat(f"/proc/self/fd/{other}")
+            if (info.st_dev, info.st_ino) == (mine.st_dev, mine.st_ino):
+                return True
+    return False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from hypothesis import strategies as st
 
 from glacierfs.config import default_cache_dir, parse_mount_args, parse_size
 from glacierfs.errors import UsageError
+
+MIB = 1 << 20
 
 
 def options_of(*argv: str):  # type: ignore[no-untyped-def]
@@ -73,6 +77,27 @@ def test_rw_is_refused_with_a_clear_message() -> None:
         ("region", "needs a value"),
         ("allow_other=1", "takes no value"),
         ("account_id=12", "12 digits"),
+        ("uid=99999999999", "uid: must be from 0 to 4294967294"),
+        ("gid=4294967295", "gid: must be from 0 to 4294967294"),
+        ("uid=-1", "uid: must be from 0"),
+        ("timeout=inf", "timeout: must be a positive number of seconds"),
+        ("timeout=1e400", "timeout: must be a positive number of seconds"),
+        ("refresh=nan", "refresh: must be a positive number of seconds"),
+        ("refresh=1e300", "refresh: must be a positive number of seconds, at most"),
+        ("timeout=0", "positive"),
+        ("connections=0", "connections: must be from 1 to 256"),
+        ("connections=100000", "connections: must be from 1 to 256"),
+        ("retries=0", "retries: must be from 1 to 100"),
+        ("retries=99999999999999999999", "retries: must be from 1 to 100"),
+        ("cache_size=0", "cache_size: must be from 1048576"),
+        ("cache_size=9223372036854775808", "cache_size: must be from"),
+        ("cache_size=8388608T", "cache_size: must be from"),
+        ("memory_cache=0", "memory_cache: must be from"),
+        ("memory_budget=1K", "memory_budget: must be from"),
+        ("read_ahead=99999999999T", "read_ahead: must be from 0"),
+        ("max_request=2G", "max_request: at most 1024M"),
+        ("block_size=4096T", "block_size: at most"),
+        ("default_permissions=1", "takes no value"),
     ],
 )
 def test_bad_options_are_one_line_usage_errors(text: str, message: str) -> None:
@@ -94,6 +119,39 @@ def test_flags_and_values() -> None:
     assert opts.foreground and opts.debug and opts.allow_other
     assert (opts.uid, opts.gid, opts.umask, opts.cache_size) == (1000, 100, 0o27, 2 << 30)
     assert opts.verify == "strict"
+
+
+def test_options_at_their_bounds_are_accepted() -> None:
+    opts = options_of(
+        "v",
+        "/m",
+        "-o",
+        "uid=0,gid=4294967294,timeout=0.5,refresh=31536000,connections=256,retries=100,"
+        "cache_size=1M,memory_cache=1M,memory_budget=1M,read_ahead=0,max_request=1G,"
+        "cache_size=9223372036854775807",
+    )
+    assert (opts.uid, opts.gid, opts.timeout, opts.refresh) == (0, 2**32 - 2, 0.5, 31536000.0)
+    assert (opts.connections, opts.retries, opts.read_ahead) == (256, 100, 0)
+    assert (opts.memory_cache, opts.memory_budget, opts.max_request) == (MIB, MIB, 1 << 30)
+    assert opts.cache_size == 2**63 - 1
+
+
+def test_default_permissions_is_accepted_as_always_on() -> None:
+    assert options_of("v", "/m", "-o", "default_permissions,ro") == options_of("v", "/m")
+
+
+@pytest.mark.parametrize("option", ["uid=99999999999", "timeout=inf"])
+def test_out_of_range_options_end_the_command_in_one_line(option: str, tmp_path: Path) -> None:
+    """The whole program, not only the parser: exit 2, one line, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "glacierfs", "v", str(tmp_path), "-o", option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and option.split("=")[0] in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("argv", [(), ("v",), ("v", "/m", "extra"), ("--bogus", "v", "/m")])

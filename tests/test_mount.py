@@ -192,14 +192,20 @@ def run_glacierfs(
     )
 
 
-def test_background_mode_returns_once_mounted(emulator, vault, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("logging", ["log=FILE", "syslog or nowhere"])
+def test_background_mode_returns_once_mounted_and_prints_nothing(
+    emulator, vault, tmp_path: Path, logging: str
+) -> None:  # type: ignore[no-untyped-def]
     _, data, _, jobs = vault
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    opts = f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'},log={tmp_path / 'log'}"
+    opts = f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'},debug"
+    if logging == "log=FILE":
+        opts += f",log={tmp_path / 'log'}"
     result = run_glacierfs(VAULT, str(mnt), "-o", opts)
     try:
         assert result.returncode == 0, result.stderr
+        assert result.stdout == result.stderr == ""
         assert os.path.ismount(mnt)
         stats = json.loads(os.getxattr(mnt, "user.glacierfs.stats"))
         assert (mnt / "jobs" / jobs["full"]).read_bytes() == data
@@ -242,6 +248,7 @@ def test_startup_failures_are_one_line_and_leave_no_mount(emulator, vault, tmp_p
             None,
             "unreachable",
         ),
+        "no such vault, debug": (["novault", str(mnt), "-o", f"{ok},debug"], None, "novault"),
         "bad option": ([VAULT, str(mnt), "-o", "bogus=1"], None, "unknown mount option"),
         "rw": ([VAULT, str(mnt), "-o", f"rw,{ok}"], None, "read-only"),
         "no credentials": (
