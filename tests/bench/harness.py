@@ -145,8 +145,8 @@ class Bench:
                 "target": target,
             }
         )
-        shown = f"{ratio:.2f}x" if ratio is not None else ""
-        print(f"   {figure}: {value:.3f} {unit} {shown}", flush=True)
+        shown = f" ({ratio:.2f}x {baseline})" if ratio is not None else ""
+        print(f"   {figure}: {value:,.3f} {unit}{shown}", flush=True)
 
     def table(self) -> str:
         lines = [
