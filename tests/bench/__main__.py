@@ -49,7 +49,7 @@ def main() -> int:
     unknown = only - {name for name, _ in scenarios.ALL}
     if unknown:
         parser.error(f"no scenario {', '.join(sorted(unknown))} (there are: {names})")
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="glacierfs-bench-") as tmp:
         bench = Bench(Path(tmp), runs=args.runs)
         try:
@@ -64,7 +64,9 @@ def main() -> int:
             bench.close()
     minutes = (time.monotonic() - started) / 60
     print(f"\nglacierfs benchmark, {time.strftime('%Y-%m-%d')}, {machine()}")
-    print(f"{minutes:.1f} minutes; load average at the end {os.getloadavg()[0]:.2f}\n")
+    load_end = os.getloadavg()[0]
+    print(f"{minutes:.1f} minutes; load average {load:.2f} at the start, {load_end:.2f} at the end")
+    print("(the machine may be shared: other processes' load lowers every figure, not alike)\n")
     print(bench.table())
     for table in bench.tables:
         print(f"\n{table}")
