@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo test lint bench clean
+.PHONY: install sysdeps bench-deps demo test lint bench clean
 
 install: sysdeps $(STAMP)
 
@@ -29,8 +29,16 @@ lint: install
 	$(PY) -m ruff format --check glacierfs tests
 	$(PY) -m mypy
 
-bench: install
-	$(PY) -m tests.bench
+# `make bench SCENARIOS=warm,random` runs only the scenarios named (python -m tests.bench --help).
+SCENARIOS ?=
+
+# rclone and fio are baselines of the benchmark only, never of the tests; a failed install
+# leaves the benchmark to say what it skipped.
+bench-deps:
+	-@bash contrib/install-sysdeps.sh --bench
+
+bench: install bench-deps
+	$(PY) -m tests.bench $(if $(SCENARIOS),--only $(SCENARIOS))
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Install the system packages glacierfs builds and mounts with, when they are missing.
+# With --bench: instead, the tools `make bench` compares glacierfs with (rclone, the peer a
+# user would otherwise mount; fio, for random reads). They are optional: without root the
+# benchmark says what it skipped, so this only advises and never fails.
 set -euo pipefail
 need=()
-pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
-command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
-command -v getfattr >/dev/null 2>&1 || need+=(attr)
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-    echo "glacierfs needs these Debian packages: ${need[*]} (run: sudo apt-get install ${need[*]})" >&2
-    exit 1
+if [ "${1:-}" = "--bench" ]; then
+    command -v rclone >/dev/null 2>&1 || need+=(rclone)
+    command -v fio >/dev/null 2>&1 || need+=(fio)
+    [ ${#need[@]} -eq 0 ] && exit 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "make bench compares with ${need[*]} when installed (run: sudo apt-get install ${need[*]})" >&2
+        exit 0
+    fi
+else
+    pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
+    command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+    command -v getfattr >/dev/null 2>&1 || need+=(attr)
+    [ ${#need[@]} -eq 0 ] && exit 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "glacierfs needs these Debian packages: ${need[*]} (run: sudo apt-get install ${need[*]})" >&2
+        exit 1
+    fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

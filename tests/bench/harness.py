@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +16,9 @@ from tests.support.emulator import Emulator
 from tests.support.mount import Mount, isolated_env
 
 MIB = 1 << 20
-WAN_FLAGS = ("--latency-ms", "40", "--bandwidth", str(25_000_000))
+GIB = 1 << 30
+WAN_RATE = 25_000_000
+WAN_FLAGS = ("--latency-ms", "40", "--bandwidth", str(WAN_RATE))
 """A distant region: 40 ms to first byte, 25 MB/s per connection."""
 
 VAULT = "bench"
@@ -27,10 +32,22 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (every thread), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+def fetched_bytes(bench: Bench, shape: str, job: str) -> int:
+    counters = bench.emulator(shape).counters()
+    return int(counters.get("jobs", {}).get(job, {}).get("bytes", 0))
 
 
 def dd(path: Path) -> None:
@@ -42,6 +59,10 @@ class Bench:
         self.root = root
         self.runs = runs
         self.rows: list[dict[str, Any]] = []
+        self.tables: list[str] = []
+        """Tables a scenario prints after the main one."""
+        self.figures: dict[str, Any] = {}
+        """Named figures the Targets table (tests/bench/targets.py) is made of."""
         self._emulators: dict[str, Emulator] = {}
         self._jobs: dict[tuple[str, int, int], str] = {}
         self._count = 0
@@ -67,15 +88,36 @@ class Bench:
             self._jobs[key] = str(response["jobId"])
         return self._jobs[key]
 
+    def fresh_dir(self, prefix: str) -> Path:
+        self._count += 1
+        return self.root / f"{prefix}{self._count}"
+
+    def hydrate(self, job: str, cache: Path, name: str) -> Path:
+        """Read a loopback job whole into ``cache``; a local copy of its bytes, alone in a
+        directory (rclone mounts that directory)."""
+        plain = self.root / f"plain-{name}" / "data"
+        plain.parent.mkdir(parents=True, exist_ok=True)
+        mount = self.mount("loopback", cache)
+        try:
+            shutil.copyfile(mount.job_file(job), plain)
+        finally:
+            mount.stop()
+        return plain
+
     def mount(self, shape: str, cache: Path | None = None, **options: str) -> Mount:
         self._count += 1
         root = self.root / f"mount{self._count}"
         mount = Mount(self.emulator(shape).url, VAULT, root, options, cache_dir=cache)
         return mount.start()
 
-    def median(self, measure: Callable[[], float]) -> tuple[float, list[float]]:
-        values = [measure() for _ in range(self.runs)]
+    def median(
+        self, measure: Callable[[], float], runs: int | None = None
+    ) -> tuple[float, list[float]]:
+        values = [measure() for _ in range(runs or self.runs)]
         return statistics.median(values), values
+
+    def note(self, key: str, value: Any) -> None:
+        self.figures[key] = value
 
     def row(
         self,
@@ -103,8 +145,8 @@ class Bench:
                 "target": target,
             }
         )
-        shown = f"{ratio:.2f}x" if ratio is not None else ""
-        print(f"   {figure}: {value:.3f} {unit} {shown}", flush=True)
+        shown = f" ({ratio:.2f}x {baseline})" if ratio is not None else ""
+        print(f"   {figure}: {value:,.3f} {unit}{shown}", flush=True)
 
     def table(self) -> str:
         lines = [
@@ -126,7 +168,7 @@ class Bench:
         emulator = self.emulator(shape)
         subprocess.run(
             [
-                str(Path(__import__("sys").executable).parent / "aws"),
+                str(Path(sys.executable).parent / "aws"),
                 "glacier",
                 "get-job-output",
                 "--account-id",
