@@ -29,6 +29,7 @@ from glacierfs import fs as fuse
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
+from glacierfs.damage import DamageLog
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.filesystem import Access, Filesystem
@@ -176,10 +177,6 @@ def _notify_systemd(error: str | None) -> None:
         sock.sendto(b"READY=1", address)
 
 
-NAMES_AT_START = 60.0
-"""Seconds the mount may wait, before it is announced, for names from saved
-descriptions and inventories; what is not learnt by then is learnt while mounted."""
-
 EXPIRY_WARNING = 3600.0
 """Seconds before a job expires from which bytes it has not cached are worth a warning."""
 
@@ -224,11 +221,17 @@ def serve(options: Options, ready: Ready) -> int:
             _reader_settings(options, retry),
             Stats(),
         )
+        damage = DamageLog(disk)
         names = Names(
-            disk, reader, lambda job: client.get_description(job.job_id), options.inventory
+            disk,
+            reader,
+            lambda job: client.get_description(job.job_id),
+            damage,
+            options.inventory,
+            options.connections,
         )
         catalog = Catalog(client.list_jobs, disk, vault_arn, retry)
-        trio.run(Mounted(options, disk, reader, catalog, names).run, ready)
+        trio.run(Mounted(options, disk, reader, catalog, names, damage).run, ready)
     finally:
         disk.close()
         client.close()
@@ -258,10 +261,16 @@ class Mounted:
     """One mount's parts and its background tasks, on the trio loop."""
 
     def __init__(
-        self, options: Options, disk: DiskCache, reader: Reader, catalog: Catalog, names: Names
+        self,
+        options: Options,
+        disk: DiskCache,
+        reader: Reader,
+        catalog: Catalog,
+        names: Names,
+        damage: DamageLog,
     ) -> None:
         self.options, self.disk, self.reader = options, disk, reader
-        self.catalog, self.names = catalog, names
+        self.catalog, self.names, self.damage = catalog, names, damage
         self.fs: Filesystem | None = None
         self._hydrated: set[str] = set()
         self._changed: dict[str, trio.Event] = {}
@@ -273,11 +282,11 @@ class Mounted:
 
     async def _serve(self, ready: Ready, nursery: trio.Nursery) -> None:
         options = self.options
+        await self.damage.load()
         await self.catalog.refresh()
-        # Names from what is cheap (saved, an inventory) before the mount is announced,
-        # so that `mount && rsync` sees the user's tree; header probes come later.
-        with trio.move_on_after(NAMES_AT_START):
-            await self.names.learn(list(self.catalog.jobs.values()), headers=False)
+        # Every name that can be learnt is learnt before the mount is announced, so that
+        # what `mount && rsync` copies is final: no file is renamed under a running copy.
+        await self._learn_before_showing()
         saved = await trio.to_thread.run_sync(
             self.disk.get_meta, INODES_META, self.catalog.namespace
         )
@@ -285,6 +294,7 @@ class Mounted:
             self.catalog,
             self.reader,
             Access(options.uid, options.gid, options.umask),
+            self.damage,
             namer=self.names.namer,
             file_inodes=saved if isinstance(saved, dict) else None,
         )
@@ -319,9 +329,27 @@ class Mounted:
             self.disk.put_meta, INODES_META, self.catalog.namespace, self.fs.tree.file_inodes
         )
 
+    async def _learn_before_showing(self) -> None:
+        """Learn the names of the catalog's archives, for at most ``names_wait`` seconds."""
+        jobs = list(self.catalog.jobs.values())
+        wait = self.options.names_wait
+        with trio.move_on_after(wait) as waited:
+            await self.names.learn(jobs)
+        unknown = len(self.names.unknown(jobs))
+        if waited.cancelled_caught:
+            log.warning(
+                "gave up after names_wait=%gs: %d archives have no name yet; they are "
+                "under jobs/ only, and appear under archives/ once their names are known",
+                wait,
+                unknown,
+            )
+        elif unknown:
+            log.info("%d archives have no name (first block unreadable): under jobs/ only", unknown)
+
     async def refresh(self) -> None:
         if await self.catalog.refresh():
             assert self.fs is not None
+            await self._learn_before_showing()  # new jobs: names first, then the files
             self.fs.rebuild()
             await self._save_inodes()
             for event in self._changed.values():
