@@ -45,6 +45,7 @@ Ready = Callable[[str | None], None]
 """Called once: ``None`` when mounted, else the one-line reason it is not."""
 
 INODES_META = "inodes"
+PATHS_META = "paths"
 READ_AHEAD_KB = 1024
 """The mount's bdi read-ahead: READs of 1 MiB instead of 128 KiB (measured 1.5x)."""
 
@@ -287,18 +288,20 @@ class Mounted:
         # Every name that can be learnt is learnt before the mount is announced, so that
         # what `mount && rsync` copies is final: no file is renamed under a running copy.
         await self._learn_before_showing()
-        saved = await trio.to_thread.run_sync(
-            self.disk.get_meta, INODES_META, self.catalog.namespace
-        )
+        inodes, paths = [
+            await trio.to_thread.run_sync(self.disk.get_meta, meta, self.catalog.namespace)
+            for meta in (INODES_META, PATHS_META)
+        ]
         self.fs = Filesystem(
             self.catalog,
             self.reader,
             Access(options.uid, options.gid, options.umask),
             self.damage,
             namer=self.names.namer,
-            file_inodes=saved if isinstance(saved, dict) else None,
+            file_inodes=inodes if isinstance(inodes, dict) else None,
+            paths=paths if isinstance(paths, dict) else None,
         )
-        await self._save_inodes()
+        await self._save_tree()
         fuse.init(self.fs, options.mountpoint, fuse_options(options), debug=options.debug)
         clean = False
         try:
@@ -323,11 +326,12 @@ class Mounted:
             fuse.close(unmount=clean)  # pyfuse3: not after main() raised
             log.info("unmounted %s", options.mountpoint)
 
-    async def _save_inodes(self) -> None:
+    async def _save_tree(self) -> None:
+        """Keep inode numbers and paths for the next mount, so that they do not change."""
         assert self.fs is not None
-        await trio.to_thread.run_sync(
-            self.disk.put_meta, INODES_META, self.catalog.namespace, self.fs.tree.file_inodes
-        )
+        tree, namespace = self.fs.tree, self.catalog.namespace
+        await trio.to_thread.run_sync(self.disk.put_meta, INODES_META, namespace, tree.file_inodes)
+        await trio.to_thread.run_sync(self.disk.put_meta, PATHS_META, namespace, tree.shown)
 
     async def _learn_before_showing(self) -> None:
         """Learn the names of the catalog's archives, for at most ``names_wait`` seconds."""
@@ -346,12 +350,19 @@ class Mounted:
         elif unknown:
             log.info("%d archives have no name (first block unreadable): under jobs/ only", unknown)
 
+    async def _rebuild(self) -> None:
+        """Show what the catalog and the names say now; new files' inodes are saved at once."""
+        assert self.fs is not None
+        before = dict(self.fs.tree.shown), len(self.fs.tree.file_inodes)
+        self.fs.rebuild()
+        if (self.fs.tree.shown, len(self.fs.tree.file_inodes)) != before:
+            await self._save_tree()
+
     async def refresh(self) -> None:
+        """New jobs show under jobs/ at once, and under archives/ once their names are
+        known (the tree leaves unnamed archives out; :meth:`_learn_names` learns them)."""
         if await self.catalog.refresh():
-            assert self.fs is not None
-            await self._learn_before_showing()  # new jobs: names first, then the files
-            self.fs.rebuild()
-            await self._save_inodes()
+            await self._rebuild()
             for event in self._changed.values():
                 event.set()
 
@@ -375,8 +386,7 @@ class Mounted:
         """Name archives by their descriptions, now and whenever jobs change."""
         while True:
             if await self.names.learn(list(self.catalog.jobs.values())):
-                assert self.fs is not None
-                self.fs.rebuild()
+                await self._rebuild()
             await self._next_change("names")
 
     async def _expiry_watch(self) -> None:

@@ -69,6 +69,7 @@ class Filesystem:
         damage: DamageLog,
         namer: Namer = archive_id_name,
         file_inodes: dict[str, int] | None = None,
+        paths: dict[str, list[str]] | None = None,
     ) -> None:
         self.catalog = catalog
         self.reader = reader
@@ -76,7 +77,7 @@ class Filesystem:
         self.damage = damage
         self.archives = ArchiveFiles(reader, damage)
         self.namer = namer
-        self.tree = Tree(file_inodes)
+        self.tree = Tree(file_inodes, paths)
         self.tree.build(catalog.jobs.values(), namer)
         self.started = time.time()
         self._handles: dict[int, tuple[Job, Prefetcher]] = {}

@@ -12,7 +12,8 @@ ArchiveId and being renamed under a running copy. For the same reason a path, on
 shown, stays what it is while mounted: a newcomer that wants a path already shown
 gets the stable ``~TAG`` suffix instead (:mod:`glacierfs.naming`), and a range file
 stays even after other jobs complete its archive (at the next mount only the
-archive is shown).
+archive is shown). The caller persists :attr:`Tree.shown`, so that the next mount
+gives each file the path it had (unless its description now puts it elsewhere).
 
 A job has one inode whichever view it is reached by (like a hard link), so the
 page cache and open handles are shared; an archive file has its own. Inode numbers
@@ -84,11 +85,18 @@ def _order(completed: float, key: str) -> tuple[str, ...]:
 class Tree:
     """Inodes and names for one set of jobs; rebuilt on every refresh."""
 
-    def __init__(self, file_inodes: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        file_inodes: dict[str, int] | None = None,
+        paths: dict[str, list[str]] | None = None,
+    ) -> None:
         self.file_inodes: dict[str, int] = dict(file_inodes or {})
         self._dir_inodes: dict[Path, int] = {(): ROOT_INODE}
         self.nodes: dict[int, Node] = {}
         self.shown: dict[str, Path] = {}  # job id or archive key -> its path in a view
+        self._remembered = {
+            key: tuple(path) for key, path in (paths or {}).items() if _remembered_path(path)
+        }
         self.mount_time = time.time()
 
     def build(self, jobs: Iterable[Job], namer: Namer = archive_id_name) -> None:
@@ -138,15 +146,24 @@ class Tree:
         return wanted
 
     def _assign(self, wanted: list[Wanted], nodes: dict[int, Node]) -> dict[str, Path]:
-        """A path for each claimant; what was shown before keeps its path while it exists."""
-        kept = {
-            key: path
-            for key, path in self.shown.items()
-            if key in self.file_inodes and self.file_inodes[key] in nodes
-        }
-        kept_files = set(kept.values())
-        claims = [Wanted(key, path, PINNED, "") for key, path in kept.items()]
-        claims += [_clear_of(w, kept_files) for w in wanted if w.key not in kept]
+        """A path for each claimant, keeping the paths shown before (see the docstring).
+
+        A path shown in this mount stays while its file exists; one shown at an earlier
+        mount (the caller persists :attr:`shown`) is taken again by its claimant if it
+        is in the same directory as the claim and no path kept is in its way.
+        """
+        pins = _Pins()
+        for key, path in self.shown.items():
+            if key in self.file_inodes and self.file_inodes[key] in nodes:
+                pins.add(key, path)
+        for w in wanted:
+            before = self._remembered.get(w.key)
+            if w.key in pins.paths or before is None or before[:-1] != w.components[:-1]:
+                continue
+            if pins.fits(before):
+                pins.add(w.key, before)
+        claims = [Wanted(key, path, PINNED, "") for key, path in pins.paths.items()]
+        claims += [_clear_of(w, pins.files) for w in wanted if w.key not in pins.paths]
         return assign_paths(claims)
 
     def _file_inode(self, key: str) -> int:
@@ -174,6 +191,37 @@ class Tree:
         if node is None or not node.is_dir or name not in node.children:
             return None
         return self.nodes.get(node.children[name])
+
+
+class _Pins:
+    """Paths kept for their files: no other file takes one or passes through one."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, Path] = {}
+        self.files: set[Path] = set()
+        self._directories: set[Path] = set()
+
+    def fits(self, path: Path) -> bool:
+        return (
+            path not in self.files
+            and path not in self._directories
+            and not any(path[:depth] in self.files for depth in range(1, len(path)))
+        )
+
+    def add(self, key: str, path: Path) -> None:
+        self.paths[key] = path
+        self.files.add(path)
+        self._directories.update(path[:depth] for depth in range(1, len(path)))
+
+
+def _remembered_path(path: object) -> bool:
+    """A path saved by an earlier mount, that could have been made by this code."""
+    return (
+        isinstance(path, list)
+        and len(path) >= 2
+        and path[0] in ("archives", "inventories")
+        and all(isinstance(part, str) and part == safe_name(part, "_") for part in path)
+    )
 
 
 def _clear_of(wanted: Wanted, files: set[Path]) -> Wanted:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from glacierfs.jobs import Job
 from glacierfs.tree import FIRST_FILE_INODE, ROOT_INODE, Named, Tree
 
@@ -126,9 +128,31 @@ def test_a_path_shown_keeps_its_file_when_an_older_archive_wants_it() -> None:
     now = listing(tree)
     assert now["photos/beach.jpg"] == first["photos/beach.jpg"]
     assert [p for p in now if p != "photos/beach.jpg"] == ["photos/beach~a.jpg"]
-    remount = Tree(tree.file_inodes)
+    fresh = Tree(tree.file_inodes)  # nothing remembered: the oldest wins
+    fresh.build([archive_job("J1", "a", 1000.0), newer], named)
+    assert listing(fresh)["photos/beach.jpg"] == tree.file_inodes["archive/a"]
+    remount = Tree(tree.file_inodes, saved(tree))
     remount.build([archive_job("J1", "a", 1000.0), newer], named)
-    assert listing(remount)["photos/beach.jpg"] == tree.file_inodes["archive/a"]
+    assert listing(remount) == now  # the names of the last mount
+
+
+def saved(tree: Tree) -> dict[str, list[str]]:
+    """The paths shown, as the daemon saves them (JSON)."""
+    return json.loads(json.dumps(tree.shown))
+
+
+def test_a_remembered_path_is_not_taken_when_it_moved_or_was_not_made_by_glacierfs() -> None:
+    tree = Tree()
+    tree.build([archive_job("J1", "c", 1.0)], named)
+    paths = saved(tree)
+    assert paths == {"archive/c": ["archives", "docs", "c.txt"]}
+    moved = Tree(tree.file_inodes, {"archive/c": ["archives", "old", "c.txt"]})
+    moved.build([archive_job("J1", "c", 1.0)], named)
+    assert list(listing(moved)) == ["docs/c.txt"]
+    for bad in (["archives", "docs", ".."], ["archives", "a/b"], ["elsewhere", "x"], "str"):
+        forged = Tree(tree.file_inodes, {"archive/c": bad})  # type: ignore[dict-item]
+        forged.build([archive_job("J1", "c", 1.0)], named)
+        assert list(listing(forged)) == ["docs/c.txt"]
 
 
 def test_a_file_shown_does_not_give_way_to_a_newcomers_directory() -> None:
@@ -146,7 +170,7 @@ def test_a_range_file_stays_while_mounted_once_its_archive_is_complete() -> None
     assert list(listing(tree)) == [f"docs/c.txt.range-0-{4 * MIB - 1}"]
     tree.build([first, rest], named)
     assert sorted(listing(tree)) == ["docs/c.txt", f"docs/c.txt.range-0-{4 * MIB - 1}"]
-    remount = Tree(tree.file_inodes)
+    remount = Tree(tree.file_inodes, saved(tree))
     remount.build([first, rest], named)
     assert list(listing(remount)) == ["docs/c.txt"]
     assert listing(remount)["docs/c.txt"] == listing(tree)["docs/c.txt"]

@@ -145,6 +145,36 @@ def test_mount_then_rsync_at_once_copies_the_named_tree_every_time_over_a_wan(
     assert photo.stat().st_mtime == epoch("20190702T120000Z")  # the tool's mtime, kept
 
 
+def test_a_name_not_learnt_in_time_keeps_its_archive_out_of_archives_until_it_is_known(
+    emulator: Emulator, mount_factory: Any
+) -> None:
+    client = emulator.client()
+    client.create_vault(vaultName=VAULT)
+    late = upload(client, VAULT, sample(2000, 3), "late/n.txt")
+    job = retrieve(client, VAULT, late)
+    emulator.fault("latency", operation="GetJobOutput", count=1, ms=5000)
+    mount: Mount = mount_factory(emulator.url, VAULT, {"names_wait": "1"})
+    assert os.listdir(mount.path / "jobs") == [job]
+    assert os.listdir(mount.path / "archives") == []  # not under its ArchiveId
+    assert "gave up after names_wait=1s" in mount.log()
+    wait_for(lambda: tree_of(mount.path / "archives") == {"late/n.txt": sample(2000, 3)}, "name")
+    newer = upload(client, VAULT, sample(3000, 4), "new/m.txt")
+    added = retrieve(client, VAULT, newer)
+    emulator.fault("latency", operation="GetJobOutput", count=1, ms=500)
+    os.kill(mount.pid, signal.SIGHUP)  # refresh: the new job appears
+
+    def shown() -> bool:
+        names = os.listdir(mount.path / "archives")
+        assert newer not in names and late not in names  # never under an ArchiveId
+        return added in os.listdir(mount.path / "jobs") and "new" in names
+
+    wait_for(shown, "the new archive under its name")
+    assert tree_of(mount.path / "archives") == {
+        "late/n.txt": sample(2000, 3),
+        "new/m.txt": sample(3000, 4),
+    }
+
+
 # --- one archive, one file ----------------------------------------------------------
 
 
