@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 
 from glacierfs.archives import Archive, plan
-from glacierfs.damage import DamageLog
+from glacierfs.damage import DamagedJobs
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
 from glacierfs.prefetch import Prefetcher
@@ -28,7 +28,7 @@ CACHED, PARTLY_CACHED, REMOTE = "cached", "partly-cached", "remote"
 
 
 class ArchiveFiles:
-    def __init__(self, reader: Reader, damage: DamageLog) -> None:
+    def __init__(self, reader: Reader, damage: DamagedJobs) -> None:
         self.reader, self.damage = reader, damage
 
     async def read_job(

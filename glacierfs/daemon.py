@@ -29,7 +29,7 @@ from glacierfs import fs as fuse
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
-from glacierfs.damage import DamageLog
+from glacierfs.damage import DamagedJobs
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.filesystem import Access, Filesystem
@@ -222,7 +222,7 @@ def serve(options: Options, ready: Ready) -> int:
             _reader_settings(options, retry),
             Stats(),
         )
-        damage = DamageLog(disk)
+        damage = DamagedJobs(disk)
         names = Names(
             disk,
             reader,
@@ -268,7 +268,7 @@ class Mounted:
         reader: Reader,
         catalog: Catalog,
         names: Names,
-        damage: DamageLog,
+        damage: DamagedJobs,
     ) -> None:
         self.options, self.disk, self.reader = options, disk, reader
         self.catalog, self.names, self.damage = catalog, names, damage
@@ -296,10 +296,10 @@ class Mounted:
             self.catalog,
             self.reader,
             Access(options.uid, options.gid, options.umask),
-            self.damage,
             namer=self.names.namer,
             file_inodes=inodes if isinstance(inodes, dict) else None,
             paths=paths if isinstance(paths, dict) else None,
+            damage=self.damage,
         )
         await self._save_tree()
         fuse.init(self.fs, options.mountpoint, fuse_options(options), debug=options.debug)

@@ -50,20 +50,26 @@ class Damage:
 
 
 def _damage(value: Any) -> Damage | None:
+    """A damage saved by an earlier mount, or None when the value is not one."""
     try:
-        return Damage(**value)
+        damage = Damage(**value)
     except TypeError:
         return None
+    numbers = all(isinstance(n, int) and n >= 0 for n in (damage.start, damage.end))
+    digests = all(d is None or isinstance(d, str) for d in (damage.expected, damage.received))
+    return damage if numbers and digests and isinstance(damage.record, dict) else None
 
 
-class DamageLog:
-    """The jobs known to fail their check, kept in the cache's metadata."""
+class DamagedJobs:
+    """The jobs known to fail their check, kept in the cache's metadata (if given one)."""
 
-    def __init__(self, disk: DiskCache) -> None:
+    def __init__(self, disk: DiskCache | None = None) -> None:
         self._disk = disk
         self.known: dict[str, Damage] = {}
 
     async def load(self) -> None:
+        if self._disk is None:
+            return
         saved = await trio.to_thread.run_sync(self._disk.list_meta, DAMAGED_META)
         for job_id, value in saved.items():
             damage = _damage(value) if isinstance(value, dict) else None
@@ -109,11 +115,13 @@ class DamageLog:
         if first > last:
             del self.known[job.job_id]
             log.info("job %s: its damaged bytes now pass their check", job.job_id)
-            await trio.to_thread.run_sync(self._disk.delete_meta, DAMAGED_META, job.job_id)
+            if self._disk is not None:
+                await trio.to_thread.run_sync(self._disk.delete_meta, DAMAGED_META, job.job_id)
         elif (first, last) != (damage.start // MIB, damage.end // MIB):
             end = min(last * MIB + MIB, job.size) - 1
             await self._save(job.job_id, replace(damage, start=first * MIB, end=end))
 
     async def _save(self, job_id: str, damage: Damage) -> None:
         self.known[job_id] = damage
-        await trio.to_thread.run_sync(self._disk.put_meta, DAMAGED_META, job_id, asdict(damage))
+        if self._disk is not None:
+            await trio.to_thread.run_sync(self._disk.put_meta, DAMAGED_META, job_id, asdict(damage))

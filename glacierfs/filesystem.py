@@ -20,7 +20,7 @@ from glacierfs import __version__
 from glacierfs.archive_files import ArchiveFiles
 from glacierfs.archives import Archive
 from glacierfs.catalog import Catalog
-from glacierfs.damage import DamageLog
+from glacierfs.damage import DamagedJobs
 from glacierfs.errors import GlacierfsError
 from glacierfs.jobs import Job
 from glacierfs.prefetch import Prefetcher
@@ -66,16 +66,16 @@ class Filesystem:
         catalog: Catalog,
         reader: Reader,
         access: Access,
-        damage: DamageLog,
         namer: Namer = archive_id_name,
         file_inodes: dict[str, int] | None = None,
         paths: dict[str, list[str]] | None = None,
+        damage: DamagedJobs | None = None,
     ) -> None:
         self.catalog = catalog
         self.reader = reader
         self.access = access
-        self.damage = damage
-        self.archives = ArchiveFiles(reader, damage)
+        self.damage = damage if damage is not None else DamagedJobs()
+        self.archives = ArchiveFiles(reader, self.damage)
         self.namer = namer
         self.tree = Tree(file_inodes, paths)
         self.tree.build(catalog.jobs.values(), namer)

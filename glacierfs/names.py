@@ -25,7 +25,7 @@ from pathlib import Path
 import trio
 
 from glacierfs.archives import probe_job
-from glacierfs.damage import DamageLog
+from glacierfs.damage import DamagedJobs
 from glacierfs.descriptions import decode_description
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import GlacierfsError, IntegrityError
@@ -73,7 +73,7 @@ class Names:
         disk: DiskCache,
         reader: Reader,
         probe: ProbeDescription,
-        damage: DamageLog,
+        damage: DamagedJobs,
         inventory_file: Path | None = None,
         connections: int = 4,
     ) -> None:
