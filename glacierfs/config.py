@@ -69,6 +69,13 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_RETRIES = 8
 """Attempts per request for transient errors and checksum mismatches."""
 
+DEFAULT_NAMES_WAIT = 60.0
+"""Seconds a mount may wait, before it is announced, to learn the archives' names (saved
+descriptions, inventories, the header of each archive's first block, fetched in parallel):
+a name that appears after the announcement would change what `mount && rsync` copies, so
+waiting is worth a minute; a vault so large or a link so slow that it takes longer shows
+the archives still unnamed only under jobs/ until their names are known."""
+
 # --- Bounds: values past these are mistakes, refused with one line ------------------
 
 MAX_ID = 2**32 - 2
@@ -150,6 +157,7 @@ class Options:
     refresh: float = DEFAULT_REFRESH
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    names_wait: float = DEFAULT_NAMES_WAIT
     verify: str = "default"
     allow_other: bool = False
     uid: int = field(default_factory=os.getuid)
@@ -182,6 +190,7 @@ Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (4M)
            read_ahead=SIZE (64M)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
+           names_wait=SECONDS (60): how long a mount waits to learn names
 Access:    allow_other  uid=N  gid=N  umask=OCTAL  default_permissions (always on)
 Logging:   debug  foreground  log=FILE (default: stderr with -f, syslog otherwise)
 Ignored:   {" ".join(sorted(SERVICE_ONLY_OPTIONS))} x-systemd.* comment=*
@@ -266,6 +275,7 @@ _VALUED = frozenset(
         "refresh",
         "timeout",
         "verify",
+        "names_wait",
     }
 )
 
@@ -309,7 +319,7 @@ def _apply(values: dict[str, object], name: str, value: str | None) -> None:
         values[name] = _as_int(name, value, maximum=MAX_ID)
     elif name == "umask":
         values[name] = _as_int(name, value, base=8) & 0o777
-    elif name in ("refresh", "timeout"):
+    elif name in ("refresh", "timeout", "names_wait"):
         values[name] = _as_seconds(name, value)
     else:  # verify
         if value not in VERIFY_MODES:

@@ -2,7 +2,8 @@
 
 Both work on any mount, whoever started it (by hand, fstab, systemd), through what
 the mount itself exposes: the root's ``user.glacierfs.stats`` xattr (the daemon's
-counters, as JSON) and each file's ``user.glacier.*`` / ``user.glacierfs.*`` xattrs.
+counters, as JSON) and each file's ``user.glacier.*`` / ``user.glacierfs.*`` xattrs
+(a job's file has its ``job_id``; an archive's file the ``jobs`` behind it).
 Hydration reads the files through the mount, so that the daemon fetches, verifies
 and caches them as for any reader: what is already cached costs no request, which
 makes hydration resumable after a crash or a remount for free.
@@ -30,11 +31,12 @@ CHUNK = 1 << 20
 @dataclass(frozen=True)
 class FileState:
     path: Path
-    job_id: str
+    job_id: str  # for an archive's file, its key: archive/ARCHIVEID
     size: int
     cached: int
     verified: str
     expires: float
+    damaged: str = ""  # why the job's output fails its check, when it does
 
 
 def _xattr(path: Path, name: str) -> str:
@@ -58,13 +60,15 @@ def file_state(path: Path) -> FileState:
     except ValueError:
         deadline = 0.0
     cached = _xattr(path, "user.glacierfs.cached")
+    archive = _xattr(path, "user.glacier.archive_id") if _xattr(path, "user.glacier.jobs") else ""
     return FileState(
         path,
-        _xattr(path, "user.glacier.job_id") or path.name,
+        _xattr(path, "user.glacier.job_id") or (f"archive/{archive}" if archive else str(path)),
         path.stat().st_size,
         int(cached) if cached.isdigit() else 0,
         _xattr(path, "user.glacierfs.verified") or "?",
         deadline,
+        _xattr(path, "user.glacierfs.damaged"),
     )
 
 
@@ -106,8 +110,10 @@ def friendly_names(mountpoint: Path) -> dict[str, str]:
     names: dict[str, str] = {}
     for view in ("archives", "inventories"):
         for path in sorted((mountpoint / view).rglob("*")):
-            job_id = _xattr(path, "user.glacier.job_id") if path.is_file() else ""
-            if job_id:
+            if not path.is_file():
+                continue
+            ids = _xattr(path, "user.glacier.job_id") or _xattr(path, "user.glacier.jobs")
+            for job_id in ids.split():
                 names.setdefault(job_id, str(path.relative_to(mountpoint)))
     return names
 
@@ -124,8 +130,9 @@ def render_status(mountpoint: Path) -> str:
     for f in files:
         share = 100.0 * f.cached / f.size if f.size else 100.0
         job = f.job_id if len(f.job_id) <= 28 else f.job_id[:25] + "..."
+        verified = "damaged" if f.damaged else f.verified
         lines.append(
-            f"{job:<28} {human(f.size):>8} {share:6.1f}% {f.verified:<10} "
+            f"{job:<28} {human(f.size):>8} {share:6.1f}% {verified:<10} "
             f"{left(f.expires - now):>10}  {names.get(f.job_id, '')}"
         )
     fetched, served = int(str(stats["bytes_fetched"])), int(str(stats["bytes_served"]))
@@ -141,6 +148,7 @@ def render_status(mountpoint: Path) -> str:
     assert isinstance(in_flight, dict)
     for job_id, ranges in in_flight.items():
         lines.append(f"in flight: {job_id} {', '.join(ranges)}")
+    lines += [f"damaged: {f.job_id}: {f.damaged}" for f in files if f.damaged]
     return "\n".join(lines)
 
 
@@ -156,6 +164,7 @@ def status_document(mountpoint: Path) -> dict[str, object]:
             "verified": f.verified,
             "expires": f.expires,
             "name": names.get(f.job_id),
+            "damaged": f.damaged or None,
         }
         for f in states
     ]

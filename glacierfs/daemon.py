@@ -31,6 +31,7 @@ from glacierfs import trusted
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
+from glacierfs.damage import DamagedJobs
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.filesystem import Access, Filesystem
@@ -46,6 +47,7 @@ Ready = Callable[[str | None], None]
 """Called once: ``None`` when mounted, else the one-line reason it is not."""
 
 INODES_META = "inodes"
+PATHS_META = "paths"
 READ_AHEAD_KB = 1024
 """The mount's bdi read-ahead: READs of 1 MiB instead of 128 KiB (measured 1.5x)."""
 
@@ -235,10 +237,6 @@ def _notify_systemd(error: str | None) -> None:
         sock.sendto(b"READY=1", address)
 
 
-NAMES_AT_START = 60.0
-"""Seconds the mount may wait, before it is announced, for names from saved
-descriptions and inventories; what is not learnt by then is learnt while mounted."""
-
 EXPIRY_WARNING = 3600.0
 """Seconds before a job expires from which bytes it has not cached are worth a warning."""
 
@@ -283,11 +281,17 @@ def serve(options: Options, ready: Ready) -> int:
             _reader_settings(options, retry),
             Stats(),
         )
+        damage = DamagedJobs(disk)
         names = Names(
-            disk, reader, lambda job: client.get_description(job.job_id), options.inventory
+            disk,
+            reader,
+            lambda job: client.get_description(job.job_id),
+            damage,
+            options.inventory,
+            options.connections,
         )
         catalog = Catalog(client.list_jobs, disk, vault_arn, retry)
-        trio.run(Mounted(options, disk, reader, catalog, names).run, ready)
+        trio.run(Mounted(options, disk, reader, catalog, names, damage).run, ready)
     finally:
         disk.close()
         client.close()
@@ -317,10 +321,16 @@ class Mounted:
     """One mount's parts and its background tasks, on the trio loop."""
 
     def __init__(
-        self, options: Options, disk: DiskCache, reader: Reader, catalog: Catalog, names: Names
+        self,
+        options: Options,
+        disk: DiskCache,
+        reader: Reader,
+        catalog: Catalog,
+        names: Names,
+        damage: DamagedJobs,
     ) -> None:
         self.options, self.disk, self.reader = options, disk, reader
-        self.catalog, self.names = catalog, names
+        self.catalog, self.names, self.damage = catalog, names, damage
         self.fs: Filesystem | None = None
         self._hydrated: set[str] = set()
         self._changed: dict[str, trio.Event] = {}
@@ -332,22 +342,25 @@ class Mounted:
 
     async def _serve(self, ready: Ready, nursery: trio.Nursery) -> None:
         options = self.options
+        await self.damage.load()
         await self.catalog.refresh()
-        # Names from what is cheap (saved, an inventory) before the mount is announced,
-        # so that `mount && rsync` sees the user's tree; header probes come later.
-        with trio.move_on_after(NAMES_AT_START):
-            await self.names.learn(list(self.catalog.jobs.values()), headers=False)
-        saved = await trio.to_thread.run_sync(
-            self.disk.get_meta, INODES_META, self.catalog.namespace
-        )
+        # Every name that can be learnt is learnt before the mount is announced, so that
+        # what `mount && rsync` copies is final: no file is renamed under a running copy.
+        await self._learn_before_showing()
+        inodes, paths = [
+            await trio.to_thread.run_sync(self.disk.get_meta, meta, self.catalog.namespace)
+            for meta in (INODES_META, PATHS_META)
+        ]
         self.fs = Filesystem(
             self.catalog,
             self.reader,
             Access(options.uid, options.gid, options.umask),
             namer=self.names.namer,
-            file_inodes=saved if isinstance(saved, dict) else None,
+            file_inodes=inodes if isinstance(inodes, dict) else None,
+            paths=paths if isinstance(paths, dict) else None,
+            damage=self.damage,
         )
-        await self._save_inodes()
+        await self._save_tree()
         fuse.init(self.fs, options.mountpoint, fuse_options(options), debug=options.debug)
         clean = False
         try:
@@ -372,17 +385,43 @@ class Mounted:
             fuse.close(unmount=clean)  # pyfuse3: not after main() raised
             log.info("unmounted %s", options.mountpoint)
 
-    async def _save_inodes(self) -> None:
+    async def _save_tree(self) -> None:
+        """Keep inode numbers and paths for the next mount, so that they do not change."""
         assert self.fs is not None
-        await trio.to_thread.run_sync(
-            self.disk.put_meta, INODES_META, self.catalog.namespace, self.fs.tree.file_inodes
-        )
+        tree, namespace = self.fs.tree, self.catalog.namespace
+        await trio.to_thread.run_sync(self.disk.put_meta, INODES_META, namespace, tree.file_inodes)
+        await trio.to_thread.run_sync(self.disk.put_meta, PATHS_META, namespace, tree.shown)
+
+    async def _learn_before_showing(self) -> None:
+        """Learn the names of the catalog's archives, for at most ``names_wait`` seconds."""
+        jobs = list(self.catalog.jobs.values())
+        wait = self.options.names_wait
+        with trio.move_on_after(wait) as waited:
+            await self.names.learn(jobs)
+        unknown = len(self.names.unknown(jobs))
+        if waited.cancelled_caught:
+            log.warning(
+                "gave up after names_wait=%gs: %d archives have no name yet; they are "
+                "under jobs/ only, and appear under archives/ once their names are known",
+                wait,
+                unknown,
+            )
+        elif unknown:
+            log.info("%d archives have no name (first block unreadable): under jobs/ only", unknown)
+
+    async def _rebuild(self) -> None:
+        """Show what the catalog and the names say now; new files' inodes are saved at once."""
+        assert self.fs is not None
+        before = dict(self.fs.tree.shown), len(self.fs.tree.file_inodes)
+        self.fs.rebuild()
+        if (self.fs.tree.shown, len(self.fs.tree.file_inodes)) != before:
+            await self._save_tree()
 
     async def refresh(self) -> None:
+        """New jobs show under jobs/ at once, and under archives/ once their names are
+        known (the tree leaves unnamed archives out; :meth:`_learn_names` learns them)."""
         if await self.catalog.refresh():
-            assert self.fs is not None
-            self.fs.rebuild()
-            await self._save_inodes()
+            await self._rebuild()
             for event in self._changed.values():
                 event.set()
 
@@ -406,8 +445,7 @@ class Mounted:
         """Name archives by their descriptions, now and whenever jobs change."""
         while True:
             if await self.names.learn(list(self.catalog.jobs.values())):
-                assert self.fs is not None
-                self.fs.rebuild()
+                await self._rebuild()
             await self._next_change("names")
 
     async def _expiry_watch(self) -> None:

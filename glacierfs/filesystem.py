@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from itertools import count
 
 from glacierfs import __version__
+from glacierfs.archive_files import ArchiveFiles
+from glacierfs.archives import Archive
 from glacierfs.catalog import Catalog
+from glacierfs.damage import DamagedJobs
 from glacierfs.errors import GlacierfsError
 from glacierfs.jobs import Job
 from glacierfs.prefetch import Prefetcher
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 XATTR_PREFIX = "user.glacier."
 STATS_XATTR = "user.glacierfs.stats"
+DAMAGED_XATTR = "user.glacierfs.damaged"
 
 
 class FsError(GlacierfsError):
@@ -64,15 +68,20 @@ class Filesystem:
         access: Access,
         namer: Namer = archive_id_name,
         file_inodes: dict[str, int] | None = None,
+        paths: dict[str, list[str]] | None = None,
+        damage: DamagedJobs | None = None,
     ) -> None:
         self.catalog = catalog
         self.reader = reader
         self.access = access
+        self.damage = damage if damage is not None else DamagedJobs()
+        self.archives = ArchiveFiles(reader, self.damage)
         self.namer = namer
-        self.tree = Tree(file_inodes)
+        self.tree = Tree(file_inodes, paths)
         self.tree.build(catalog.jobs.values(), namer)
         self.started = time.time()
         self._handles: dict[int, tuple[Job, Prefetcher]] = {}
+        self._archive_handles: dict[int, tuple[Archive, dict[str, Prefetcher]]] = {}
         self._dir_handles: dict[int, list[tuple[str, int]]] = {}
         self._next_handle = count(1)
 
@@ -91,7 +100,7 @@ class Filesystem:
             size = 0
         else:
             mode = stat.S_IFREG | (0o444 & ~self.access.umask)
-            size = node.job.size if node.job else 0
+            size = node.archive.size if node.archive else node.job.size if node.job else 0
         return Attr(
             node.inode, mode, node.nlink, size, self.access.uid, self.access.gid, node.mtime
         )
@@ -155,19 +164,26 @@ class Filesystem:
             raise FsError(errno.EISDIR)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise FsError(errno.EROFS)
-        assert node.job is not None
         handle = next(self._next_handle)
+        if node.archive is not None:
+            self._archive_handles[handle] = (node.archive, {})
+            return handle
+        assert node.job is not None
         self._handles[handle] = (node.job, self.reader.settings.prefetcher())
         return handle
 
     async def read(self, handle: int, offset: int, size: int) -> bytes | memoryview:
+        if handle in self._archive_handles:
+            archive, prefetchers = self._archive_handles[handle]
+            return await self.archives.read(archive, offset, size, prefetchers)
         if handle not in self._handles:
             raise FsError(errno.EBADF)
         job, prefetcher = self._handles[handle]
-        return await self.reader.read(job, offset, size, prefetcher)
+        return await self.archives.read_job(job, offset, size, prefetcher)
 
     def release(self, handle: int) -> None:
         self._handles.pop(handle, None)
+        self._archive_handles.pop(handle, None)
 
     # --- extended attributes ---------------------------------------------------------
 
@@ -175,6 +191,8 @@ class Filesystem:
         node = self._node(inode)
         if inode == ROOT_INODE:
             return {STATS_XATTR: json.dumps(self.stats()).encode()}
+        if node.archive is not None:
+            return await self.archives.xattrs(node.archive)
         if node.job is None:
             return {}
         job = node.job
@@ -187,6 +205,8 @@ class Filesystem:
         found = {XATTR_PREFIX + k: v.encode() for k, v in values.items() if v}
         found["user.glacierfs.verified"] = (await self.reader.verification(job)).encode()
         found["user.glacierfs.cached"] = str(await self.reader.cached_bytes(job)).encode()
+        if job.job_id in self.damage.known:
+            found[DAMAGED_XATTR] = self.damage.known[job.job_id].describe().encode()
         return found
 
     async def getxattr(self, inode: int, name: str) -> bytes:
@@ -201,6 +221,7 @@ class Filesystem:
             "pid": os.getpid(),
             "started": self.started,
             "jobs": len(self.catalog.jobs),
+            "damaged": sorted(self.damage.known),
             "cache_used": self.reader.cache_usage().used,
             "cache_capacity": self.reader.cache_usage().capacity,
             **self.reader.stats.as_dict(),

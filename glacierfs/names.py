@@ -5,10 +5,14 @@ from, in order: an inventory file the user gave (``-o inventory=PATH``); the new
 inventory job of the vault, read through the mount's own cache (so fetched once);
 or the ``x-amz-archive-description`` header that comes with the output's first leaf,
 read through the cache (so it is not fetched again when the file is read); only when
-that leaf is cached already does a one-byte request ask for the header.
+that leaf is cached already does a one-byte request ask for the header. The leaf is
+fetched through the job the archive file reads it through
+(:func:`glacierfs.archives.probe_job`), never through a job known to fail its
+check (:mod:`glacierfs.damage`), and a failure is remembered.
 Every description learnt is kept in the cache's metadata, so none is asked twice.
 Only the descriptions of archives that have jobs are kept in memory, whatever the
-size of the inventory.
+size of the inventory. An archive whose description is not known has no name yet
+(:meth:`Names.namer` says None): the tree leaves it out of ``archives/`` until then.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from pathlib import Path
 
 import trio
 
+from glacierfs.archives import probe_job
+from glacierfs.damage import DamagedJobs
 from glacierfs.descriptions import decode_description
 from glacierfs.diskcache import DiskCache
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import GlacierfsError, IntegrityError
 from glacierfs.inventory import parse
 from glacierfs.jobs import Job
 from glacierfs.naming import safe_components
 from glacierfs.reader import Reader
+from glacierfs.tree import Named
+from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +73,21 @@ class Names:
         disk: DiskCache,
         reader: Reader,
         probe: ProbeDescription,
+        damage: DamagedJobs,
         inventory_file: Path | None = None,
+        connections: int = 4,
     ) -> None:
         self._disk, self._reader, self._probe = disk, reader, probe
+        self._damage = damage
         self._inventory_file = inventory_file
         self.descriptions: dict[str, str] = {}
-        self._probes = trio.CapacityLimiter(4)
+        self._probes = trio.CapacityLimiter(connections)
 
-    def namer(self, job: Job) -> tuple[tuple[str, ...], float | None]:
+    def namer(self, job: Job) -> Named | None:
+        """The archive's path and mtime by its description; None while that is unknown."""
         description = self.descriptions.get(job.archive_id or "")
+        if description is None:
+            return None
         if not description:
             return (), None
         decoded = decode_description(description)
@@ -81,16 +95,32 @@ class Names:
             return (), decoded.mtime
         return safe_components(decoded.path), decoded.mtime
 
+    def unknown(self, jobs: Iterable[Job]) -> set[str]:
+        """The archives of these jobs whose description is not known."""
+        return {
+            job.archive_id
+            for job in jobs
+            if job.kind == "archive" and job.archive_id and job.archive_id not in self.descriptions
+        }
+
     async def learn(self, jobs: Iterable[Job], headers: bool = True) -> bool:
         """Find descriptions for archive jobs without one; True when any was learnt.
 
         ``headers=False`` skips the per-job fetches of first leaves: the saved
         descriptions and the inventories only.
         """
-        wanted = {job.archive_id: job for job in jobs if job.kind == "archive" and job.archive_id}
-        missing = {a: j for a, j in wanted.items() if a not in self.descriptions}
-        if not missing:
+        jobs = list(jobs)
+        unknown = self.unknown(jobs)
+        if not unknown:
             return False
+        grouped: dict[str, list[Job]] = {}
+        for job in jobs:
+            if job.archive_id in unknown:
+                grouped.setdefault(job.archive_id, []).append(job)
+        missing: dict[str, Job | None] = {
+            archive_id: probe_job(group, self._damage.skips)
+            for archive_id, group in grouped.items()
+        }
         before = len(self.descriptions)
         saved = await trio.to_thread.run_sync(self._disk.list_meta, DESCRIPTIONS_META)
         self._take(missing, saved.items())
@@ -101,7 +131,9 @@ class Names:
             await self._from_headers(missing)
         return len(self.descriptions) > before
 
-    def _take(self, missing: dict[str, Job], pairs: Iterable[tuple[str, object]]) -> list[str]:
+    def _take(
+        self, missing: dict[str, Job | None], pairs: Iterable[tuple[str, object]]
+    ) -> list[str]:
         learnt = []
         for archive_id, description in pairs:
             if archive_id in missing and isinstance(description, str):
@@ -116,7 +148,7 @@ class Names:
                 self._disk.put_meta, DESCRIPTIONS_META, archive_id, self.descriptions[archive_id]
             )
 
-    async def _from_inventory_file(self, missing: dict[str, Job]) -> None:
+    async def _from_inventory_file(self, missing: dict[str, Job | None]) -> None:
         assert self._inventory_file is not None
         path = self._inventory_file
 
@@ -133,7 +165,9 @@ class Names:
             return
         await self._remember(self._take(missing, found))
 
-    async def _from_inventory_jobs(self, missing: dict[str, Job], jobs: Iterable[Job]) -> None:
+    async def _from_inventory_jobs(
+        self, missing: dict[str, Job | None], jobs: Iterable[Job]
+    ) -> None:
         inventories = sorted(
             (j for j in jobs if j.kind == "inventory"), key=lambda j: j.completed, reverse=True
         )
@@ -161,20 +195,25 @@ class Names:
         await self._remember(self._take(missing, found))
         await trio.to_thread.run_sync(self._disk.put_meta, INVENTORIES_META, newest.job_id, True)
 
-    async def _from_headers(self, missing: dict[str, Job]) -> None:
+    async def _from_headers(self, missing: dict[str, Job | None]) -> None:
         async with trio.open_nursery() as nursery:
             for job in list(missing.values()):
-                if job.size:
+                if job is not None and job.size:
                     nursery.start_soon(self._from_header, missing, job)
 
-    async def _from_header(self, missing: dict[str, Job], job: Job) -> None:
+    async def _from_header(self, missing: dict[str, Job | None], job: Job) -> None:
         archive_id = job.archive_id or ""
         async with self._probes:
             try:
                 await self._reader.read(job, 0, 1)
+                await self._damage.passed(job, 0, 0)
                 description = self._reader.descriptions.get(archive_id)
                 if description is None:  # the first leaf was cached: ask for the header
                     description = await trio.to_thread.run_sync(self._probe, job)
+            except IntegrityError as error:
+                await self._damage.mark(job, error, 0, min(job.size, MIB) - 1)
+                log.info("job %s: description not learnt: %s", job.job_id, error)
+                return
             except GlacierfsError as error:
                 log.info("job %s: description not learnt: %s", job.job_id, error)
                 return

@@ -184,22 +184,31 @@ async def test_dot_and_dotdot_of_a_file_are_not_a_directory(ops: Operations) -> 
         assert await fuse_errno(ops.lookup(beach, name, CTX)) == errno.ENOTDIR
 
 
-async def test_a_job_is_one_inode_in_every_view(ops: Operations) -> None:
+async def test_a_job_and_its_archive_are_two_files_with_one_link_each(ops: Operations) -> None:
+    """jobs/<id> is the job; archives/PATH is the archive, assembled from its jobs."""
     by_id = await ops.lookup(await inode_of(ops, "jobs"), b"J1", CTX)
-    by_name = await inode_of(ops, "archives", "holiday", "beach.jpg")
-    assert by_id.st_ino == by_name
-    assert by_id.st_nlink == 2
-    assert await inode_of(ops, "archives", "A2") == await inode_of(ops, "jobs", "J2")
+    by_name = await ops.lookup(await inode_of(ops, "archives", "holiday"), b"beach.jpg", CTX)
+    assert by_id.st_ino != by_name.st_ino
+    assert by_id.st_nlink == by_name.st_nlink == 1
+    assert by_id.st_size == by_name.st_size
+    assert await inode_of(ops, "archives", "A2") != await inode_of(ops, "jobs", "J2")
+    archive = await inode_of(ops, "archives", "holiday", "beach.jpg")
+    holiday = await inode_of(ops, "archives", "holiday")
+    jobs = await inode_of(ops, "jobs")
+    assert ops.fs.tree.nodes[archive].parent == holiday
+    assert ops.fs.tree.nodes[by_id.st_ino].parent == jobs
 
 
 async def test_getattr_gives_a_read_only_file_of_the_output_size(ops: Operations) -> None:
-    beach = await ops.getattr(await inode_of(ops, "jobs", "J1"), CTX)
+    beach = await ops.getattr(await inode_of(ops, "archives", "holiday", "beach.jpg"), CTX)
     assert stat.S_ISREG(beach.st_mode)
     assert stat.S_IMODE(beach.st_mode) == 0o444 & ~UMASK
     assert (beach.st_size, beach.st_uid, beach.st_gid) == (len(PHOTO), UID, GID)
     assert beach.st_blocks == -(-len(PHOTO) // 512)
     assert beach.st_mtime_ns == int(BEACH_MTIME * 1e9)
     assert beach.attr_timeout == beach.entry_timeout == FILE_TIMEOUT
+    job = await ops.getattr(await inode_of(ops, "jobs", "J1"), CTX)
+    assert (job.st_size, stat.S_IMODE(job.st_mode)) == (len(PHOTO), 0o444 & ~UMASK)
     holiday = await ops.getattr(await inode_of(ops, "archives", "holiday"), CTX)
     assert stat.S_IMODE(holiday.st_mode) == 0o555 & ~UMASK
     assert holiday.attr_timeout == holiday.entry_timeout == DIR_TIMEOUT

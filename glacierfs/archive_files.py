@@ -1,0 +1,95 @@
+"""Reading ``archives/PATH``: the archive, through the jobs that cover it.
+
+A read is cut into pieces, one per run of leaves read through the same job
+(:func:`glacierfs.archives.plan`), and each piece is read through the reader as a
+read of that job's file would be, with a prefetcher per job so that read-ahead
+follows each job's own output. The reader's internals are not reached into: which
+job a cached leaf is served to is asked of it (:meth:`Reader.cached_bytes` of a
+one-leaf job), so that a leaf is read through the job it was fetched for.
+
+Reads of jobs (of their own files too) pass through :meth:`ArchiveFiles.read_job`,
+which remembers checksum failures (:mod:`glacierfs.damage`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from glacierfs.archives import Archive, plan
+from glacierfs.damage import DamagedJobs
+from glacierfs.errors import IntegrityError
+from glacierfs.jobs import Job
+from glacierfs.prefetch import Prefetcher
+from glacierfs.reader import Reader
+from glacierfs.treehash import MIB
+
+CACHED, PARTLY_CACHED, REMOTE = "cached", "partly-cached", "remote"
+
+
+class ArchiveFiles:
+    def __init__(self, reader: Reader, damage: DamagedJobs) -> None:
+        self.reader, self.damage = reader, damage
+
+    async def read_job(
+        self, job: Job, offset: int, size: int, prefetcher: Prefetcher | None = None
+    ) -> bytes | memoryview:
+        try:
+            data = await self.reader.read(job, offset, size, prefetcher)
+        except IntegrityError as error:
+            await self.damage.mark(job, error, offset, min(offset + size, job.size) - 1)
+            raise
+        if data and job.job_id in self.damage.known:
+            await self.damage.passed(job, offset, offset + len(data) - 1)
+        return data
+
+    async def read(
+        self, archive: Archive, offset: int, size: int, prefetchers: dict[str, Prefetcher]
+    ) -> bytes | memoryview:
+        cached = await self._served_from_cache(archive, offset, size)
+        pieces = plan(
+            archive, offset, size, lambda job, leaf: (job.job_id, leaf) in cached, self.damage.bad
+        )
+        parts = []
+        for job, start, length in pieces:
+            prefetcher = prefetchers.get(job.job_id)
+            if prefetcher is None:
+                prefetcher = prefetchers[job.job_id] = self.reader.settings.prefetcher()
+            parts.append(await self.read_job(job, start, length, prefetcher))
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    async def _served_from_cache(
+        self, archive: Archive, offset: int, size: int
+    ) -> set[tuple[str, int]]:
+        """``(job id, leaf)`` for each leaf of the span the cache serves to that job."""
+        found: set[tuple[str, int]] = set()
+        end = min(offset + size, archive.size)
+        for leaf in range(offset // MIB, -(-end // MIB)):
+            covering = archive.covering(leaf)
+            if len(covering) < 2:
+                continue  # no choice to make
+            length = min(MIB, archive.size - leaf * MIB)
+            for job in covering:
+                one = replace(job, range_start=leaf * MIB, size=length)
+                if await self.reader.cached_bytes(one):
+                    found.add((job.job_id, leaf))
+        return found
+
+    async def xattrs(self, archive: Archive) -> dict[str, bytes]:
+        whole = archive.whole()
+        cached = await self.reader.cached_bytes(whole)
+        state = CACHED if cached >= archive.size else PARTLY_CACHED if cached else REMOTE
+        values = {
+            "user.glacier.archive_id": archive.archive_id,
+            "user.glacier.jobs": " ".join(job.job_id for job in archive.jobs),
+            "user.glacier.tree_hash": archive.tree_hash,
+            "user.glacier.expires": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(archive.expires)
+            ),
+            "user.glacierfs.state": state,
+            "user.glacierfs.cached": str(cached),
+            "user.glacierfs.verified": await self.reader.verification(whole),
+        }
+        return {name: value.encode() for name, value in values.items() if value}
