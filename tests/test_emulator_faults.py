@@ -261,9 +261,13 @@ def test_counters_add_each_output_body_to_its_job_and_reset_zeroes_them(two: Two
     assert two.emulator.requests() == []
 
 
-def test_counters_count_the_faults_that_struck_per_kind(two: Two) -> None:
+def test_counters_count_the_faults_applied_per_kind(two: Two) -> None:
     """An error answer counts as its one fault: others that matched were not applied."""
     emulator = two.emulator
+    emulator.fault("bandwidth", bps=1 << 30, count=1)
+    emulator.reset_counters()
+    assert refused(lambda: two.get("no-such-job")) == (404, "ResourceNotFoundException")
+    assert emulator.counters()["faults"] == {}  # it struck an answer with no body
     emulator.fault("throttle", job=two.hit, operation="DescribeJob", count=2)
     emulator.fault("flip", job=two.hit, count=1)
     emulator.fault("latency", job=two.hit, operation="GetJobOutput", ms=1, count=1)

@@ -16,7 +16,7 @@ The admin endpoint, ``/_emulator/...``, takes and answers JSON, with no credenti
 ``POST jobs/ID/complete|fail|expire`` end a job now (``fail`` takes ``{message}``)
 ``POST jobs/ID/set``                  fields that override the job's record
 ``GET counters`` / ``POST counters/reset``  requests and bytes, per operation, per job;
-                                      faults that struck, per kind
+                                      faults applied, per kind
 ``GET requests``                      the latest requests, oldest first
 ``GET|POST|DELETE faults``            list, add (see :mod:`.faults`), clear all
 ``DELETE faults/N``                   remove one fault
@@ -47,6 +47,14 @@ BYTE_RANGE = re.compile(r"bytes=(\d+)-(\d*)\Z")
 PACE_CHUNK = 64 * 1024
 
 
+def _applied(entry: dict[str, Any]) -> list[str]:
+    """The faults that acted on a request: an error answer's own, or every one that struck
+    an answer that did not fail for another reason (a job not found has no body to cut)."""
+    if entry.get("fault"):
+        return [entry["fault"]]
+    return [] if entry.get("error") else list(entry.get("faults", []))
+
+
 class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,8 +81,7 @@ class Counters:
                 job["requests"] += 1
                 if entry["operation"] == "GetJobOutput":
                     job["bytes"] += entry["bytes"]
-            # an error answer is the one fault that struck; otherwise every one listed did
-            for kind in [entry["fault"]] if entry.get("fault") else entry.get("faults", []):
+            for kind in _applied(entry):
                 self.faults[kind] = self.faults.get(kind, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
