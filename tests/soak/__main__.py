@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("soak: interrupted, cleaning up", file=sys.stderr)
         return 130
+    except AssertionError as error:  # how tests/support says set-up failed
+        print(f"soak: set-up failed: {error}", file=sys.stderr)
+        return 1
     finally:
         soak.close()
         if args.keep:
