@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.soak.blame import explained
 from tests.soak.readers import compare
+from tests.soak.vault import MIB, SoakJob
 from tests.support.mount import needs_fuse, unmount, wait_for
 
 WORKDIR = re.compile(r"work directory (\S+)")
@@ -47,13 +49,25 @@ def left_behind(workdir: Path) -> list[str]:
 
 def test_compare_counts_every_byte_that_differs_or_lies_beyond_the_source() -> None:
     source = bytes(range(200))
-    assert compare(source, source) == 0
-    assert compare(source, source[:50]) == 0  # short: the reader reads on
+    assert compare(source, source) == []
+    assert compare(source, source[:50]) == []  # short: the reader reads on
     flipped = bytearray(source)
     flipped[7] ^= 1
     flipped[199] ^= 0xFF
-    assert compare(source, bytes(flipped)) == 2
-    assert compare(source[:10], source[:10] + b"xyz") == 3
+    assert compare(source, bytes(flipped)) == [7, 199]
+    assert compare(source[:10], source[:10] + b"xyz") == [10, 11, 12]
+
+
+def test_blame_places_wrong_bytes_in_answers_with_a_flipped_byte_and_no_checksum() -> None:
+    whole = SoakJob("A", "archive", 4 * MIB, Path("a"), "archive", 0)
+    ranged = SoakJob("R", "range", MIB, Path("r"), "archive", 2 * MIB)
+    answer = {"operation": "GetJobOutput", "status": 206, "range": f"0-{MIB - 1}"}
+    log = [
+        {**answer, "job": "R", "faults": ["flip", "drop-checksum"]},
+        {**answer, "job": "A", "faults": ["flip"]},  # checked: the daemon refuses it
+    ]
+    wrong = [("A", 2 * MIB + 5), ("A", 5), ("R", 7)]  # R's 7 is the archive's 2 MiB + 7
+    assert explained([whole, ranged], wrong, log) == 2
 
 
 @needs_fuse

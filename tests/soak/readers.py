@@ -29,15 +29,18 @@ from tests.soak.vault import KIB, MIB, SoakJob
 READ_SIZES = (1, 4 * KIB, 64 * KIB, 128 * KIB + 1, MIB, 3 * MIB + 7)
 SAMPLES = 20
 """Problems described one by one in the report; the rest are only counted."""
+WRONG_KEPT = 100
+"""Wrong bytes of one read whose place is kept, to find what brought them."""
 
 
-def compare(expected: bytes, got: bytes) -> int:
-    """Bytes of an answer that differ from the source, or lie beyond its end."""
+def compare(expected: bytes, got: bytes) -> list[int]:
+    """Where an answer differs from the source, or lies beyond its end."""
     common = min(len(expected), len(got))
-    differ = 0
+    wrong: list[int] = []
     if got[:common] != expected[:common]:
-        differ = sum(1 for a, b in zip(expected[:common], got[:common], strict=True) if a != b)
-    return differ + max(len(got) - len(expected), 0)
+        pairs = zip(expected[:common], got[:common], strict=True)
+        wrong = [i for i, (a, b) in enumerate(pairs) if a != b]
+    return wrong + list(range(common, len(got)))
 
 
 class Expiry:
@@ -69,18 +72,23 @@ class Tally:
     missing_bytes: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
+    wrong: list[tuple[str, int]] = field(default_factory=list)  # (JobId, offset), the first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self, got: int, wrong: int, short: bool, expired: bool, what: str) -> None:
+    def answer(
+        self, job: SoakJob, got: int, wrong: list[int], short: bool, expired: bool, what: str
+    ) -> None:
+        """A read's answer; ``wrong`` holds the offsets in the job's output of wrong bytes."""
         with self.lock:
             self.reads += 1
             self.bytes += got
             self.served_after_expiry += expired
             self.short_reads += short
             if wrong:
-                self.wrong_bytes += wrong
+                self.wrong_bytes += len(wrong)
                 self.wrong_reads += 1
-                self._sample(f"{what}: {wrong} wrong bytes")
+                self.wrong.extend((job.job_id, offset) for offset in wrong[:WRONG_KEPT])
+                self._sample(f"{what}: {len(wrong)} wrong bytes, the first at {wrong[0]}")
 
     def early_end(self, missing: int, what: str) -> None:
         with self.lock:
@@ -180,9 +188,9 @@ class Reader(threading.Thread):
                 self.tally.failure(error, self.expiry.covers(job, time.monotonic()), what)
                 return False
             expected = self.sources[job.job_id][position : position + len(got)]
-            wrong = compare(expected, got)
+            wrong = [position + i for i in compare(expected, got)]
             expired = self.expiry.covers(job, began)
-            self.tally.answer(len(got), wrong, len(got) < end - position, expired, what)
+            self.tally.answer(job, len(got), wrong, len(got) < end - position, expired, what)
             if not got:
                 self.tally.early_end(end - position, what)
                 return False

@@ -52,7 +52,7 @@ def lines(result: Result) -> list[str]:
         f"EIO:                {tally.eio_live + tally.eio_expired} "
         f"(live jobs {tally.eio_live}, the expired job {tally.eio_expired})",
         _expiry(result),
-        f"wrong bytes:        {tally.wrong_bytes} (in {tally.wrong_reads} reads)",
+        f"wrong bytes:        {tally.wrong_bytes} (in {tally.wrong_reads} reads){_blame(result)}",
         f"short answers:      {tally.short_reads} (read on: the rest or EIO); early end of file "
         f"{tally.early_ends} ({size(tally.missing_bytes)} missing)",
         f"other errors:       {dict(tally.errors) or 'none'}",
@@ -67,6 +67,16 @@ def lines(result: Result) -> list[str]:
     out += [f"problem: {problem}" for problem in found]
     out.append("result: FAIL" if found else "result: PASS")
     return out
+
+
+def _blame(result: Result) -> str:
+    kept = len(result.tally.wrong)
+    if not kept:
+        return ""
+    return (
+        f"; {result.explained} of the {kept} placed were brought by an answer with a flipped "
+        "byte and no checksum"
+    )
 
 
 def _vault(result: Result) -> str:

@@ -32,6 +32,8 @@ class SoakJob:
     kind: str  # archive | range | inventory
     size: int
     expected: Path
+    archive: str | None = None
+    offset: int = 0  # where its output starts in its archive
 
     @property
     def checksummed(self) -> bool:
@@ -48,12 +50,13 @@ def build(emulator: Emulator, workdir: Path, small: bool) -> list[SoakJob]:
     for seed, size in enumerate(SMALL_SIZES if small else SIZES, start=1):
         archive, _ = emulator.seeded_archive(VAULT, size, seed, f"soak/{seed}-{size}.bin")
         expected = emulator.save_content(VAULT, archive, workdir / f"archive-{seed}")
-        jobs.append(SoakJob(retrieve(client, VAULT, archive), "archive", size, expected))
+        job_id = retrieve(client, VAULT, archive)
+        jobs.append(SoakJob(job_id, "archive", size, expected, archive))
         archives.append(archive)
     index, start, end = SMALL_RANGE if small else RANGE
     expected = emulator.save_content(VAULT, archives[index], workdir / "range", start, end + 1)
     ranged = retrieve(client, VAULT, archives[index], f"{start}-{end}")
-    jobs.append(SoakJob(ranged, "range", end - start + 1, expected))
+    jobs.append(SoakJob(ranged, "range", end - start + 1, expected, archives[index], start))
     listing = inventory(client, VAULT)
     expected = workdir / "inventory"
     expected.write_bytes(job_output(client, VAULT, listing))
