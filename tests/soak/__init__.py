@@ -13,7 +13,7 @@ bytes, and then, for the whole duration:
 
 At the end it stops the readers, unmounts, times the daemon's exit, and prints what
 it saw, with the place of each wrong byte matched against the emulator's request log
-(:mod:`tests.soak.blame`). Wrong bytes, any error but EIO (or a vanished expired job), a growing daemon
-or a slow exit make the exit status non-zero. Everything it started is stopped by PID,
-even on Ctrl-C.
+(:mod:`tests.soak.blame`). Wrong bytes, an early end of file, any error but EIO (or a
+vanished expired job), a growing daemon or a slow exit make the exit status non-zero.
+Everything it started is stopped by PID, even on Ctrl-C.
 """
