@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps bench-deps demo test lint bench clean
+.PHONY: install sysdeps bench-deps demo test lint bench soak clean
 
 install: sysdeps $(STAMP)
 
@@ -39,6 +39,12 @@ bench-deps:
 
 bench: install bench-deps
 	$(PY) -m tests.bench $(if $(SCENARIOS),--only $(SCENARIOS))
+
+# Readers through a mount while the emulator injects every fault at random; not part of
+# `make test`. `make soak DURATION=2m`; more flags: `SOAK_ARGS="--seed 7 --readers 16"`.
+DURATION ?= 10m
+soak: install
+	$(PY) -m tests.soak --duration $(DURATION) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -162,6 +162,23 @@ def test_bad_content_range_fault_answers_a_range_not_the_one_asked(two: Two) -> 
     assert response["contentRange"] == asked and body == two.content[:MIB]
 
 
+def test_drop_checksum_fault_sends_the_right_bytes_without_their_due_checksum(two: Two) -> None:
+    two.emulator.fault("drop-checksum", job=two.hit, count=2)
+    whole, body = two.get(two.hit)
+    assert body == two.content and "checksum" not in whole
+    leaf, body = two.get(two.hit, f"bytes={MIB}-{2 * MIB - 1}")
+    assert body == two.content[MIB : 2 * MIB] and "checksum" not in leaf
+    assert "x-amz-sha256-tree-hash" not in leaf["ResponseMetadata"]["HTTPHeaders"]
+    assert two.get(two.hit)[0]["checksum"] == two.checksum  # count=2: spent
+    two.spared_is_whole()
+
+
+def test_drop_checksum_fault_touches_only_get_job_output(two: Two) -> None:
+    two.emulator.fault("drop-checksum")
+    assert two.describe(two.hit)["SHA256TreeHash"] == two.checksum
+    assert "checksum" not in two.get(two.spared)[0]
+
+
 @pytest.mark.parametrize(
     ("kind", "spec"), [("latency", {"ms": 20}), ("bandwidth", {"bps": 1 << 28})]
 )
@@ -242,6 +259,32 @@ def test_counters_add_each_output_body_to_its_job_and_reset_zeroes_them(two: Two
     counters = two.emulator.counters()
     assert (counters["requests"], counters["bytes"], counters["jobs"]) == (0, 0, {})
     assert two.emulator.requests() == []
+
+
+def test_counters_count_the_faults_applied_per_kind(two: Two) -> None:
+    """An error answer counts as its one fault: others that matched were not applied."""
+    emulator = two.emulator
+    emulator.fault("bandwidth", bps=1 << 30, count=1)
+    emulator.reset_counters()
+    assert refused(lambda: two.get("no-such-job")) == (404, "ResourceNotFoundException")
+    assert emulator.counters()["faults"] == {}  # it struck an answer with no body
+    emulator.fault("throttle", job=two.hit, operation="DescribeJob", count=2)
+    emulator.fault("flip", job=two.hit, count=1)
+    emulator.fault("latency", job=two.hit, operation="GetJobOutput", ms=1, count=1)
+    emulator.fault("error500", job=two.spared, operation="GetJobOutput", count=1)
+    emulator.fault("stall", job=two.spared, ms=1, count=1)
+    emulator.reset_counters()
+    for _ in range(2):
+        assert refused(lambda: two.describe(two.hit)) == (400, "ThrottlingException")
+    assert two.describe(two.hit)["JobId"] == two.hit
+    assert two.get(two.hit)[1] != two.content
+    assert two.get(two.hit)[1] == two.content
+    assert refused(lambda: two.get(two.spared)) == (500, "ServiceUnavailableException")
+    two.spared_is_whole()
+    struck = {"throttle": 2, "flip": 1, "latency": 1, "error500": 1}
+    assert emulator.counters()["faults"] == struck
+    emulator.reset_counters()
+    assert emulator.counters()["faults"] == {}
 
 
 def test_counters_count_only_the_bytes_a_cut_body_sent(two: Two) -> None:

@@ -27,10 +27,12 @@ ERRORS = {
 }
 """Error answers, in place of the operation's own."""
 
-BODY = ("reset", "short", "flip", "stall", "bad-content-range")
+BODY = ("reset", "short", "flip", "stall", "bad-content-range", "drop-checksum")
 """Faults in a Get Job Output answer: a reset connection part way through the body,
 a body cut short of its Content-Length (clean close), one flipped byte under a
-correct checksum header, a pause of ``ms`` part way, a Content-Range one byte off."""
+correct checksum header, a pause of ``ms`` part way, a Content-Range one byte off,
+no ``x-amz-sha256-tree-hash`` header where one is due (a range that is a node of the
+tree hash; elsewhere none is sent anyway)."""
 
 SHAPE = ("latency", "bandwidth")
 """Network shape: ``ms`` before the first byte, ``bps`` bytes/s per connection."""

@@ -15,7 +15,8 @@ The admin endpoint, ``/_emulator/...``, takes and answers JSON, with no credenti
 ``GET archives/VAULT/ID/content``     an archive's bytes (to compare with)
 ``POST jobs/ID/complete|fail|expire`` end a job now (``fail`` takes ``{message}``)
 ``POST jobs/ID/set``                  fields that override the job's record
-``GET counters`` / ``POST counters/reset``  requests and bytes, per operation, per job
+``GET counters`` / ``POST counters/reset``  requests and bytes, per operation, per job;
+                                      faults applied, per kind
 ``GET requests``                      the latest requests, oldest first
 ``GET|POST|DELETE faults``            list, add (see :mod:`.faults`), clear all
 ``DELETE faults/N``                   remove one fault
@@ -46,6 +47,14 @@ BYTE_RANGE = re.compile(r"bytes=(\d+)-(\d*)\Z")
 PACE_CHUNK = 64 * 1024
 
 
+def _applied(entry: dict[str, Any]) -> list[str]:
+    """The faults that acted on a request: an error answer's own, or every one that struck
+    an answer that did not fail for another reason (a job not found has no body to cut)."""
+    if entry.get("fault"):
+        return [entry["fault"]]
+    return [] if entry.get("error") else list(entry.get("faults", []))
+
+
 class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,6 +65,7 @@ class Counters:
             self.requests, self.bytes = 0, 0
             self.operations: dict[str, dict[str, int]] = {}
             self.jobs: dict[str, dict[str, int]] = {}
+            self.faults: dict[str, int] = {}
             self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
 
     def count(self, entry: dict[str, Any]) -> None:
@@ -71,6 +81,8 @@ class Counters:
                 job["requests"] += 1
                 if entry["operation"] == "GetJobOutput":
                     job["bytes"] += entry["bytes"]
+            for kind in _applied(entry):
+                self.faults[kind] = self.faults.get(kind, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -81,6 +93,7 @@ class Counters:
                         "bytes": self.bytes,
                         "operations": self.operations,
                         "jobs": self.jobs,
+                        "faults": self.faults,
                     }
                 )
             )
@@ -324,7 +337,7 @@ class Handler(BaseHTTPRequestHandler):
             shift = 1 if any(f.kind == "bad-content-range" for f in struck) else 0
             self.send_header("Content-Range", f"bytes {start + shift}-{end + shift}/{total}")
         checksum = output.tree_hash(start, end)
-        if checksum is not None:
+        if checksum is not None and not any(f.kind == "drop-checksum" for f in struck):
             self.send_header("x-amz-sha256-tree-hash", checksum)
         if output.description is not None:
             self.send_header("x-amz-archive-description", output.description)

@@ -1,0 +1,37 @@
+"""What brought the wrong bytes: answers with a flipped byte and no checksum.
+
+Until the daemon refuses an answer whose due ``x-amz-sha256-tree-hash`` is missing,
+such an answer is checked by its length only, and its flipped byte can be served.
+A wrong byte is *explained* when an answer that had both faults covered its place in
+the archive (a range job's leaves are its archive's: one job's answer can reach
+another job's reader through the shared cache). A wrong byte nothing explains is a
+new finding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.soak.vault import SoakJob
+
+BOTH = frozenset({"flip", "drop-checksum"})
+
+
+def explained(jobs: list[SoakJob], wrong: list[tuple[str, int]], log: list[Any]) -> int:
+    """How many of the wrong bytes (JobId, output offset) an unchecked flip accounts for."""
+    by_id = {job.job_id: job for job in jobs}
+    suspects: dict[str, list[tuple[int, int]]] = {}
+    for entry in log:
+        job = by_id.get(entry.get("job") or "")
+        if entry.get("operation") != "GetJobOutput" or entry.get("error") or job is None:
+            continue
+        if job.archive is None or not set(entry.get("faults", [])) >= BOTH:
+            continue
+        start, end = (int(n) for n in entry["range"].split("-"))
+        suspects.setdefault(job.archive, []).append((job.offset + start, job.offset + end))
+    count = 0
+    for job_id, offset in wrong:
+        job = by_id[job_id]
+        place = job.offset + offset
+        count += any(s <= place <= e for s, e in suspects.get(job.archive or "", []))
+    return count

@@ -1,0 +1,70 @@
+"""The soak's vault: seeded archive jobs of mixed sizes, a range job, an inventory.
+
+Each job's bytes are saved from the emulator's admin endpoint (which no fault
+touches) before any fault is turned on, so readers compare with the source and not
+with anything that went through the daemon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.emulator import Emulator
+from tests.support.vault import inventory, job_output, retrieve
+
+KIB, MIB = 1 << 10, 1 << 20
+VAULT = "soak"
+
+SIZES = (KIB, 200 * KIB + 3, MIB, 3 * MIB + 17, 9 * MIB + 123, 24 * MIB, 64 * MIB)
+RANGE = (6, 16 * MIB, 32 * MIB - 1)
+"""Bytes 16-32 MiB of the 64 MiB archive: a node of its tree hash, so that every answer
+carries a checksum (a range that is not a node has none, and a flipped byte in it could
+not be caught: a documented limit, not what the soak is for)."""
+
+SMALL_SIZES = (KIB, 300 * KIB + 3, 2 * MIB + 5, 6 * MIB)
+SMALL_RANGE = (3, 4 * MIB, 6 * MIB - 1)
+
+
+@dataclass(frozen=True)
+class SoakJob:
+    job_id: str
+    kind: str  # archive | range | inventory
+    size: int
+    expected: Path
+    archive: str | None = None
+    offset: int = 0  # where its output starts in its archive
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether its outputs carry a checksum: only these may get flipped bytes."""
+        return self.kind != "inventory"
+
+
+def build(emulator: Emulator, workdir: Path, small: bool) -> list[SoakJob]:
+    """Seed the vault, start every job, and save each job's expected bytes."""
+    client = emulator.client()
+    client.create_vault(vaultName=VAULT)
+    jobs: list[SoakJob] = []
+    archives: list[str] = []
+    for seed, size in enumerate(SMALL_SIZES if small else SIZES, start=1):
+        archive, _ = emulator.seeded_archive(VAULT, size, seed, f"soak/{seed}-{size}.bin")
+        expected = emulator.save_content(VAULT, archive, workdir / f"archive-{seed}")
+        job_id = retrieve(client, VAULT, archive)
+        jobs.append(SoakJob(job_id, "archive", size, expected, archive))
+        archives.append(archive)
+    index, start, end = SMALL_RANGE if small else RANGE
+    expected = emulator.save_content(VAULT, archives[index], workdir / "range", start, end + 1)
+    ranged = retrieve(client, VAULT, archives[index], f"{start}-{end}")
+    jobs.append(SoakJob(ranged, "range", end - start + 1, expected, archives[index], start))
+    listing = inventory(client, VAULT)
+    expected = workdir / "inventory"
+    expected.write_bytes(job_output(client, VAULT, listing))
+    jobs.append(SoakJob(listing, "inventory", expected.stat().st_size, expected))
+    return jobs
+
+
+def cache_size(jobs: list[SoakJob], fraction: float) -> int:
+    """A share of the distinct bytes (a range job's are its archive's), in whole MiB."""
+    distinct = sum(job.size for job in jobs if job.kind != "range")
+    return max(MIB, int(distinct * fraction) // MIB * MIB)
