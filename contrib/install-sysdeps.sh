@@ -17,6 +17,7 @@ else
     pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
     command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
     command -v getfattr >/dev/null 2>&1 || need+=(attr)
+    command -v rsync >/dev/null 2>&1 || need+=(rsync)  # the tests and the demo copy a mount with it
     [ ${#need[@]} -eq 0 ] && exit 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "glacierfs needs these Debian packages: ${need[*]} (run: sudo apt-get install ${need[*]})" >&2
