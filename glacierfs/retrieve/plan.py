@@ -118,7 +118,8 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
         f"{plan.in_progress} covered by jobs in progress, {plan.ready} by jobs ready to save"
         + (f", {plan.empty} empty" if plan.empty else ""),
         f"  to retrieve: {plan.archives} archives, {size(plan.bytes)} in {len(plan.units)} "
-        f"{tier.tier} jobs" + (f" ({plan.split} archives in aligned ranges)" if plan.split else ""),
+        f"{tier.tier} jobs"
+        + (f" ({plan.split} archive(s) in aligned ranges)" if plan.split else ""),
         f"  estimated retrieval cost: {dollars(plan.cost())} ({size(plan.bytes)} x "
         f"${tier.per_gb}/GB + {len(plan.units)} jobs x ${tier.per_thousand_requests}/1000; "
         f"prices of {PRICES_DATE}, {PRICES_WHERE})",
