@@ -180,6 +180,8 @@ class Handler(BaseHTTPRequestHandler):
         route = self._route(method, parts)
         operation, vault, item = route
         self._entry["operation"] = operation
+        if operation == "ListJobs":  # which listing: tests tell a full look from a refresh
+            self._entry["query"] = query
         if operation in ("DescribeJob", "GetJobOutput"):
             self._entry["job"] = item
         self._authorise(parts[0])

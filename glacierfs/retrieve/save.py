@@ -34,7 +34,7 @@ import trio
 
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
-from glacierfs.config import Options
+from glacierfs.config import Options, parse_mount_args
 from glacierfs.daemon import client_settings
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError
@@ -110,8 +110,34 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
+def _claimed_mountpoint(pid: int) -> Path | None:
+    """The mountpoint on the command line of process ``pid``, if it is a glacierfs mount.
+
+    Read from /proc, not by asking mounts: other mounts on the host may be slow or hung,
+    and only the one holding our cache is our business.
+    """
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    starts = [n for n, arg in enumerate(argv) if Path(arg).name in ("glacierfs", "mount.glacierfs")]
+    if not starts:
+        return None
+    try:
+        command = parse_mount_args([a for a in argv[starts[0] + 1 :] if a])
+    except GlacierfsError:
+        return None
+    if command.name != "mount" or command.options is None:
+        return None
+    return cwd / command.options.mountpoint
+
+
 def find_mount(pid: int) -> Path | None:
-    """The glacierfs mount whose daemon is ``pid``, among this namespace's mounts."""
+    """The glacierfs mount whose daemon is ``pid``, checked against the mount table."""
+    claimed = _claimed_mountpoint(pid)
+    if claimed is None:
+        return None
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
@@ -121,6 +147,8 @@ def find_mount(pid: int) -> Path | None:
         if " - fuse.glacierfs " not in line or len(fields) < 5:
             continue
         mountpoint = Path(_unescape(fields[4]))
+        if os.path.normpath(mountpoint) != os.path.normpath(claimed):
+            continue
         try:
             stats = json.loads(os.getxattr(mountpoint, "user.glacierfs.stats"))
         except (OSError, ValueError):
