@@ -5,8 +5,10 @@ ready are saved first, soonest-expiring first, through whichever process holds t
 cache (:mod:`.save`); then the next batch is requested as the caps allow. An output
 that expired before it was wholly saved shows up as an expired request, and its
 archive is requested again in a later round. The loop ends when every archive is
-cached (or given up), with a summary. Stopped at any moment (``kill -9``, a reboot), it
-continues from the state kept with the cache when started again.
+cached (or given up), with a summary. A round the service fails (throttling, an
+unreachable endpoint) is tried again at the next one. Stopped at any moment
+(``kill -9``, a reboot), it continues from the state kept with the cache when started
+again.
 
 On a terminal, one status line is redrawn (requested, ready, saved, bytes, rate, time
 left); elsewhere (systemd's journal, a pod's log) each event is one line.
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from glacierfs.errors import ConfigError
+from glacierfs.errors import ConfigError, TransientServiceError
 from glacierfs.retrieve.engine import Engine, Snapshot
 from glacierfs.retrieve.plan import Plan, size
 from glacierfs.retrieve.pricing import dollars, duration
@@ -71,19 +73,30 @@ class Follower:
         """Round after round until done; the summary."""
         try:
             while True:
-                snapshot = self.engine.look()
-                ready = self.engine.to_save(snapshot)
-                if ready:
-                    self._save(ready)
-                    snapshot = self.engine.snapshot(snapshot.now, snapshot.live)
-                if self.engine.done(snapshot):
-                    return self.engine.summary(snapshot)
-                plan = self.engine.plan(snapshot)
-                self.engine.request(plan.batch)
-                self.progress.status(self._line(snapshot, plan))
+                try:
+                    summary = self._round()
+                except TransientServiceError as error:
+                    self.progress.event("note", f"the service failed this round: {error}")
+                    summary = None
+                if summary is not None:
+                    return summary
                 time.sleep(self.poll)  # jobs take hours: look again later
         finally:
             self.progress.close()
+
+    def _round(self) -> dict[str, Any] | None:
+        """One look, the saves and the requests it calls for; the summary once done."""
+        snapshot = self.engine.look()
+        ready = self.engine.to_save(snapshot)
+        if ready:
+            self._save(ready)
+            snapshot = self.engine.snapshot(snapshot.now, snapshot.live)
+        if self.engine.done(snapshot):
+            return self.engine.summary(snapshot)
+        plan = self.engine.plan(snapshot)
+        self.engine.request(plan.batch)
+        self.progress.status(self._line(snapshot, plan))
+        return None
 
     def _save(self, ready: list[ToSave]) -> None:
         for item in ready:
