@@ -107,3 +107,13 @@ def test_facts_outlive_the_run(tmp_path: Path) -> None:
         state.set_fact("download_rate", 12.5)
     with State(tmp_path, ARN) as state:
         assert state.fact("download_rate") == 12.5
+
+
+def test_the_index_view_made_before_the_cache_exists_sees_it_once_created(tmp_path: Path) -> None:
+    data = b"x" * 1000
+    key = archive_key(archive_of(data), ARN)
+    with CacheIndex(tmp_path) as index:
+        assert index.leaves(key) == frozenset()
+        with DiskCache(tmp_path, 1 << 30) as disk:
+            disk.put(key, 0, data, leaf_digests(data), "block")
+        assert index.leaves(key) == {0}

@@ -49,8 +49,12 @@ class CacheIndex:
     def __init__(self, cache_root: Path) -> None:
         self.path = cache_root / LAYOUT / INDEX
         self._db: sqlite3.Connection | None = None
-        if not self.path.exists():
-            return
+        self._connect()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """The connection, opened once the index exists (a first save creates it)."""
+        if self._db is not None or not self.path.exists():
+            return self._db
         try:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             self._db.execute("PRAGMA query_only = ON")
@@ -61,13 +65,15 @@ class CacheIndex:
                 f"cannot read the cache index {self.path} ({error}): "
                 "not planning, as every archive would look uncached"
             ) from None
+        return self._db
 
     def digests(self, key: str) -> dict[int, bytes]:
         """Leaf index -> SHA-256 digest of each leaf of ``key`` present."""
-        if self._db is None:
+        db = self._connect()
+        if db is None:
             return {}
         try:
-            rows = self._db.execute("SELECT idx, digest FROM leaves WHERE key = ?", (key,))
+            rows = db.execute("SELECT idx, digest FROM leaves WHERE key = ?", (key,))
             return {int(i): bytes(d) for i, d in rows}
         except sqlite3.Error as error:
             raise ConfigError(f"cannot read the cache index {self.path}: {error}") from None

@@ -28,9 +28,7 @@ from glacierfs.config import (
     parse_size,
 )
 from glacierfs.daemon import client_settings
-from glacierfs.errors import ConfigError, GlacierfsError, InventoryError, UsageError
-from glacierfs.inventory import Entry
-from glacierfs.inventory import parse as parse_inventory
+from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
@@ -39,12 +37,11 @@ from glacierfs.retrieve.plan import plan_document, render_plan, size
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
 from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select
+from glacierfs.retrieve.source import load_inventory, start_inventory
 from glacierfs.retrieve.state import State
 
 SHARD_ENV = "JOB_COMPLETION_INDEX"
 """Where ``--shard env/N`` takes K from: what a Kubernetes Indexed Job sets in each pod."""
-
-INVENTORY_HOURS = "about 4 to 5 hours"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--follow", action="store_true", help="save and request until all saved")
     run.add_argument("--poll", type=float, default=FOLLOW_POLL, metavar="SECONDS")
     run.add_argument("--inventory", action="store_true", help="start an inventory job")
+    run.add_argument(
+        "--request-evicted",
+        action="store_true",
+        help="request again archives saved once and since evicted from the cache",
+    )
     return p
 
 
@@ -152,59 +154,6 @@ def criteria(args: argparse.Namespace) -> Criteria:
 
 def cache_root(options: Options) -> Path:
     return options.cache_dir or default_cache_dir(os.environ, os.getuid())
-
-
-def load_inventory(
-    options: Options, client: GlacierClient, vault_arn: str
-) -> tuple[list[Entry], str]:
-    """The newest inventory: the user's file, else the cache's or the service's newest."""
-    if options.inventory is not None:
-        try:
-            with options.inventory.open("rb") as stream:
-                return list(parse_inventory(stream)), str(options.inventory)
-        except OSError as error:
-            raise ConfigError(f"inventory {options.inventory}: {error.strerror}") from None
-        except InventoryError as error:
-            raise ConfigError(f"inventory {options.inventory}: {error}") from None
-    found = open_access(options, cache_root(options), vault_arn).newest_inventory()
-    if found is not None:
-        return found
-    running = inventories_running(client)
-    if running:
-        raise ConfigError(
-            f"no inventory of vault {options.vault} yet: job {running[0].get('JobId')} started "
-            f"{running[0].get('CreationDate')} is in progress ({INVENTORY_HOURS}); run again then"
-        )
-    raise ConfigError(
-        f"no inventory of vault {options.vault}: start one with "
-        f"`glacierfs retrieve --inventory {options.vault}` ({INVENTORY_HOURS}), "
-        "or give one with -o inventory=FILE"
-    )
-
-
-def inventories_running(client: GlacierClient) -> list[dict[str, object]]:
-    return [
-        r
-        for r in client.list_all_jobs()
-        if isinstance(r, dict)
-        and r.get("Action") == "InventoryRetrieval"
-        and r.get("StatusCode") == "InProgress"
-    ]
-
-
-def start_inventory(options: Options, client: GlacierClient) -> int:
-    running = inventories_running(client)
-    if running:
-        job = running[0].get("JobId")
-        print(f"an inventory job of vault {options.vault} is already in progress: {job}")
-        return 0
-    job_id = client.initiate_inventory("JSON", "glacierfs retrieve --inventory")
-    print(
-        f"inventory job {job_id} started for vault {options.vault}: Glacier takes "
-        f"{INVENTORY_HOURS}; then run `glacierfs retrieve {options.vault} --all` "
-        "(or with PATTERNs) to plan the retrieval"
-    )
-    return 0
 
 
 def limits(args: argparse.Namespace, state: State) -> tuple[Limits, str]:
@@ -250,15 +199,26 @@ def _retrieve(
     args: argparse.Namespace, options: Options, client: GlacierClient, vault_arn: str
 ) -> int:
     root = cache_root(options)
-    entries, source = load_inventory(options, client, vault_arn)
-    archives = select(name_archives(entries), criteria(args))
     with State(root, vault_arn) as state, CacheIndex(root) as index:
+        entries, source = load_inventory(options, client, vault_arn, root, state.directory)
+        archives = select(name_archives(entries), criteria(args))
         if not args.dry_run:
             state.lock()
         caps, why = limits(args, state)
         tier = price(args.tier, args.price_per_gb, args.price_per_1000)
         progress = Progress()
-        engine = Engine(client, state, index, archives, vault_arn, tier, caps, progress.event)
+        engine = Engine(
+            client,
+            state,
+            index,
+            archives,
+            vault_arn,
+            tier,
+            caps,
+            progress.event,
+            capacity=options.cache_size,
+            request_evicted=args.request_evicted,
+        )
         snapshot = engine.look()
         plan = engine.plan(snapshot)
         if args.json:

@@ -6,7 +6,10 @@ succeeded, and its clock, from the answer's Date) and from what the cache holds
 a run killed mid-request are matched to the job they started, or dropped; requests
 whose job failed, or expired before its output was wholly saved, are marked so, and
 their archives become requestable again (each archive at most :data:`MAX_TRIES`
-times, so that a vault that keeps failing does not keep costing).
+times, so that a vault that keeps failing does not keep costing). An archive saved
+once and since evicted from a cache too small for the selection is not requested
+again unless asked (``--request-evicted``): that would be paying twice. Nor is an
+output saved once saved again, should the cache lose it while its job still lives.
 
 Coverage is generous on purpose: besides the service's live jobs, a request written
 down but not (yet) listed, and an intent younger than :data:`INTENT_GRACE`, count as
@@ -63,6 +66,11 @@ class Snapshot:
     holdings: list[Holding]
     live: dict[str, list[LiveJob]] = field(default_factory=dict)  # listed, by archive
     given_up: set[str] = field(default_factory=set)  # archive ids
+    evicted: set[str] = field(default_factory=set)  # saved once, no longer wholly cached
+
+    def finished(self, holding: Holding) -> bool:
+        archive_id = holding.archive.archive_id
+        return archive_id in self.given_up or archive_id in self.evicted
 
     def by_id(self) -> dict[str, Holding]:
         return {h.archive.archive_id: h for h in self.holdings}
@@ -79,6 +87,8 @@ class Engine:
         tier: TierPrice,
         limits: Limits,
         event: Event,
+        capacity: int | None = None,
+        request_evicted: bool = False,
     ) -> None:
         self.client, self.state, self.index = client, state, index
         self.archives = list(archives)
@@ -86,6 +96,8 @@ class Engine:
         self._keys = {a.archive_id: archive_key(a, vault_arn) for a in self.archives}
         self._selected = {a.archive_id: a for a in self.archives}
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
+        self.capacity = capacity  # of the disk cache, to warn when the selection is larger
+        self.request_evicted = request_evicted
 
     # --- looking ------------------------------------------------------------------------
 
@@ -121,7 +133,16 @@ class Engine:
             if request.status in (EXPIRED, FAILED):
                 tries[request.archive_id] = tries.get(request.archive_id, 0) + 1
         given_up = {a for a, n in tries.items() if n >= MAX_TRIES} | self.refused
-        return Snapshot(now, holdings, live, given_up)
+        evicted = set()
+        if not self.request_evicted:
+            evicted = {
+                r.archive_id
+                for r in self.state.requests()
+                if r.status == SAVED
+                and r.archive_id in self._selected
+                and not self._wholly_saved(r)
+            }
+        return Snapshot(now, holdings, live, given_up, evicted)
 
     def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
         """Requests and young intents the listing does not show (yet): count them live."""
@@ -172,7 +193,7 @@ class Engine:
 
     def _update_requests(self, listed: dict[str, Any], live: dict[str, list[LiveJob]]) -> None:
         for request in self.state.requests():
-            if request.status != REQUESTED:
+            if request.status != REQUESTED or request.archive_id not in self._selected:
                 continue
             if self._wholly_saved(request):
                 self.state.mark(request.job_id, SAVED)
@@ -206,17 +227,19 @@ class Engine:
     # --- deciding -----------------------------------------------------------------------
 
     def plan(self, snapshot: Snapshot) -> Plan:
-        holdings = [h for h in snapshot.holdings if h.archive.archive_id not in snapshot.given_up]
-        return make_plan(holdings, self.state.history(), self.limits, self.tier, snapshot.now)
+        holdings = [h for h in snapshot.holdings if not snapshot.finished(h)]
+        plan = make_plan(holdings, self.state.history(), self.limits, self.tier, snapshot.now)
+        plan.evicted, plan.capacity = len(snapshot.evicted), self.capacity
+        return plan
 
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:
         """Outputs ready and not wholly cached, soonest-expiring first."""
-        failed = {r.job_id for r in self.state.requests() if r.status == FAILED}
+        done = {r.job_id for r in self.state.requests() if r.status in (FAILED, SAVED)}
         ready = [
             (job.expires, job.job_id, h.archive)
             for h in snapshot.holdings
             for job in h.unsaved_jobs()
-            if job.status == "Succeeded" and job.job_id not in failed
+            if job.status == "Succeeded" and job.job_id not in done
         ]
         return [
             ToSave(j, a.archive_id, a.description) for _, j, a in sorted(ready, key=lambda r: r[:2])
@@ -228,7 +251,7 @@ class Engine:
 
     def done(self, snapshot: Snapshot) -> bool:
         return all(
-            h.archive.size == 0 or h.wholly_cached or h.archive.archive_id in snapshot.given_up
+            h.archive.size == 0 or h.wholly_cached or snapshot.finished(h)
             for h in snapshot.holdings
         )
 
@@ -275,6 +298,10 @@ class Engine:
 
     # --- saving -------------------------------------------------------------------------
 
+    def saved(self, job_id: str) -> None:
+        """The output is in the cache (a job not started by this cache has no row)."""
+        self.state.mark(job_id, SAVED)
+
     def save_failed(self, job_id: str, error: str) -> None:
         if self.state.failed_once(job_id) >= MAX_SAVE_FAILURES:
             self.state.mark(job_id, FAILED, f"not saved: {error}")
@@ -293,6 +320,7 @@ class Engine:
             "verified": len(verified),
             "re_requested": len({r.archive_id for r in requests if r.again}),
             "failed": len(snapshot.given_up),
+            "evicted": len(snapshot.evicted),
             "jobs": len(requests),
             "spent": round(spent, 6),
         }

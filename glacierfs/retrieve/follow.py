@@ -118,6 +118,7 @@ class Follower:
             where = paths.get(result.job_id, result.job_id)
             if result.ok:
                 saved += result.size
+                self.engine.saved(result.job_id)
                 self.progress.event(
                     "saved", f"{where}: {result.size} bytes, verified={result.verified}"
                 )
@@ -155,6 +156,12 @@ def render_summary(summary: dict[str, Any]) -> str:
     return (
         f"done: {summary['archives']} archives, {size(summary['bytes'])}; "
         f"{summary['cached']} saved, {summary['verified']} verified against their tree hash, "
-        f"{summary['re_requested']} re-requested, {summary['failed']} failed; "
+        f"{summary['re_requested']} re-requested, {summary['failed']} failed"
+        + (
+            f", {summary['evicted']} evicted from the cache since saved"
+            if summary["evicted"]
+            else ""
+        )
+        + "; "
         f"{summary['jobs']} jobs, about {dollars(summary['spent'])} spent on retrieval"
     )

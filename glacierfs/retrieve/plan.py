@@ -41,6 +41,8 @@ class Plan:
     units: list[Unit] = field(default_factory=list)
     batch: list[Unit] = field(default_factory=list)
     outstanding: int = 0  # live jobs whose output is not yet saved
+    evicted: int = 0  # archives saved once and since evicted from the cache: not requested
+    capacity: int | None = None  # of the disk cache
 
     @property
     def bytes(self) -> int:
@@ -139,6 +141,17 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
     )
     if plan.outstanding:
         lines.append(f"  {plan.outstanding} live jobs have output not yet saved")
+    if plan.evicted:
+        lines.append(
+            f"  {plan.evicted} archives saved earlier are no longer wholly in the cache "
+            "(evicted?): not requested again (--request-evicted to pay for them again)"
+        )
+    if plan.capacity is not None and plan.cached_bytes + plan.bytes > plan.capacity:
+        lines.append(
+            f"  warning: the cache holds at most {size(plan.capacity)}, less than the "
+            f"{size(plan.cached_bytes + plan.bytes)} selected: outputs saved early will be "
+            "evicted before the end (raise -o cache_size, or copy them out as they come)"
+        )
     if len(plan.batch) < len(plan.units):
         lines.append(
             f"  later: {len(plan.units) - len(plan.batch)} jobs as the caps allow "
@@ -168,6 +181,7 @@ def plan_document(plan: Plan) -> dict[str, object]:
         "per_day": plan.limits.per_day,
         "max_jobs": plan.limits.max_jobs,
         "outstanding": plan.outstanding,
+        "evicted": plan.evicted,
         "days": plan.bytes / plan.limits.per_day if plan.limits.per_day else None,
         "prices_date": PRICES_DATE,
         "now": plan.now,
