@@ -313,3 +313,28 @@ def test_archives_evicted_from_a_small_cache_after_saving_are_not_paid_for_again
     advance(emulator, 2 * DAY)  # its job expired too: only a new one would bring it back
     asked = json.loads(again.run("--all", "--dry-run", "--json", "--request-evicted").stdout)
     assert asked["jobs"] == 1 and "the copy kept of the last inventory" in asked["inventory"]
+
+
+def test_beside_a_running_follow_a_dry_run_plans_and_a_second_run_is_refused(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    seed(emulator, VAULT, {"a": 100, "b": 200})
+    take_inventory(emulator, VAULT)
+    cache = tmp_path / "cache"
+    follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
+    follower.start("--all", "--yes", "--follow", "--poll", "0.05")
+    try:
+        wait_for(lambda: len(history(emulator)) == 2, "the jobs", alive=follower.alive)
+        beside = Retrieve(emulator, VAULT, cache, tmp_path / "beside.log")
+        plan = beside.run("--all", "--dry-run")
+        assert plan.returncode == 0, plan.stderr
+        assert "2 covered by jobs in progress" in plan.stdout
+        second = beside.run("--all", "--yes")
+        assert second.returncode == 1 and "another glacierfs retrieve" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    assert len(history(emulator)) == 2

@@ -202,8 +202,11 @@ def _retrieve(
     with State(root, vault_arn) as state, CacheIndex(root) as index:
         entries, source = load_inventory(options, client, vault_arn, root, state.directory)
         archives = select(name_archives(entries), criteria(args))
-        if not args.dry_run:
+        if args.dry_run:
+            holder = state.try_lock()  # beside a running --follow: look, change nothing
+        else:
             state.lock()
+            holder = True
         caps, why = limits(args, state)
         tier = price(args.tier, args.price_per_gb, args.price_per_1000)
         progress = Progress()
@@ -219,7 +222,7 @@ def _retrieve(
             capacity=options.cache_size,
             request_evicted=args.request_evicted,
         )
-        snapshot = engine.look()
+        snapshot = engine.look(update=holder)
         plan = engine.plan(snapshot)
         if args.json:
             print(

@@ -107,14 +107,16 @@ class Engine:
             return time.time()
         return self.client.service_time
 
-    def look(self) -> Snapshot:
-        """Ask the service for its jobs and bring the state up to date."""
+    def look(self, update: bool = True) -> Snapshot:
+        """Ask the service for its jobs and (``update``) bring the state up to date; a
+        look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
         now = self.now()
         live = live_jobs(records)
         listed = {r["JobId"]: r for r in records if isinstance(r, dict) and "JobId" in r}
-        self._adopt_intents(live, now)
-        self._update_requests(listed, live)
+        if update:
+            self._adopt_intents(live, now)
+            self._update_requests(listed)
         return self.snapshot(now, live)
 
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
@@ -191,7 +193,7 @@ class Engine:
             elif intent.noted <= now - INTENT_GRACE:
                 self.state.drop_intent(intent.id)
 
-    def _update_requests(self, listed: dict[str, Any], live: dict[str, list[LiveJob]]) -> None:
+    def _update_requests(self, listed: dict[str, Any]) -> None:
         for request in self.state.requests():
             if request.status != REQUESTED or request.archive_id not in self._selected:
                 continue

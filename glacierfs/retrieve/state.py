@@ -6,8 +6,8 @@ cache, not inside the cache's index: a mount holds the cache's lock for as long 
 runs, and ``retrieve`` must work beside a mount as well as without one. So the state has
 its own lock, ``CACHE_DIR/retrieve/lock``, taken (``flock``) by a run that may start
 jobs, for its whole life: two runs on one cache never request the same archive twice.
-A ``--dry-run`` reads the state without the lock. The cache itself is only read
-(:mod:`.cacheview`) or written through its owner (:mod:`.save`).
+A ``--dry-run`` beside a running one reads the state and changes nothing. The cache
+itself is only read (:mod:`.cacheview`) or written through its owner (:mod:`.save`).
 
 Crashes. A job is written down in two steps: an *intent* (archive, range, tier, time)
 is committed before InitiateJob is sent, and replaced by the job's row once the
@@ -118,6 +118,14 @@ class State:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def try_lock(self) -> bool:
+        """Hold the state if no other run does; whether it is held now."""
+        try:
+            self.lock()
+        except ConfigError:
+            return False
+        return True
 
     def lock(self) -> None:
         """Hold the state for this run (released at close); ConfigError if another has it."""
