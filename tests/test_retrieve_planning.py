@@ -4,6 +4,7 @@ prices and the plan."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from glacierfs.emulator.store import is_tree_node
 from glacierfs.inventory import Entry
 from glacierfs.retrieve.coverage import Holding, live_job, live_jobs
+from glacierfs.retrieve.follow import Progress, render_summary
 from glacierfs.retrieve.pacing import (
     DAY,
     Limits,
@@ -313,3 +315,45 @@ def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:
     text = "\n".join(render_plan(plan, "photos"))
     assert "1 wholly cached" in text and "1 covered by jobs in progress" in text
     assert "2 Bulk jobs" in text and "$" in text and "prices of" in text
+
+
+# progress and summary
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_writes_lines_elsewhere() -> None:
+    screen, log = Terminal(), io.StringIO()
+    for out in (screen, log):
+        progress = Progress(out)
+        progress.status("saved 1/2 archives")
+        progress.event("saved", "a.jpg: 10 bytes, verified=tree-hash")
+        progress.status("saved 2/2 archives")
+        progress.close()
+    assert log.getvalue() == "glacierfs retrieve: saved: a.jpg: 10 bytes, verified=tree-hash\n"
+    text = screen.getvalue()
+    assert "\r\033[Ksaved 1/2 archives" in text and text.endswith("saved 2/2 archives\n")
+    assert "\r\033[Ksaved: a.jpg" in text
+
+
+def test_the_summary_says_what_became_of_every_archive_and_what_it_cost() -> None:
+    line = render_summary(
+        {
+            "archives": 3,
+            "bytes": 3 * MIB,
+            "cached": 2,
+            "verified": 2,
+            "re_requested": 1,
+            "failed": 1,
+            "evicted": 0,
+            "jobs": 4,
+            "spent": 0.5,
+        }
+    )
+    assert line == (
+        "done: 3 archives, 3.0 MiB; 2 saved, 2 verified against their tree hash, "
+        "1 re-requested, 1 failed; 4 jobs, about $0.5000 spent on retrieval"
+    )
