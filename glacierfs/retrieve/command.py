@@ -33,7 +33,7 @@ from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
 from glacierfs.retrieve.pacing import DAY, MIB, Limits
-from glacierfs.retrieve.plan import plan_document, render_plan, size
+from glacierfs.retrieve.plan import Plan, plan_document, render_plan, size
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
 from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select
@@ -208,7 +208,6 @@ def _retrieve(
             state.lock()
             holder = True
         caps, why = limits(args, state)
-        tier = price(args.tier, args.price_per_gb, args.price_per_1000)
         progress = Progress()
         engine = Engine(
             client,
@@ -216,24 +215,17 @@ def _retrieve(
             index,
             archives,
             vault_arn,
-            tier,
+            price(args.tier, args.price_per_gb, args.price_per_1000),
             caps,
             progress.event,
             capacity=options.cache_size,
             request_evicted=args.request_evicted,
         )
-        snapshot = engine.look(update=holder)
-        plan = engine.plan(snapshot)
-        if args.json:
-            print(
-                json.dumps({**plan_document(plan), "inventory": source, "cap_from": why}, indent=2)
-            )
-        else:
-            print(f"archives from {source}; daily cap from {why}")
-            print("\n".join(render_plan(plan, options.vault)), flush=True)
+        plan = engine.plan(engine.look(update=holder))
+        show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
         if args.dry_run:
             return 0
-        confirm(args, len(plan.batch) if not args.follow else len(plan.units))
+        confirm(args, len(plan.units) if args.follow else len(plan.batch))
         if not args.follow:
             started = engine.request(plan.batch)
             print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
@@ -244,6 +236,15 @@ def _retrieve(
         summary = follower.run()
         print(render_summary(summary), flush=True)
         return 1 if summary["failed"] else 0
+
+
+def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> None:
+    """The plan on stdout, for people or (``--json``) for scripts."""
+    if args.json:
+        print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
+    else:
+        print(origin)
+        print("\n".join(render_plan(plan, vault)), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

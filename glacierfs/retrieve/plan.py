@@ -139,6 +139,12 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
         f"{dollars(plan.batch_cost())}; outputs ready {duration(low)} to {duration(high)} "
         f"after the request (by {_when(plan.now + high)})"
     )
+    return lines + _notes(plan)
+
+
+def _notes(plan: Plan) -> list[str]:
+    """What the plan leaves waiting, and what the user should know before it starts."""
+    lines = []
     if plan.outstanding:
         lines.append(f"  {plan.outstanding} live jobs have output not yet saved")
     if plan.evicted:
