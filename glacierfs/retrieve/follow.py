@@ -126,7 +126,10 @@ class Follower:
                 self.engine.save_failed(result.job_id, result.error)
                 self.progress.event("note", f"{where}: not saved yet: {result.error}")
 
-        access.save(ready, report)
+        try:
+            access.save(ready, report)
+        except ConfigError as error:  # say, a mount took the cache since we looked
+            self.progress.event("note", f"not saving now: {error}")
         self._measure(saved, time.monotonic() - started)
 
     def _measure(self, nbytes: int, seconds: float) -> None:
