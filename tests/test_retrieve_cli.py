@@ -20,6 +20,7 @@ import yaml
 from glacierfs.errors import UsageError
 from glacierfs.retrieve.command import parse
 from glacierfs.retrieve.save import cache_holder
+from glacierfs.retrieve.selection import shard_of
 from tests.support.emulator import Emulator
 from tests.support.mount import isolated_env
 from tests.support.retrieve import (
@@ -124,7 +125,8 @@ def test_shards_partition_the_vault_exactly(vault: tuple[Emulator, Any], tmp_pat
         counts.append(plan["batch_jobs"])
     started = [j["ArchiveId"] for j in history(emulator)]
     assert sorted(started) == sorted(archive_id for archive_id, _ in made.values())
-    assert sum(counts) == 30 and all(counts)
+    ids = [archive_id for archive_id, _ in made.values()]
+    assert counts == [sum(shard_of(a, 3) == k for a in ids) for k in range(3)]
 
 
 def test_without_yes_off_a_terminal_it_refuses_and_starts_nothing(
@@ -247,7 +249,7 @@ def test_the_kubernetes_job_runs_n_shards_and_its_command_takes_k_from_the_index
     # and the command itself runs, with the index from the environment
     emulator = emulator_factory(*FLAGS)
     vault = argv[-1]
-    seed(emulator, vault, {f"f{n}": 100 for n in range(9)})
+    made = seed(emulator, vault, {f"f{n}": 100 for n in range(9)})
     take_inventory(emulator, vault)
     local = f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'}"
     command = [sys.executable, "-m", "glacierfs", *argv[1:], "-o", local, "--dry-run", "--json"]
@@ -259,7 +261,8 @@ def test_the_kubernetes_job_runs_n_shards_and_its_command_takes_k_from_the_index
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert 0 < json.loads(result.stdout)["selected"] < 9
+    mine = [a for a, _ in made.values() if shard_of(a, count) == 1]
+    assert json.loads(result.stdout)["selected"] == len(mine)
 
 
 def test_the_systemd_unit_runs_retrieve_follow_to_the_end(
