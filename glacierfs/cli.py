@@ -1,4 +1,4 @@
-"""The ``glacierfs`` command: mount, ``hydrate`` and ``status``.
+"""The ``glacierfs`` command: mount, ``hydrate``, ``status`` and ``retrieve``.
 
 Imports are lazy so that ``--help`` and ``--version`` answer at once. Every error
 glacierfs expects ends here as one line on stderr and a non-zero exit code.
@@ -15,6 +15,10 @@ from glacierfs.errors import GlacierfsError
 
 
 def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "retrieve":
+        from glacierfs.retrieve import command as retrieve
+
+        return retrieve.main(argv[1:])
     if argv and argv[0] in ("hydrate", "status"):
         from glacierfs import control
 

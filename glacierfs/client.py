@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import botocore.config
@@ -27,6 +28,7 @@ from glacierfs.errors import (
     ConfigError,
     EndpointUnreachable,
     GlacierfsError,
+    InsufficientCapacity,
     JobExpired,
     ServiceError,
     TransientServiceError,
@@ -142,6 +144,8 @@ def _from_client_error(error: Any, what: str, job_id: str | None) -> GlacierfsEr
     message = str(info.get("Message", "")).splitlines()[0] if info.get("Message") else ""
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
+    if code == "InsufficientCapacityException":  # a 503 that retrying soon will not cure
+        return InsufficientCapacity(f"{what}: no Expedited capacity now ({code})")
     if code in TRANSIENT_CODES or status >= 500 or status in (408, 429):
         return TransientServiceError(text)
     if code in CREDENTIAL_CODES:
@@ -156,6 +160,7 @@ class GlacierClient:
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
+        self.service_time: float | None = None  # the Date of the latest answer
         config = botocore.config.Config(
             retries={"total_max_attempts": 1, "mode": "standard"},  # one try: we retry
             max_pool_connections=settings.connections + 2,
@@ -174,7 +179,20 @@ class GlacierClient:
 
     def _call(self, operation: str, **params: Any) -> Any:
         method = getattr(self._client, operation)
-        return method(accountId=self.settings.account_id, vaultName=self.settings.vault, **params)
+        response = method(
+            accountId=self.settings.account_id, vaultName=self.settings.vault, **params
+        )
+        self._note_date(response)
+        return response
+
+    def _note_date(self, response: Any) -> None:
+        """Keep the service's clock from the answer's Date header (glacierfs reckons job
+        times, expiries and daily caps by the service's clock, never by this host's)."""
+        try:
+            text = response["ResponseMetadata"]["HTTPHeaders"]["date"]
+            self.service_time = parsedate_to_datetime(text).timestamp()
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass
 
     def describe_vault(self) -> dict[str, Any]:
         """The vault's record; ConfigError when there is no such vault."""
@@ -190,11 +208,18 @@ class GlacierClient:
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every completed, succeeded job, following ``Marker`` page by page."""
+        return self._listed({"completed": "true", "statuscode": "Succeeded"})
+
+    def list_all_jobs(self) -> list[dict[str, Any]]:
+        """Every job the service still knows: in progress, succeeded or failed."""
+        return self._listed({})
+
+    def _listed(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         jobs: list[dict[str, Any]] = []
         marker: str | None = None
         seen: set[str] = set()
         while True:
-            params: dict[str, Any] = {"completed": "true", "statuscode": "Succeeded"}
+            params: dict[str, Any] = dict(filters)
             if marker:
                 params["marker"] = marker
             with translated("listing jobs"):
@@ -213,6 +238,44 @@ class GlacierClient:
     def describe_job(self, job_id: str) -> dict[str, Any]:
         with translated(f"job {job_id}", job_id):
             return dict(self._call("describe_job", jobId=job_id))
+
+    def initiate_retrieval(
+        self,
+        archive_id: str,
+        tier: str,
+        byte_range: tuple[int, int] | None = None,
+        description: str | None = None,
+    ) -> str:
+        """Start an archive retrieval job (this spends money); its JobId.
+
+        ``byte_range``: bytes ``start..end`` inclusive, which the service wants megabyte
+        aligned; InsufficientCapacity when Expedited has no capacity now.
+        """
+        params: dict[str, Any] = {
+            "Type": "archive-retrieval",
+            "ArchiveId": archive_id,
+            "Tier": tier,
+        }
+        if byte_range is not None:
+            params["RetrievalByteRange"] = f"{byte_range[0]}-{byte_range[1]}"
+        if description:
+            params["Description"] = description
+        return self._initiate(f"retrieval of archive {archive_id[:16]}...", params)
+
+    def initiate_inventory(self, fmt: str = "JSON", description: str | None = None) -> str:
+        """Start an inventory retrieval job; its JobId."""
+        params: dict[str, Any] = {"Type": "inventory-retrieval", "Format": fmt}
+        if description:
+            params["Description"] = description
+        return self._initiate("inventory retrieval", params)
+
+    def _initiate(self, what: str, params: dict[str, Any]) -> str:
+        with translated(what):
+            response = self._call("initiate_job", jobParameters=params)
+        job_id = response.get("jobId")
+        if not isinstance(job_id, str) or not job_id:
+            raise BadResponse(f"{what}: the service answered no job id")
+        return job_id
 
     def get_output(self, job_id: str, start: int, end: int, total: int) -> OutputPart:
         """Bytes ``start..end`` (inclusive) of a job's output of ``total`` bytes.

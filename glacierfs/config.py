@@ -103,6 +103,24 @@ MAX_SECONDS = 365 * 86400.0
 """The longest ``refresh`` or ``timeout``: a year is as good as never, and stays far from
 what clocks and sleeps can hold (inf, nan and 1e400 are refused)."""
 
+DEFAULT_TIER = "Bulk"
+"""``retrieve``'s tier: the cheapest (a quarter of Standard per GB), and moving a vault
+out is rarely urgent; outputs are ready 5-12 hours after the request."""
+
+DEFAULT_DOWNLOAD_RATE = 10 * MIB
+"""Bytes/s ``retrieve`` assumes this host saves outputs at before it has measured it (it
+then uses what it measured): a modest home or office link, so that the first day's
+cap errs on the side of outputs saved before they expire."""
+
+DAILY_SHARE = 0.5
+"""The default daily cap is this share of what the download rate saves in 24 hours:
+outputs of one day's requests complete over several hours and must each be saved
+within 24 hours of completing, on a link that also carries other traffic and retries."""
+
+FOLLOW_POLL = 300.0
+"""Seconds between two looks at the jobs in ``retrieve --follow``: jobs take hours, and
+each look costs one ListJobs call (a few with thousands of jobs)."""
+
 SERVICE_ONLY_OPTIONS = frozenset(
     {
         "ro",
@@ -174,6 +192,7 @@ HELP = f"""\
 usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
        glacierfs status [--watch] MOUNTPOINT
+       glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
 
 Mount the completed retrieval jobs of an Amazon S3 Glacier vault as read-only files.
 VAULT is a vault name or ACCOUNTID:VAULT.
@@ -407,3 +426,23 @@ def default_cache_dir(env: Mapping[str, str], uid: int) -> Path:
         return Path("/var/cache/glacierfs")
     base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME", "/"), ".cache")
     return Path(base) / "glacierfs"
+
+
+def parse_retrieve_options(vault_arg: str, texts: Sequence[str]) -> Options:
+    """The ``-o`` options of ``glacierfs retrieve`` as :class:`Options`.
+
+    They are the mount's options, parsed by the same code, so that one ``-o`` list
+    serves both: service (region, profile, endpoint_url, account_id), cache
+    (cache_dir, cache_size), reading (connections, timeout, retries...) and
+    ``inventory=FILE``. Options only a mount uses are accepted and have no effect;
+    ``mountpoint`` is unused (retrieve mounts nothing).
+    """
+    vault, account = _vault(vault_arg)
+    values: dict[str, object] = {}
+    for text in texts:
+        if not text:
+            raise UsageError("-o needs a list of options")
+        for name, value in split_options(text):
+            _apply(values, name, value)
+    options = Options(vault=vault, mountpoint=Path("."), **values)  # type: ignore[arg-type]
+    return replace(options, account_id=account) if account is not None else options

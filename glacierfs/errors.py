@@ -44,6 +44,13 @@ class JobExpired(ServiceError):
     """The job's output is no longer downloadable (404 after its 24 hours)."""
 
 
+class InsufficientCapacity(ServiceError):
+    """Expedited retrievals are refused for now (InsufficientCapacityException): not
+    retried, since it lasts minutes to hours; the user picks another tier or waits."""
+
+    exit_code = 3
+
+
 class BadResponse(ServiceError):
     """A response that breaks the API's contract: bad JSON, wrong sizes, ranges."""
 

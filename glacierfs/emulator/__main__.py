@@ -12,9 +12,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+from glacierfs.emulator.clock import Clock
 from glacierfs.emulator.faults import KINDS, Faults, parse_fault
 from glacierfs.emulator.server import Emulator
 from glacierfs.emulator.store import Store
+from glacierfs.emulator.tiers import REAL_TIMES, parse_tier_delay
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -29,7 +31,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--account-id", default="123456789012", help="the account's 12-digit id")
     parser.add_argument("--region", default="us-east-1", help="the region in ARNs")
     parser.add_argument("--access-key", help="refuse requests signed with any other key id")
-    parser.add_argument("--job-delay", type=float, default=0.0, help="seconds to complete a job")
+    parser.add_argument(
+        "--job-delay",
+        type=float,
+        default=0.0,
+        help="seconds to complete a job of a tier given no delay of its own (default 0: at once)",
+    )
+    parser.add_argument(
+        "--real-tier-times",
+        action="store_true",
+        help="jobs take their tier's real time: Expedited 1-5 min, Standard 3-5 h, Bulk 5-12 h",
+    )
+    parser.add_argument(
+        "--tier-delay",
+        action="append",
+        default=[],
+        metavar="TIER=MIN[-MAX]",
+        help="one tier's completion delay, e.g. Bulk=5h-12h or Expedited=30 (repeatable)",
+    )
+    parser.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        help="emulated seconds per real second (3600: an hour a second); see /_emulator/clock",
+    )
     parser.add_argument(
         "--job-expiry", type=float, default=86400.0, help="seconds a completed job's output lasts"
     )
@@ -61,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"glacierfs-emulator: bad --fault: {error}", file=sys.stderr)
         return 2
+    tier_delays = dict(REAL_TIMES) if args.real_tier_times else {}
+    try:
+        tier_delays.update(parse_tier_delay(text) for text in args.tier_delay)
+        clock = Clock(args.clock_speed)
+    except ValueError as error:
+        print(f"glacierfs-emulator: {error}", file=sys.stderr)
+        return 2
     state = args.state_dir or Path(tempfile.mkdtemp(prefix="glacierfs-emulator-"))
     store = Store(
         state,
@@ -69,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         job_delay=args.job_delay,
         job_expiry=args.job_expiry,
         max_page=args.max_page_size,
+        tier_delays=tier_delays,
+        clock=clock,
     )
     try:
         server = Emulator(

@@ -24,8 +24,17 @@ ERRORS = {
     "error500": (500, "ServiceUnavailableException", "Service is temporarily unavailable"),
     "error503": (503, "ServiceUnavailableException", "Service is temporarily unavailable"),
     "timeout408": (408, "RequestTimeoutException", "Request timed out"),
+    "insufficient-capacity": (
+        503,
+        "InsufficientCapacityException",
+        "There is insufficient capacity to process this expedited request",
+    ),
 }
 """Error answers, in place of the operation's own."""
+
+CAPACITY = "insufficient-capacity"
+"""Strikes only InitiateJob with ``Tier: Expedited``, as the service refuses only those
+when its expedited capacity is taken (Standard and Bulk are always accepted)."""
 
 BODY = ("reset", "short", "flip", "stall", "bad-content-range", "drop-checksum")
 """Faults in a Get Job Output answer: a reset connection part way through the body,
@@ -59,11 +68,13 @@ class Fault:
     id: int = 0
     hits: int = 0
 
-    def applies(self, operation: str, job: str | None) -> bool:
+    def applies(self, operation: str, job: str | None, tier: str | None = None) -> bool:
         if self.job is not None and self.job != job:
             return False
         if self.operation is not None and self.operation != operation:
             return False
+        if self.kind == CAPACITY:
+            return operation == "InitiateJob" and tier == "Expedited"
         if self.kind in BODY:
             return operation == "GetJobOutput"
         if self.kind == BAD_JSON:
@@ -117,12 +128,15 @@ class Faults:
         with self._lock:
             return [asdict(f) for f in self._faults]
 
-    def fire(self, operation: str, job: str | None) -> list[Fault]:
-        """The faults that strike this request; a counted fault is spent by striking."""
+    def fire(self, operation: str, job: str | None, tier: str | None = None) -> list[Fault]:
+        """The faults that strike this request; a counted fault is spent by striking.
+
+        ``tier``: the retrieval tier an InitiateJob asks for.
+        """
         struck = []
         with self._lock:
             for fault in list(self._faults):
-                if not fault.applies(operation, job):
+                if not fault.applies(operation, job, tier):
                     continue
                 if fault.rate is not None and self._random.random() >= fault.rate:
                     continue

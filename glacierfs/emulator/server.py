@@ -20,12 +20,20 @@ The admin endpoint, ``/_emulator/...``, takes and answers JSON, with no credenti
 ``GET requests``                      the latest requests, oldest first
 ``GET|POST|DELETE faults``            list, add (see :mod:`.faults`), clear all
 ``DELETE faults/N``                   remove one fault
+``GET clock``                         the emulated time: ``{now, iso, speed}``
+``POST clock``                        ``{advance: seconds}`` jumps ahead, ``{speed: N}``
+                                      runs faster from now; answers as ``GET clock``
+``GET jobs``                          every job ever initiated, expired ones too,
+                                      with when it was created, completed, expired
 ====================================  ==============================================
+
+Every answer's ``Date`` header is the emulated time, as the service's is its own.
 """
 
 from __future__ import annotations
 
 import collections
+import email.utils
 import json
 import logging
 import re
@@ -38,7 +46,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from glacierfs.emulator.faults import BAD_JSON, ERRORS, Fault, Faults, parse_fault
-from glacierfs.emulator.store import ApiError, Output, Store, invalid, missing, not_found
+from glacierfs.emulator.store import ApiError, Output, Store, invalid, iso, missing, not_found
 
 log = logging.getLogger("glacierfs.emulator")
 
@@ -127,6 +135,10 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        moment = self.server.store.clock.now() if timestamp is None else timestamp
+        return email.utils.formatdate(moment, usegmt=True)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -181,10 +193,13 @@ class Handler(BaseHTTPRequestHandler):
         route = self._route(method, parts)
         operation, vault, item = route
         self._entry["operation"] = operation
+        if operation == "ListJobs":  # which listing: tests tell a full look from a refresh
+            self._entry["query"] = query
         if operation in ("DescribeJob", "GetJobOutput"):
             self._entry["job"] = item
         self._authorise(parts[0])
-        struck = self.server.faults.fire(operation, self._entry["job"])
+        tier = _asked_tier(body) if operation == "InitiateJob" else None
+        struck = self.server.faults.fire(operation, self._entry["job"], tier)
         for fault in struck:
             if fault.kind in ERRORS:
                 self._entry["fault"] = fault.kind
@@ -287,7 +302,9 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(params, dict):
             raise invalid("The job parameters are not a JSON object")
         store = self.server.store
+        self._entry.update(archive=params.get("ArchiveId"), tier=params.get("Tier"))
         job = store.initiate(vault, params)
+        self._entry["initiated"] = job.job_id
         headers = {
             "Location": f"/{store.account}/vaults/{vault}/jobs/{job.job_id}",
             "x-amz-job-id": job.job_id,
@@ -447,6 +464,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, {"reset": True}, [])
             case ("GET", "requests"):
                 self._json(200, list(server.counters.log), [])
+            case ("GET", "clock"):
+                self._json(200, _clock(store), [])
+            case ("POST", "clock"):
+                self._set_clock(payload)
+            case ("GET", "jobs"):
+                self._json(200, store.history(), [])
             case ("GET", "faults"):
                 self._json(200, server.faults.listed(), [])
             case ("POST", "faults"):
@@ -468,6 +491,18 @@ class Handler(BaseHTTPRequestHandler):
             raise invalid(f"bad fault: {error}") from None
         self._json(200, {"id": fault.id}, [])
 
+    def _set_clock(self, payload: Any) -> None:
+        clock = self.server.store.clock
+        try:
+            if "speed" in payload:
+                clock.set_speed(float(payload["speed"]))
+            if "advance" in payload:
+                clock.advance(float(payload["advance"]))
+        except ValueError as error:
+            raise invalid(f"bad clock request: {error}") from None
+        self.server.store.save()
+        self._json(200, _clock(self.server.store), [])
+
     def _archive_content(self, vault: str, archive_id: str) -> None:
         store = self.server.store
         archive = store.archive(vault, archive_id)
@@ -476,3 +511,20 @@ class Handler(BaseHTTPRequestHandler):
         self._finish_headers(archive.size)
         for chunk in store.source(archive).chunks(0, archive.size):
             self.wfile.write(chunk)
+
+
+def _asked_tier(body: bytes) -> str | None:
+    """The Tier an InitiateJob body asks for (Standard when it names none)."""
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    if not isinstance(params, dict):
+        return None
+    tier = params.get("Tier") or "Standard"
+    return tier if isinstance(tier, str) else None
+
+
+def _clock(store: Store) -> dict[str, Any]:
+    now = store.clock.now()
+    return {"now": now, "iso": iso(now), "speed": store.clock.speed}

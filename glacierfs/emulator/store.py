@@ -5,9 +5,11 @@ atomically on every change), ``archives/<id>`` (uploaded bytes; seeded archives
 have no file), ``archives/<id>.leaves`` (the 32-byte leaf digests of every
 archive) and ``outputs/<job>`` (inventory outputs, made when the job completes).
 
-Jobs complete ``job_delay`` seconds after they start and expire ``job_expiry``
-seconds after they complete, both reckoned lazily on each access, or on demand
-through the admin endpoint.
+Jobs complete ``job_delay`` seconds after they start (or, for a tier given in
+``tier_delays``, a delay drawn from that tier's range: :mod:`.tiers`) and expire
+``job_expiry`` seconds after they complete, both reckoned lazily on each access
+against the emulated :class:`~.clock.Clock`, or on demand through the admin endpoint.
+The clock's time is saved with the state, so a restart never moves it back.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glacierfs.emulator.clock import Clock
 from glacierfs.emulator.content import FileSource, SeededSource, Source, source_digests
 from glacierfs.emulator.inventory import render_inventory
+from glacierfs.emulator.tiers import completion_delay
 from glacierfs.treehash import MIB, combine, leaf_digests
 
 
@@ -112,6 +116,8 @@ class Job:
     inventory_size: int | None = None
     sns_topic: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    delay: float | None = None  # seconds to complete; None: the store's job_delay
+    expired_at: float | None = None
 
 
 @dataclass
@@ -150,9 +156,13 @@ class Store:
         job_delay: float = 0.0,
         job_expiry: float = 86400.0,
         max_page: int = 50,
+        tier_delays: dict[str, tuple[float, float]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.root, self.account, self.region = root, account, region
         self.job_delay, self.job_expiry, self.max_page = job_delay, job_expiry, max_page
+        self.tier_delays = dict(tier_delays or {})
+        self.clock = clock or Clock()
         self.lock = threading.RLock()
         self.vaults: dict[str, Vault] = {}
         self.archives: dict[str, Archive] = {}
@@ -169,6 +179,9 @@ class Store:
         if not path.exists():
             return
         state = json.loads(path.read_text())
+        saved_time = state.get("clock")
+        if isinstance(saved_time, int | float) and saved_time > self.clock.now():
+            self.clock.advance(saved_time - self.clock.now())
         self.vaults = {v["name"]: Vault(**v) for v in state["vaults"]}
         self.archives = {a["archive_id"]: Archive(**a) for a in state["archives"]}
         self.jobs = {j["job_id"]: Job(**j) for j in state["jobs"]}
@@ -179,6 +192,7 @@ class Store:
                 "vaults": [dataclasses.asdict(v) for v in self.vaults.values()],
                 "archives": [dataclasses.asdict(a) for a in self.archives.values()],
                 "jobs": [dataclasses.asdict(j) for j in self.jobs.values()],
+                "clock": self.clock.now(),
             }
             temporary = self.root / "state.json.tmp"
             temporary.write_text(json.dumps(state))
@@ -199,7 +213,7 @@ class Store:
         if not VAULT_NAME.match(name):
             raise invalid(f"Invalid vault name: {name}")
         with self.lock:
-            self.vaults.setdefault(name, Vault(name, time.time()))
+            self.vaults.setdefault(name, Vault(name, self.clock.now()))
             self.save()
 
     def delete_vault(self, name: str) -> None:
@@ -255,7 +269,7 @@ class Store:
             raise missing("x-amz-sha256-tree-hash")
         if checksum.lower() != tree:
             raise invalid(f"Checksum mismatch: expected {checksum}, computed {tree}")
-        archive = Archive(_new_id(104), vault, len(data), tree, description, time.time())
+        archive = Archive(_new_id(104), vault, len(data), tree, description, self.clock.now())
         (self.root / "archives" / archive.archive_id).write_bytes(data)
         return self._add(archive, digests)
 
@@ -266,7 +280,7 @@ class Store:
             raise invalid("size and seed must not be negative")
         digests = source_digests(SeededSource(seed, size))
         archive = Archive(
-            _new_id(104), vault, size, combine(digests).hex(), description, time.time(), seed
+            _new_id(104), vault, size, combine(digests).hex(), description, self.clock.now(), seed
         )
         return self._add(archive, digests)
 
@@ -318,8 +332,16 @@ class Store:
         if tier not in ("Expedited", "Standard", "Bulk"):
             raise invalid(f"Invalid tier: {tier}")
         job = Job(
-            _new_id(69), vault, "", time.time(), description, tier, sns_topic=params.get("SNSTopic")
+            _new_id(69),
+            vault,
+            "",
+            self.clock.now(),
+            description,
+            tier,
+            sns_topic=params.get("SNSTopic"),
         )
+        if tier in self.tier_delays:
+            job.delay = completion_delay(self.tier_delays[tier], job.job_id)
         if kind == "archive-retrieval":
             self._archive_job(job, params)
         elif kind == "inventory-retrieval":
@@ -370,11 +392,12 @@ class Store:
             return job
 
     def _settle(self, job: Job) -> None:
-        now = time.time()
-        if job.status == "InProgress" and now >= job.created + self.job_delay:
-            self._complete(job, job.created + self.job_delay)
-        if job.completed is not None and now >= job.completed + self.job_expiry:
-            job.expired = True
+        now = self.clock.now()
+        delay = self.job_delay if job.delay is None else job.delay
+        if job.status == "InProgress" and now >= job.created + delay:
+            self._complete(job, job.created + delay)
+        if not job.expired and job.completed is not None and now >= job.completed + self.job_expiry:
+            job.expired, job.expired_at = True, job.completed + self.job_expiry
 
     def _complete(self, job: Job, when: float) -> None:
         job.status, job.status_message, job.completed = "Succeeded", "Succeeded", when
@@ -392,20 +415,21 @@ class Store:
         with self.lock:
             job = self._any_job(job_id)
             if job.status == "InProgress":
-                self._complete(job, time.time())
+                self._complete(job, self.clock.now())
             return job
 
     def fail(self, job_id: str, message: str) -> Job:
         with self.lock:
             job = self._any_job(job_id)
-            job.status, job.status_message, job.completed = "Failed", message, time.time()
+            job.status, job.status_message, job.completed = "Failed", message, self.clock.now()
             self.save()
             return job
 
     def expire(self, job_id: str) -> Job:
         with self.lock:
             job = self._any_job(job_id)
-            job.expired = True
+            if not job.expired:
+                job.expired, job.expired_at = True, self.clock.now()
             self.save()
             return job
 
@@ -451,6 +475,30 @@ class Store:
             ]
             page, next_marker = self._page(chosen, limit, marker)
             return {"JobList": [self.describe(self.jobs[j]) for j in page], "Marker": next_marker}
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every job ever initiated, expired ones too, with the moments it lived."""
+        with self.lock:
+            jobs = sorted(self.jobs.values(), key=lambda j: (j.created, j.job_id))
+            answer = []
+            for job in jobs:
+                self._settle(job)
+                answer.append(
+                    {
+                        "JobId": job.job_id,
+                        "Action": job.action,
+                        "ArchiveId": job.archive_id,
+                        "RetrievalByteRange": "-".join(map(str, job.byte_range))
+                        if job.byte_range
+                        else None,
+                        "Tier": job.tier,
+                        "StatusCode": job.status,
+                        "created": job.created,
+                        "completed": job.completed,
+                        "expired": job.expired_at if job.expired else None,
+                    }
+                )
+            return answer
 
     def describe(self, job: Job) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -1,0 +1,328 @@
+"""One look at a vault's retrieval: reconcile with the service, plan, request.
+
+Every look starts from what the service says now (ListJobs: jobs in progress and
+succeeded, and its clock, from the answer's Date) and from what the cache holds
+(:mod:`.cacheview`), and brings the state (:mod:`.state`) up to date: intents left by
+a run killed mid-request are matched to the job they started, or dropped; requests
+whose job failed, or expired before its output was wholly saved, are marked so, and
+their archives become requestable again (each archive at most :data:`MAX_TRIES`
+times, so that a vault that keeps failing does not keep costing). An archive saved
+once and since evicted from a cache too small for the selection is not requested
+again unless asked (``--request-evicted``): that would be paying twice. Nor is an
+output saved once saved again, should the cache lose it while its job still lives.
+
+Coverage is generous on purpose: besides the service's live jobs, a request written
+down but not (yet) listed, and an intent younger than :data:`INTENT_GRACE`, count as
+live, so a listing that lags behind InitiateJob never makes a second request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from glacierfs.client import GlacierClient
+from glacierfs.errors import InsufficientCapacity, JobExpired, ServiceError, TransientServiceError
+from glacierfs.retrieve.cacheview import CacheIndex, archive_key
+from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
+from glacierfs.retrieve.pacing import Limits, Unit
+from glacierfs.retrieve.plan import Plan, make_plan, size
+from glacierfs.retrieve.pricing import TierPrice, cost, price
+from glacierfs.retrieve.save import ToSave
+from glacierfs.retrieve.selection import Archive
+from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
+
+log = logging.getLogger(__name__)
+
+INTENT_GRACE = 600.0
+"""Seconds (service time) an intent with no job found still counts as live: long enough
+for a lagging listing to show the job, short enough to retry a request that never got
+through."""
+
+ADOPT_SLACK = 60.0
+"""Seconds a job's CreationDate may precede its intent's time (Date has 1 s resolution)."""
+
+MAX_TRIES = 3
+"""Requests of one archive that may fail or expire unsaved before it is given up."""
+
+MAX_SAVE_FAILURES = 3
+"""Looks in a row a job's output may fail to save before the job is marked failed."""
+
+JOB_DESCRIPTION = "glacierfs retrieve"
+
+Event = Callable[[str, str], None]
+"""(kind, text): ``requested``, ``re-requested``, ``ready``, ``saved``, ``expired``,
+``failed``, ``note``."""
+
+
+@dataclass
+class Snapshot:
+    """What one look found."""
+
+    now: float
+    holdings: list[Holding]
+    live: dict[str, list[LiveJob]] = field(default_factory=dict)  # listed, by archive
+    given_up: set[str] = field(default_factory=set)  # archive ids
+    evicted: set[str] = field(default_factory=set)  # saved once, no longer wholly cached
+
+    def finished(self, holding: Holding) -> bool:
+        archive_id = holding.archive.archive_id
+        return archive_id in self.given_up or archive_id in self.evicted
+
+    def by_id(self) -> dict[str, Holding]:
+        return {h.archive.archive_id: h for h in self.holdings}
+
+
+class Engine:
+    def __init__(
+        self,
+        client: GlacierClient,
+        state: State,
+        index: CacheIndex,
+        archives: Sequence[Archive],
+        vault_arn: str,
+        tier: TierPrice,
+        limits: Limits,
+        event: Event,
+        capacity: int | None = None,
+        request_evicted: bool = False,
+    ) -> None:
+        self.client, self.state, self.index = client, state, index
+        self.archives = list(archives)
+        self.vault_arn, self.tier, self.limits, self.event = vault_arn, tier, limits, event
+        self._keys = {a.archive_id: archive_key(a, vault_arn) for a in self.archives}
+        self._selected = {a.archive_id: a for a in self.archives}
+        self.refused: set[str] = set()  # archives the service refused to retrieve this run
+        self.capacity = capacity  # of the disk cache, to warn when the selection is larger
+        self.request_evicted = request_evicted
+
+    # --- looking ------------------------------------------------------------------------
+
+    def now(self) -> float:
+        if self.client.service_time is None:
+            log.warning("the service sent no Date header: using this host's clock")
+            return time.time()
+        return self.client.service_time
+
+    def look(self, update: bool = True) -> Snapshot:
+        """Ask the service for its jobs and (``update``) bring the state up to date; a
+        look that does not update leaves the state to the run that holds it."""
+        records = self.client.list_all_jobs()
+        now = self.now()
+        live = live_jobs(records)
+        listed = {r["JobId"]: r for r in records if isinstance(r, dict) and "JobId" in r}
+        if update:
+            self._adopt_intents(live, now)
+            self._update_requests(listed)
+        return self.snapshot(now, live)
+
+    def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
+        """Holdings from the cache as it is now, the live jobs, and the state's own."""
+        pending = self._pending(now, live)
+        holdings = [
+            Holding(
+                a,
+                self.index.leaves(self._keys[a.archive_id]),
+                tuple(live.get(a.archive_id, [])) + tuple(pending.get(a.archive_id, [])),
+            )
+            for a in self.archives
+        ]
+        tries: dict[str, int] = {}
+        for request in self.state.requests():
+            if request.status in (EXPIRED, FAILED):
+                tries[request.archive_id] = tries.get(request.archive_id, 0) + 1
+        given_up = {a for a, n in tries.items() if n >= MAX_TRIES} | self.refused
+        evicted = set()
+        if not self.request_evicted:
+            evicted = {
+                r.archive_id
+                for r in self.state.requests()
+                if r.status == SAVED
+                and r.archive_id in self._selected
+                and not self._wholly_saved(r)
+            }
+        return Snapshot(now, holdings, live, given_up, evicted)
+
+    def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
+        """Requests and young intents the listing does not show (yet): count them live."""
+        shown = {j.job_id for jobs in live.values() for j in jobs}
+        pending: dict[str, list[LiveJob]] = {}
+        for r in self.state.requests():
+            if r.status == REQUESTED and r.job_id not in shown:
+                job = LiveJob(
+                    r.job_id, r.archive_id, r.start, r.end, "InProgress", r.requested, None, r.tier
+                )
+                pending.setdefault(r.archive_id, []).append(job)
+        for i in self.state.intents():
+            if i.noted > now - INTENT_GRACE:
+                job = LiveJob(
+                    f"intent-{i.id}",
+                    i.archive_id,
+                    i.start,
+                    i.end,
+                    "InProgress",
+                    i.noted,
+                    None,
+                    i.tier,
+                )
+                pending.setdefault(i.archive_id, []).append(job)
+        return pending
+
+    def _adopt_intents(self, live: dict[str, list[LiveJob]], now: float) -> None:
+        known = {r.job_id for r in self.state.requests()}
+        for intent in self.state.intents():
+            found = sorted(
+                (
+                    j
+                    for j in live.get(intent.archive_id, [])
+                    if (j.start, j.end) == (intent.start, intent.end)
+                    and j.created >= intent.noted - ADOPT_SLACK
+                    and j.job_id not in known
+                ),
+                key=lambda j: j.created,
+            )
+            if found:
+                self.state.requested(intent.id, found[0].job_id)
+                known.add(found[0].job_id)
+                self.event(
+                    "note", f"{intent.path}: job {found[0].job_id} found, started before a stop"
+                )
+            elif intent.noted <= now - INTENT_GRACE:
+                self.state.drop_intent(intent.id)
+
+    def _update_requests(self, listed: dict[str, Any]) -> None:
+        for request in self.state.requests():
+            if request.status != REQUESTED or request.archive_id not in self._selected:
+                continue
+            if self._wholly_saved(request):
+                self.state.mark(request.job_id, SAVED)
+                continue
+            record = listed.get(request.job_id)
+            if record is None:
+                record = self._described(request)
+            if record is None:
+                continue
+            if record.get("StatusCode") == "Failed":
+                note = str(record.get("StatusMessage") or "the job failed")
+                self.state.mark(request.job_id, FAILED, note)
+                self.event("failed", f"{request.path}: job {request.job_id} failed: {note}")
+
+    def _described(self, request: Request) -> dict[str, Any] | None:
+        """The job's record when the listing lacks it; None when it is not known yet."""
+        try:
+            return self.client.describe_job(request.job_id)
+        except JobExpired:
+            self.state.mark(request.job_id, EXPIRED, "expired before its output was saved")
+            self.event("expired", f"{request.path}: job expired before its output was saved")
+        except TransientServiceError as error:
+            log.info("job %s not described now: %s", request.job_id, error)
+        return None
+
+    def _wholly_saved(self, request: Request) -> bool:
+        cached = self.index.leaves(self._keys.get(request.archive_id, ""))
+        first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
+        return request.archive_id in self._keys and all(i in cached for i in range(first, stop))
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def plan(self, snapshot: Snapshot) -> Plan:
+        holdings = [h for h in snapshot.holdings if not snapshot.finished(h)]
+        plan = make_plan(holdings, self.state.history(), self.limits, self.tier, snapshot.now)
+        plan.evicted, plan.capacity = len(snapshot.evicted), self.capacity
+        return plan
+
+    def to_save(self, snapshot: Snapshot) -> list[ToSave]:
+        """Outputs ready and not wholly cached, soonest-expiring first."""
+        done = {r.job_id for r in self.state.requests() if r.status in (FAILED, SAVED)}
+        ready = [
+            (job.expires, job.job_id, h.archive)
+            for h in snapshot.holdings
+            for job in h.unsaved_jobs()
+            if job.status == "Succeeded" and job.job_id not in done
+        ]
+        return [
+            ToSave(j, a.archive_id, a.description) for _, j, a in sorted(ready, key=lambda r: r[:2])
+        ]
+
+    def path(self, archive_id: str) -> str:
+        archive = self._selected.get(archive_id)
+        return archive.path if archive else archive_id
+
+    def done(self, snapshot: Snapshot) -> bool:
+        return all(
+            h.archive.size == 0 or h.wholly_cached or snapshot.finished(h)
+            for h in snapshot.holdings
+        )
+
+    # --- requesting ---------------------------------------------------------------------
+
+    def request(self, batch: Sequence[Unit]) -> list[str]:
+        """Start a job for each unit, writing each down; the job ids.
+
+        InsufficientCapacity ends the batch and is raised for the caller to report;
+        another refusal (say, an archive deleted since the inventory) gives that archive
+        up for this run; a transient failure ends the batch, leaving its intent for the
+        next look to match with the job it may have started.
+        """
+        again = {r.archive_id for r in self.state.requests() if r.status in (EXPIRED, FAILED)}
+        started = []
+        for unit in batch:
+            archive = unit.archive
+            intent = self.state.intend(
+                unit, self.tier.tier, self.now(), archive.archive_id in again
+            )
+            try:
+                job_id = self.client.initiate_retrieval(
+                    archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
+                )
+            except TransientServiceError as error:
+                self.event(
+                    "note", f"{archive.path}: request not confirmed ({error}); will look again"
+                )
+                break
+            except InsufficientCapacity:
+                self.state.drop_intent(intent)
+                raise
+            except ServiceError as error:
+                self.state.drop_intent(intent)
+                self.refused.add(archive.archive_id)
+                self.event("failed", f"{archive.path}: the service refused the request: {error}")
+                continue
+            self.state.requested(intent, job_id)
+            started.append(job_id)
+            what = "" if unit.whole else f"bytes {unit.start}-{unit.end}, "
+            kind = "re-requested" if archive.archive_id in again else "requested"
+            self.event(kind, f"{archive.path} ({what}{size(unit.size)}): job {job_id}")
+        return started
+
+    # --- saving -------------------------------------------------------------------------
+
+    def saved(self, job_id: str) -> None:
+        """The output is in the cache (a job not started by this cache has no row)."""
+        self.state.mark(job_id, SAVED)
+
+    def save_failed(self, job_id: str, error: str) -> None:
+        if self.state.failed_once(job_id) >= MAX_SAVE_FAILURES:
+            self.state.mark(job_id, FAILED, f"not saved: {error}")
+
+    # --- the end ------------------------------------------------------------------------
+
+    def summary(self, snapshot: Snapshot) -> dict[str, Any]:
+        requests = [r for r in self.state.requests() if r.archive_id in self._selected]
+        spent = sum(cost(price(r.tier), r.size, 1) for r in requests)
+        cached = [h.archive for h in snapshot.holdings if h.wholly_cached]
+        verified = [a for a in cached if self.index.verified(a, self.vault_arn)]
+        return {
+            "archives": len(snapshot.holdings),
+            "bytes": sum(h.archive.size for h in snapshot.holdings),
+            "cached": len(cached),
+            "verified": len(verified),
+            "re_requested": len({r.archive_id for r in requests if r.again}),
+            "failed": len(snapshot.given_up),
+            "evicted": len(snapshot.evicted),
+            "jobs": len(requests),
+            "spent": round(spent, 6),
+        }

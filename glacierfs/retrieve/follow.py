@@ -1,0 +1,170 @@
+"""``retrieve --follow``: look, save, request, wait; until every selected archive is saved.
+
+Each round is one look at the service (:meth:`.engine.Engine.look`): outputs that are
+ready are saved first, soonest-expiring first, through whichever process holds the
+cache (:mod:`.save`); then the next batch is requested as the caps allow. An output
+that expired before it was wholly saved shows up as an expired request, and its
+archive is requested again in a later round. The loop ends when every archive is
+cached (or given up), with a summary. A round the service fails (throttling, an
+unreachable endpoint) is tried again at the next one. Stopped at any moment
+(``kill -9``, a reboot), it continues from the state kept with the cache when started
+again.
+
+On a terminal, one status line is redrawn (requested, ready, saved, bytes, rate, time
+left); elsewhere (systemd's journal, a pod's log) each event is one line.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from glacierfs.errors import ConfigError, TransientServiceError
+from glacierfs.retrieve.engine import Engine, Snapshot
+from glacierfs.retrieve.plan import Plan, size
+from glacierfs.retrieve.pricing import dollars, duration
+from glacierfs.retrieve.save import Access, Saved, ToSave
+
+RATE_FACT = "download_rate"
+RATE_SAMPLE = 1 << 20
+"""Saves of fewer bytes than this say more about latency than about the link's rate."""
+
+
+class Progress:
+    """Events and a status line, for a terminal or a log."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._status = ""
+
+    def event(self, kind: str, text: str) -> None:
+        line = f"{kind}: {text}"
+        if self.tty:
+            print(f"\r\033[K{line}\n{self._status}", end="", file=self.out, flush=True)
+        else:
+            print(f"glacierfs retrieve: {line}", file=self.out, flush=True)
+
+    def status(self, text: str) -> None:
+        self._status = text
+        if self.tty:
+            print(f"\r\033[K{text}", end="", file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.tty and self._status:
+            print(file=self.out, flush=True)
+
+
+class Follower:
+    def __init__(
+        self,
+        engine: Engine,
+        access: Callable[[], Access],
+        poll: float,
+        progress: Progress,
+    ) -> None:
+        self.engine, self.access, self.poll, self.progress = engine, access, poll, progress
+        self._announced: set[str] = set()
+        self._rate: float | None = engine.state.fact(RATE_FACT)
+
+    def run(self) -> dict[str, Any]:
+        """Round after round until done; the summary."""
+        try:
+            while True:
+                try:
+                    summary = self._round()
+                except TransientServiceError as error:
+                    self.progress.event("note", f"the service failed this round: {error}")
+                    summary = None
+                if summary is not None:
+                    return summary
+                time.sleep(self.poll)  # jobs take hours: look again later
+        finally:
+            self.progress.close()
+
+    def _round(self) -> dict[str, Any] | None:
+        """One look, the saves and the requests it calls for; the summary once done."""
+        snapshot = self.engine.look()
+        ready = self.engine.to_save(snapshot)
+        if ready:
+            self._save(ready)
+            snapshot = self.engine.snapshot(snapshot.now, snapshot.live)
+        if self.engine.done(snapshot):
+            return self.engine.summary(snapshot)
+        plan = self.engine.plan(snapshot)
+        self.engine.request(plan.batch)
+        self.progress.status(self._line(snapshot, plan))
+        return None
+
+    def _save(self, ready: list[ToSave]) -> None:
+        for item in ready:
+            if item.job_id not in self._announced:
+                self._announced.add(item.job_id)
+                self.progress.event(
+                    "ready", f"{self.engine.path(item.archive_id)}: job {item.job_id}"
+                )
+        try:
+            access = self.access()
+        except ConfigError as error:
+            self.progress.event("note", f"not saving now: {error}")
+            return
+        paths = {item.job_id: self.engine.path(item.archive_id) for item in ready}
+        started, saved = time.monotonic(), 0
+
+        def report(result: Saved) -> None:
+            nonlocal saved
+            where = paths.get(result.job_id, result.job_id)
+            if result.ok:
+                saved += result.size
+                self.engine.saved(result.job_id)
+                self.progress.event(
+                    "saved", f"{where}: {result.size} bytes, verified={result.verified}"
+                )
+            else:
+                self.engine.save_failed(result.job_id, result.error)
+                self.progress.event("note", f"{where}: not saved yet: {result.error}")
+
+        try:
+            access.save(ready, report)
+        except ConfigError as error:  # say, a mount took the cache since we looked
+            self.progress.event("note", f"not saving now: {error}")
+        self._measure(saved, time.monotonic() - started)
+
+    def _measure(self, nbytes: int, seconds: float) -> None:
+        if nbytes < RATE_SAMPLE or seconds <= 0:
+            return
+        rate = nbytes / seconds
+        self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
+        self.engine.state.set_fact(RATE_FACT, self._rate)
+
+    def _line(self, snapshot: Snapshot, plan: Plan) -> str:
+        holdings = snapshot.holdings
+        saved = [h for h in holdings if h.wholly_cached]
+        waiting = sum(1 for h in holdings if h.jobs and not h.wholly_cached)
+        saved_bytes = sum(h.archive.size for h in saved)
+        total = sum(h.archive.size for h in holdings)
+        left = total - saved_bytes
+        days = left / plan.limits.per_day * 86400 if plan.limits.per_day else 0
+        rate = f"{size(self._rate)}/s" if self._rate else "rate not measured yet"
+        return (
+            f"saved {len(saved)}/{len(holdings)} archives ({size(saved_bytes)} of {size(total)}), "
+            f"{waiting} with jobs under way, {len(plan.units)} jobs to request; {rate}; "
+            f"ETA {duration(days) if left else 'now'}"
+        )
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    return (
+        f"done: {summary['archives']} archives, {size(summary['bytes'])}; "
+        f"{summary['cached']} saved, {summary['verified']} verified against their tree hash, "
+        f"{summary['re_requested']} re-requested, {summary['failed']} failed"
+        + (
+            f", {summary['evicted']} evicted from the cache since saved"
+            if summary["evicted"]
+            else ""
+        )
+        + "; "
+        f"{summary['jobs']} jobs, about {dollars(summary['spent'])} spent on retrieval"
+    )

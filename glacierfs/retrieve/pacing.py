@@ -1,0 +1,167 @@
+"""How much to request at once, and in which pieces. Pure code.
+
+An output lasts 24 hours after its job completes, so requesting more than this host can
+save in a day pays for outputs that expire unread. Two limits hold a run back:
+
+* bytes requested in any 24 hours of the service's clock stay within ``per_day``
+  (a rolling window, so no day holds more than the cap however days are cut);
+* jobs whose output is not yet saved stay within ``max_jobs``.
+
+An archive larger than a day's cap cannot be saved from one job in time, so it is
+requested in pieces: runs of 1 MiB leaves of 2^k leaves each, starting at a multiple of
+their length (or running to the archive's end from a multiple of the next power of
+two). Those are the ranges whose tree hash is a node of the archive's tree, so the
+service checks every piece with ``SHA256TreeHash`` and the cache joins them into the
+archive. A piece is the largest such run within the cap. An archive that is partly
+cached, or partly covered by live jobs, is requested only for its gaps, in the same
+aligned runs.
+
+Batches are taken in order and stop at the first unit that does not fit, so that a big
+archive is not passed over forever by smaller ones behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from glacierfs.retrieve.selection import Archive
+
+MIB = 1 << 20
+DAY = 86400.0
+
+DATE_SLACK = 1.0
+"""Seconds added to each request's day: the service's Date header, by which requests are
+dated, has a resolution of one second."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One job to request: bytes ``start..end`` (inclusive) of an archive, or all of it."""
+
+    archive: Archive
+    start: int
+    end: int
+    whole: bool
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        """What InitiateJob is given: None for the whole archive."""
+        return None if self.whole else (self.start, self.end)
+
+    @property
+    def leaves(self) -> range:
+        return range(self.start // MIB, -(-(self.end + 1) // MIB))
+
+
+@dataclass(frozen=True)
+class Limits:
+    per_day: int  # bytes requested in any 24 hours
+    max_jobs: int | None = None  # jobs whose output is not yet saved
+
+
+@dataclass(frozen=True)
+class Requested:
+    """A request made earlier: when (service time) and how many bytes."""
+
+    when: float
+    size: int
+
+
+def _ceil_pow2(count: int) -> int:
+    power = 1
+    while power < count:
+        power *= 2
+    return power
+
+
+def block_leaves(per_day: int) -> int:
+    """The most leaves one piece may hold: the largest 2^k leaves within a day's cap."""
+    block = 1
+    while block * 2 * MIB <= per_day:
+        block *= 2
+    return block
+
+
+def aligned_pieces(first: int, stop: int, leaves: int, block: int) -> list[tuple[int, int]]:
+    """(first leaf, count) runs covering leaves ``first..stop-1`` of an archive of
+    ``leaves`` leaves, each a node of its tree and at most ``block`` (2^k) leaves."""
+    pieces: list[tuple[int, int]] = []
+    position = first
+    while position < stop:
+        tail = leaves - position
+        if stop == leaves and tail <= block and position % _ceil_pow2(tail) == 0:
+            pieces.append((position, tail))
+            break
+        size = block
+        while size > 1 and (position % size or position + size > stop):
+            size //= 2
+        pieces.append((position, size))
+        position += size
+    return pieces
+
+
+def gaps(leaves: int, covered: set[int]) -> list[tuple[int, int]]:
+    """(first, stop) runs of the leaves ``0..leaves-1`` not in ``covered``."""
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for leaf in range(leaves):
+        if leaf in covered:
+            if start is not None:
+                runs.append((start, leaf))
+                start = None
+        elif start is None:
+            start = leaf
+    if start is not None:
+        runs.append((start, leaves))
+    return runs
+
+
+def units_for(archive: Archive, covered: set[int], per_day: int) -> list[Unit]:
+    """The jobs that retrieve what ``covered`` (leaves cached or under live jobs) lacks."""
+    missing = gaps(archive.leaves, covered)
+    if not missing:
+        return []
+    if missing == [(0, archive.leaves)] and archive.size <= per_day:
+        return [Unit(archive, 0, archive.size - 1, True)]
+    block = block_leaves(per_day)
+    units = []
+    for first, stop in missing:
+        for leaf, count in aligned_pieces(first, stop, archive.leaves, block):
+            end = min((leaf + count) * MIB, archive.size) - 1
+            units.append(Unit(archive, leaf * MIB, end, False))
+    return units
+
+
+def used(history: Iterable[Requested], now: float) -> int:
+    """Bytes requested in the 24 hours up to ``now``."""
+    return sum(r.size for r in history if r.when + DAY + DATE_SLACK > now)
+
+
+def next_room(history: Iterable[Requested], now: float) -> float | None:
+    """When the oldest request of the last 24 hours leaves the window (None: none in it)."""
+    ends = [r.when + DAY + DATE_SLACK for r in history if r.when + DAY + DATE_SLACK > now]
+    return min(ends, default=None)
+
+
+def take_batch(
+    units: Sequence[Unit],
+    history: Iterable[Requested],
+    outstanding: int,
+    now: float,
+    limits: Limits,
+) -> list[Unit]:
+    """The units, in order, that may be requested now."""
+    room = limits.per_day - used(history, now)
+    jobs = None if limits.max_jobs is None else limits.max_jobs - outstanding
+    batch: list[Unit] = []
+    for unit in units:
+        if unit.size > room or (jobs is not None and len(batch) >= jobs):
+            break
+        batch.append(unit)
+        room -= unit.size
+    return batch

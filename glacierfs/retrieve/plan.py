@@ -1,0 +1,195 @@
+"""What a run would request, skip and cost, printed before any money is spent. Pure code.
+
+An archive is skipped when it is wholly cached, or when the cache and its live jobs
+together hold every leaf (the jobs are in progress, or succeeded and not expired).
+Everything else becomes units (:mod:`.pacing`): the whole archive, or aligned ranges
+for gaps and for archives larger than a day's cap. The batch is what the caps allow now;
+the rest waits for later runs or for ``--follow``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from glacierfs.retrieve.coverage import Holding
+from glacierfs.retrieve.pacing import DAY, Limits, Requested, Unit, take_batch, units_for
+from glacierfs.retrieve.pricing import (
+    PRICES_DATE,
+    PRICES_WHERE,
+    TierPrice,
+    cost,
+    dollars,
+    duration,
+    transfer_cost,
+)
+
+
+@dataclass
+class Plan:
+    tier: TierPrice
+    limits: Limits
+    now: float  # service time
+    selected: int = 0
+    selected_bytes: int = 0
+    cached: int = 0
+    cached_bytes: int = 0
+    in_progress: int = 0  # archives held by the cache and jobs still in progress
+    ready: int = 0  # archives held by the cache and succeeded jobs not yet saved
+    empty: int = 0
+    units: list[Unit] = field(default_factory=list)
+    batch: list[Unit] = field(default_factory=list)
+    outstanding: int = 0  # live jobs whose output is not yet saved
+    evicted: int = 0  # archives saved once and since evicted from the cache: not requested
+    capacity: int | None = None  # of the disk cache
+
+    @property
+    def bytes(self) -> int:
+        return sum(u.size for u in self.units)
+
+    @property
+    def batch_bytes(self) -> int:
+        return sum(u.size for u in self.batch)
+
+    @property
+    def archives(self) -> int:
+        """Archives with something still to request."""
+        return len({u.archive.archive_id for u in self.units})
+
+    @property
+    def split(self) -> int:
+        """Archives requested in more than one piece."""
+        ids = [u.archive.archive_id for u in self.units if not u.whole]
+        return len(set(ids))
+
+    def cost(self) -> float:
+        return cost(self.tier, self.bytes, len(self.units))
+
+    def batch_cost(self) -> float:
+        return cost(self.tier, self.batch_bytes, len(self.batch))
+
+
+def make_plan(
+    holdings: Iterable[Holding],
+    history: Sequence[Requested],
+    limits: Limits,
+    tier: TierPrice,
+    now: float,
+) -> Plan:
+    plan = Plan(tier, limits, now)
+    for holding in holdings:
+        archive = holding.archive
+        plan.selected += 1
+        plan.selected_bytes += archive.size
+        plan.outstanding += len(holding.unsaved_jobs())
+        if archive.size == 0:
+            plan.empty += 1
+        elif holding.wholly_cached:
+            plan.cached += 1
+            plan.cached_bytes += archive.size
+        else:
+            units = units_for(archive, holding.covered(), limits.per_day)
+            plan.units += units
+            if not units:
+                running = any(j.status == "InProgress" for j in holding.jobs)
+                plan.in_progress += running
+                plan.ready += not running
+    plan.batch = take_batch(plan.units, history, plan.outstanding, now, limits)
+    return plan
+
+
+def size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(nbytes) < 1024 or unit == "TiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
+
+
+def _when(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_plan(plan: Plan, vault: str) -> list[str]:
+    """The plan in lines for people: what, what is skipped and why, how, how much, when."""
+    tier = plan.tier
+    lines = [
+        f"vault {vault}: {plan.selected} archives selected, {size(plan.selected_bytes)}",
+        f"  skipped: {plan.cached} wholly cached ({size(plan.cached_bytes)}), "
+        f"{plan.in_progress} covered by jobs in progress, {plan.ready} by jobs ready to save"
+        + (f", {plan.empty} empty" if plan.empty else ""),
+        f"  to retrieve: {plan.archives} archives, {size(plan.bytes)} in {len(plan.units)} "
+        f"{tier.tier} jobs"
+        + (f" ({plan.split} archive(s) in aligned ranges)" if plan.split else ""),
+        f"  estimated retrieval cost: {dollars(plan.cost())} ({size(plan.bytes)} x "
+        f"${tier.per_gb}/GB + {len(plan.units)} jobs x ${tier.per_thousand_requests}/1000; "
+        f"prices of {PRICES_DATE}, {PRICES_WHERE})",
+        f"  data transfer out, if this host is outside AWS: about "
+        f"{dollars(transfer_cost(plan.bytes))}",
+    ]
+    cap = f"at most {size(plan.limits.per_day)} requested a day"
+    if plan.limits.max_jobs is not None:
+        cap += f", {plan.limits.max_jobs} jobs unsaved at once"
+    days = plan.bytes / plan.limits.per_day if plan.limits.per_day else 0
+    lines.append(f"  pacing: {cap}: about {max(days, 1.0 if plan.units else 0):.1f} days")
+    low, high = tier.ready
+    lines.append(
+        f"  now: {len(plan.batch)} jobs, {size(plan.batch_bytes)}, "
+        f"{dollars(plan.batch_cost())}; outputs ready {duration(low)} to {duration(high)} "
+        f"after the request (by {_when(plan.now + high)})"
+    )
+    return lines + _notes(plan)
+
+
+def _notes(plan: Plan) -> list[str]:
+    """What the plan leaves waiting, and what the user should know before it starts."""
+    lines = []
+    if plan.outstanding:
+        lines.append(f"  {plan.outstanding} live jobs have output not yet saved")
+    if plan.evicted:
+        lines.append(
+            f"  {plan.evicted} archives saved earlier are no longer wholly in the cache "
+            "(evicted?): not requested again (--request-evicted to pay for them again)"
+        )
+    if plan.capacity is not None and plan.cached_bytes + plan.bytes > plan.capacity:
+        lines.append(
+            f"  warning: the cache holds at most {size(plan.capacity)}, less than the "
+            f"{size(plan.cached_bytes + plan.bytes)} selected: outputs saved early will be "
+            "evicted before the end (raise -o cache_size, or copy them out as they come)"
+        )
+    if len(plan.batch) < len(plan.units):
+        lines.append(
+            f"  later: {len(plan.units) - len(plan.batch)} jobs as the caps allow "
+            "(run again, or use --follow)"
+        )
+    return lines
+
+
+def plan_document(plan: Plan) -> dict[str, object]:
+    """The plan's figures, for scripts (``--json``)."""
+    return {
+        "selected": plan.selected,
+        "selected_bytes": plan.selected_bytes,
+        "cached": plan.cached,
+        "in_progress": plan.in_progress,
+        "ready": plan.ready,
+        "empty": plan.empty,
+        "archives": plan.archives,
+        "jobs": len(plan.units),
+        "bytes": plan.bytes,
+        "split": plan.split,
+        "tier": plan.tier.tier,
+        "cost": round(plan.cost(), 6),
+        "batch_jobs": len(plan.batch),
+        "batch_bytes": plan.batch_bytes,
+        "batch_cost": round(plan.batch_cost(), 6),
+        "per_day": plan.limits.per_day,
+        "max_jobs": plan.limits.max_jobs,
+        "outstanding": plan.outstanding,
+        "evicted": plan.evicted,
+        "days": plan.bytes / plan.limits.per_day if plan.limits.per_day else None,
+        "prices_date": PRICES_DATE,
+        "now": plan.now,
+        "day": DAY,
+    }

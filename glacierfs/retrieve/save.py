@@ -1,0 +1,345 @@
+"""Job outputs into the disk cache, by whichever process may write it; inventories out of it.
+
+The disk cache has one writer at a time: whoever holds its lock. So:
+
+* **No one holds it**: ``retrieve`` opens it in-process and builds the disk cache,
+  client, reader and catalog as :func:`glacierfs.daemon.serve` builds them, then saves
+  each output with :meth:`glacierfs.reader.Reader.hydrate`, the code path of
+  ``-o hydrate``: every byte checked on arrival and the whole output against its job's
+  tree hash. The catalog's refresh records each job with the cache, so a mount made
+  later still lists an output after its job expired, and each archive's description
+  is saved where the mount looks for names. The cache is held only while saving, so a
+  mount can start between two rounds of ``--follow``.
+* **A mount holds it**: the outputs are read through the mount's ``jobs/<JobId>``
+  files, as ``glacierfs hydrate`` does, so the mount's daemon fetches, verifies and
+  caches them; a mount that does not list a new job yet is asked to refresh its job
+  list with SIGHUP, its documented signal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import trio
+
+from glacierfs.catalog import Catalog
+from glacierfs.client import GlacierClient
+from glacierfs.config import Options, parse_mount_args
+from glacierfs.daemon import client_settings
+from glacierfs.diskcache import DiskCache
+from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.inventory import Entry, parse
+from glacierfs.memcache import MemoryCache
+from glacierfs.names import DESCRIPTIONS_META, ReaderStream
+from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.retry import RetryPolicy
+from glacierfs.stats import Stats
+
+T = TypeVar("T")
+
+SAVING_AT_ONCE = 4
+"""Outputs saved at once in-process: small archives are many, and each is a few requests;
+the reader's connection limit still bounds what is in flight."""
+
+MOUNT_REFRESH_WAIT = 30.0
+"""Seconds to wait for a mount to list a job after asking it to refresh."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What became of one output: saved (and how verified), or why not."""
+
+    job_id: str
+    ok: bool
+    verified: str = ""
+    size: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ToSave:
+    job_id: str
+    archive_id: str
+    description: str
+
+
+Report = Callable[[Saved], None]
+
+
+class Access(Protocol):
+    def newest_inventory(self) -> tuple[list[Entry], str] | None:
+        """The newest inventory the cache holds or the service still serves."""
+        ...
+
+    def save(self, jobs: Sequence[ToSave], report: Report) -> None:
+        """Save each job's output, in the order given, reporting each."""
+        ...
+
+
+def cache_holder(cache_root: Path) -> int | None:
+    """The pid holding the disk cache's lock, or None when it is free."""
+    path = cache_root / "lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError(f"cache directory {cache_root}: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)  # also releases a shared lock taken
+    return None
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _claimed_mountpoint(pid: int) -> Path | None:
+    """The mountpoint on the command line of process ``pid``, if it is a glacierfs mount.
+
+    Read from /proc, not by asking mounts: other mounts on the host may be slow or hung,
+    and only the one holding our cache is our business.
+    """
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    starts = [n for n, arg in enumerate(argv) if Path(arg).name in ("glacierfs", "mount.glacierfs")]
+    if not starts:
+        return None
+    try:
+        command = parse_mount_args([a for a in argv[starts[0] + 1 :] if a])
+    except GlacierfsError:
+        return None
+    if command.name != "mount" or command.options is None:
+        return None
+    return cwd / command.options.mountpoint
+
+
+def find_mount(pid: int) -> Path | None:
+    """The glacierfs mount whose daemon is ``pid``, checked against the mount table."""
+    claimed = _claimed_mountpoint(pid)
+    if claimed is None:
+        return None
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(" ")
+        if " - fuse.glacierfs " not in line or len(fields) < 5:
+            continue
+        mountpoint = Path(_unescape(fields[4]))
+        if os.path.normpath(mountpoint) != os.path.normpath(claimed):
+            continue
+        try:
+            stats = json.loads(os.getxattr(mountpoint, "user.glacierfs.stats"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(stats, dict) and stats.get("pid") == pid:
+            return mountpoint
+    return None
+
+
+def open_access(options: Options, cache_root: Path, vault_arn: str) -> Access:
+    """The way to the cache now: in-process when free, else through the mount holding it."""
+    holder = cache_holder(cache_root)
+    if holder is None:
+        return InProcess(options, cache_root, vault_arn)
+    mountpoint = find_mount(holder)
+    if mountpoint is None:
+        raise ConfigError(
+            f"the cache {cache_root} is in use by pid {holder}, which is not a glacierfs "
+            "mount on this host; try again when it is done"
+        )
+    return ThroughMount(mountpoint, holder)
+
+
+def reader_settings(options: Options, retry: RetryPolicy) -> ReaderSettings:
+    """The reader's settings from the options, as the daemon makes them."""
+    return ReaderSettings(
+        block_size=options.block_size,
+        max_request=options.max_request,
+        read_ahead=options.read_ahead,
+        connections=options.connections,
+        memory_budget=options.memory_budget,
+        strict=options.verify == "strict",
+        retry=retry,
+    )
+
+
+Work = Callable[[Reader, Catalog, DiskCache], Awaitable[T]]
+
+
+class InProcess:
+    """The cache opened by this process, for the length of one call."""
+
+    def __init__(self, options: Options, cache_root: Path, vault_arn: str) -> None:
+        self.options, self.cache_root, self.vault_arn = options, cache_root, vault_arn
+
+    def _run(self, work: Work[T]) -> T:
+        options = self.options
+        disk = DiskCache(self.cache_root, options.cache_size)
+        client = GlacierClient(client_settings(options))
+        try:
+            retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
+            reader = Reader(
+                lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
+                disk,
+                MemoryCache(options.memory_cache),
+                reader_settings(options, retry),
+                Stats(),
+            )
+            catalog = Catalog(client.list_jobs, disk, self.vault_arn, retry)
+
+            async def main() -> T:
+                async with trio.open_nursery() as nursery:
+                    reader.start(nursery)
+                    await catalog.refresh()
+                    result = await work(reader, catalog, disk)
+                    nursery.cancel_scope.cancel()
+                return result
+
+            return trio.run(main)
+        finally:
+            disk.close()
+            client.close()
+
+    def newest_inventory(self) -> tuple[list[Entry], str] | None:
+        async def work(
+            reader: Reader, catalog: Catalog, disk: DiskCache
+        ) -> tuple[list[Entry], str] | None:
+            jobs = [j for j in catalog.jobs.values() if j.kind == "inventory"]
+            if not jobs:
+                return None
+            newest = max(jobs, key=lambda j: (j.completed, j.job_id))
+            token = trio.lowlevel.current_trio_token()
+
+            def read() -> list[Entry]:
+                stream = io.BufferedReader(ReaderStream(reader, newest, token), 1 << 20)
+                return list(parse(stream, newest.inventory_format))
+
+            entries = await trio.to_thread.run_sync(read)
+            return entries, f"inventory job {newest.job_id[:16]}... of {_date(newest.completed)}"
+
+        return self._run(work)
+
+    def save(self, jobs: Sequence[ToSave], report: Report) -> None:
+        async def work(reader: Reader, catalog: Catalog, disk: DiskCache) -> None:
+            limiter = trio.CapacityLimiter(SAVING_AT_ONCE)
+            async with trio.open_nursery() as nursery:
+                for item in jobs:
+                    nursery.start_soon(self._save_one, reader, catalog, disk, item, limiter, report)
+
+        self._run(work)
+
+    @staticmethod
+    async def _save_one(
+        reader: Reader,
+        catalog: Catalog,
+        disk: DiskCache,
+        item: ToSave,
+        limiter: trio.CapacityLimiter,
+        report: Report,
+    ) -> None:
+        job = catalog.jobs.get(item.job_id)
+        if job is None:
+            report(Saved(item.job_id, False, error="the service does not list it as completed"))
+            return
+        async with limiter:
+            started = time.monotonic()
+            try:
+                await reader.hydrate(job)
+                verdict = await reader.verification(job)
+            except GlacierfsError as error:
+                report(Saved(item.job_id, False, error=str(error)))
+                return
+            if item.description:
+                await trio.to_thread.run_sync(
+                    disk.put_meta, DESCRIPTIONS_META, item.archive_id, item.description
+                )
+            report(Saved(item.job_id, True, verdict, job.size, time.monotonic() - started))
+
+
+class ThroughMount:
+    """The cache of a running mount, read through its files."""
+
+    def __init__(self, mountpoint: Path, pid: int) -> None:
+        self.mountpoint, self.pid = mountpoint, pid
+
+    def _listed(self, path: Path) -> bool:
+        if path.exists():
+            return True
+        try:
+            os.kill(self.pid, signal.SIGHUP)  # the mount's "refresh the job list"
+        except OSError:
+            return False
+        deadline = time.monotonic() + MOUNT_REFRESH_WAIT
+        while time.monotonic() < deadline:
+            if path.exists():
+                return True
+            time.sleep(0.2)  # polling the mount for the refreshed listing
+        return False
+
+    def newest_inventory(self) -> tuple[list[Entry], str] | None:
+        directory = self.mountpoint / "inventories"
+        files = sorted(directory.glob("*"), key=lambda p: (p.stat().st_mtime, p.name))
+        if not files:
+            return None
+        newest = files[-1]
+        fmt = "CSV" if newest.suffix.lower() == ".csv" else "JSON"
+        try:
+            with newest.open("rb") as stream:
+                entries = list(parse(stream, fmt))
+        except OSError as error:
+            raise ConfigError(f"reading {newest}: {error.strerror}") from None
+        return entries, f"{newest} (through the mount)"
+
+    def save(self, jobs: Sequence[ToSave], report: Report) -> None:
+        for item in jobs:
+            path = self.mountpoint / "jobs" / item.job_id
+            if not self._listed(path):
+                report(Saved(item.job_id, False, error=f"the mount does not list {path} yet"))
+                continue
+            started = time.monotonic()
+            try:
+                size = _read_through(path)
+                verdict = os.getxattr(path, "user.glacierfs.verified").decode()
+            except OSError as error:
+                report(Saved(item.job_id, False, error=f"{path}: {error.strerror}"))
+                continue
+            report(Saved(item.job_id, True, verdict, size, time.monotonic() - started))
+
+
+def _read_through(path: Path) -> int:
+    """Read a file whole (the mount caches what it serves); the bytes read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        offset = 0
+        while data := os.pread(fd, 8 << 20, offset):
+            offset += len(data)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return offset
+    finally:
+        os.close(fd)
+
+
+def _date(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))

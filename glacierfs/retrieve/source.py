@@ -1,0 +1,113 @@
+"""Where the archives come from: the newest inventory, and starting one.
+
+In order: the user's file (``-o inventory=FILE``); else the newest inventory job the
+cache holds or the service still serves (read through whichever holds the cache, so
+its output is cached and fetched once); else the copy of the last inventory used,
+kept beside the retrieval state. The copy is there because a run lasts days: the
+inventory job expires after 24 hours, and its output may be evicted from a cache too
+small for the vault, while the run still needs every archive's name and tree hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from glacierfs.client import GlacierClient
+from glacierfs.config import Options
+from glacierfs.errors import ConfigError, InventoryError
+from glacierfs.inventory import Entry, parse
+from glacierfs.retrieve.save import open_access
+
+INVENTORY_HOURS = "about 4 to 5 hours"
+
+
+def kept_path(directory: Path, vault_arn: str) -> Path:
+    """The kept copy of one vault's inventory (the state directory serves every vault)."""
+    return directory / f"inventory-{hashlib.sha256(vault_arn.encode()).hexdigest()[:16]}.json"
+
+
+def _read_file(path: Path) -> list[Entry]:
+    try:
+        with path.open("rb") as stream:
+            return list(parse(stream))
+    except OSError as error:
+        raise ConfigError(f"inventory {path}: {error.strerror}") from None
+    except InventoryError as error:
+        raise ConfigError(f"inventory {path}: {error}") from None
+
+
+def keep(entries: list[Entry], source: str, path: Path) -> None:
+    """Write the inventory used as Glacier's JSON, beside the state (atomically)."""
+    document = {
+        "VaultARN": None,
+        "InventoryDate": None,
+        "Source": source,
+        "ArchiveList": [
+            {
+                "ArchiveId": e.archive_id,
+                "ArchiveDescription": e.description,
+                "CreationDate": e.creation_date,
+                "Size": e.size,
+                "SHA256TreeHash": e.tree_hash,
+            }
+            for e in entries
+        ],
+    }
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    with temporary.open("w") as out:
+        json.dump(document, out)
+    os.replace(temporary, path)
+
+
+def load_inventory(
+    options: Options, client: GlacierClient, vault_arn: str, cache_root: Path, kept: Path
+) -> tuple[list[Entry], str]:
+    """The archives of the newest inventory, and a phrase saying where they came from."""
+    if options.inventory is not None:
+        return _read_file(options.inventory), str(options.inventory)
+    copy = kept_path(kept, vault_arn)
+    found = open_access(options, cache_root, vault_arn).newest_inventory()
+    if found is not None:
+        keep(found[0], found[1], copy)
+        return found
+    if copy.exists():
+        return _read_file(copy), f"the copy kept of the last inventory used ({copy})"
+    running = inventories_running(client)
+    if running:
+        raise ConfigError(
+            f"no inventory of vault {options.vault} yet: job {running[0].get('JobId')} started "
+            f"{running[0].get('CreationDate')} is in progress ({INVENTORY_HOURS}); run again then"
+        )
+    raise ConfigError(
+        f"no inventory of vault {options.vault}: start one with "
+        f"`glacierfs retrieve --inventory {options.vault}` ({INVENTORY_HOURS}), "
+        "or give one with -o inventory=FILE"
+    )
+
+
+def inventories_running(client: GlacierClient) -> list[dict[str, object]]:
+    return [
+        r
+        for r in client.list_all_jobs()
+        if isinstance(r, dict)
+        and r.get("Action") == "InventoryRetrieval"
+        and r.get("StatusCode") == "InProgress"
+    ]
+
+
+def start_inventory(options: Options, client: GlacierClient) -> int:
+    running = inventories_running(client)
+    if running:
+        job = running[0].get("JobId")
+        print(f"an inventory job of vault {options.vault} is already in progress: {job}")
+        return 0
+    job_id = client.initiate_inventory("JSON", "glacierfs retrieve --inventory")
+    print(
+        f"inventory job {job_id} started for vault {options.vault}: Glacier takes "
+        f"{INVENTORY_HOURS}; then run `glacierfs retrieve {options.vault} --all` "
+        "(or with PATTERNs) to plan the retrieval"
+    )
+    return 0

@@ -1,0 +1,233 @@
+"""What ``retrieve`` asked for, kept with the cache: which archive, which range, at which
+tier, when (by the service's clock), by which job, and what became of it.
+
+Where. ``CACHE_DIR/retrieve/state.sqlite3``, its own SQLite file (WAL) beside the disk
+cache, not inside the cache's index: a mount holds the cache's lock for as long as it
+runs, and ``retrieve`` must work beside a mount as well as without one. So the state has
+its own lock, ``CACHE_DIR/retrieve/lock``, taken (``flock``) by a run that may start
+jobs, for its whole life: two runs on one cache never request the same archive twice.
+A ``--dry-run`` beside a running one reads the state and changes nothing. The cache
+itself is only read (:mod:`.cacheview`) or written through its owner (:mod:`.save`).
+
+Crashes. A job is written down in two steps: an *intent* (archive, range, tier, time)
+is committed before InitiateJob is sent, and replaced by the job's row once the
+service answers with its id. A run killed in between leaves an intent; the next run
+finds the job it may have started among the service's live jobs (ListJobs lists jobs
+in progress at once) and adopts it, or drops the intent. Either way no archive is
+requested again while a job of it is live, as planning also skips every archive a live
+job covers, whoever started it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from glacierfs.errors import ConfigError
+from glacierfs.retrieve.pacing import Requested, Unit
+
+STATE_DIR = "retrieve"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    job_id TEXT PRIMARY KEY, vault TEXT NOT NULL, archive_id TEXT NOT NULL,
+    path TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, whole INTEGER NOT NULL,
+    tier TEXT NOT NULL, requested REAL NOT NULL, again INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'requested', failures INTEGER NOT NULL DEFAULT 0,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_by_archive ON requests (vault, archive_id);
+CREATE TABLE IF NOT EXISTS intents (
+    id INTEGER PRIMARY KEY, vault TEXT NOT NULL, archive_id TEXT NOT NULL, path TEXT NOT NULL,
+    start INTEGER NOT NULL, end INTEGER NOT NULL, whole INTEGER NOT NULL, tier TEXT NOT NULL,
+    noted REAL NOT NULL, again INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+
+REQUESTED, SAVED, EXPIRED, FAILED = "requested", "saved", "expired", "failed"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One job this cache's runs started."""
+
+    job_id: str
+    archive_id: str
+    path: str
+    start: int
+    end: int
+    whole: bool
+    tier: str
+    requested: float
+    again: bool  # it replaced a job that expired before its output was saved
+    status: str
+    failures: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: int
+    archive_id: str
+    path: str
+    start: int
+    end: int
+    whole: bool
+    tier: str
+    noted: float
+    again: bool
+
+
+class State:
+    """The retrieval state of one vault in one cache directory."""
+
+    def __init__(self, cache_root: Path, vault: str) -> None:
+        self.vault = vault
+        self.directory = cache_root / STATE_DIR
+        self._lock_fd: int | None = None
+        try:
+            os.makedirs(cache_root, mode=0o700, exist_ok=True)
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            path = self.directory / "state.sqlite3"
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as error:
+            raise ConfigError(f"retrieval state in {self.directory}: {error}") from None
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def try_lock(self) -> bool:
+        """Hold the state if no other run does; whether it is held now."""
+        try:
+            self.lock()
+        except ConfigError:
+            return False
+        return True
+
+    def lock(self) -> None:
+        """Hold the state for this run (released at close); ConfigError if another has it."""
+        path = self.directory / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"another glacierfs retrieve (pid {owner}) is running on this cache"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- requests ---------------------------------------------------------------------
+
+    def intend(self, unit: Unit, tier: str, now: float, again: bool) -> int:
+        """Note, before InitiateJob, that this unit is about to be requested."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO intents (vault, archive_id, path, start, end, whole, tier, noted,"
+                " again) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.vault, unit.archive.archive_id, unit.archive.path, unit.start, unit.end,
+                 int(unit.whole), tier, now, int(again)),
+            )  # fmt: skip
+            return int(cursor.lastrowid or 0)
+
+    def requested(self, intent: int, job_id: str) -> None:
+        """The service answered the intent with ``job_id``."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO requests (job_id, vault, archive_id, path, start, end,"
+                " whole, tier, requested, again) SELECT ?, vault, archive_id, path, start, end,"
+                " whole, tier, noted, again FROM intents WHERE id = ?",
+                (job_id, intent),
+            )
+            db.execute("DELETE FROM intents WHERE id = ?", (intent,))
+
+    def drop_intent(self, intent: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM intents WHERE id = ?", (intent,))
+
+    def intents(self) -> list[Intent]:
+        rows = self._db.execute(
+            "SELECT id, archive_id, path, start, end, whole, tier, noted, again FROM intents"
+            " WHERE vault = ? ORDER BY id",
+            (self.vault,),
+        )
+        return [
+            Intent(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], bool(r[8])) for r in rows
+        ]
+
+    def requests(self) -> list[Request]:
+        rows = self._db.execute(
+            "SELECT job_id, archive_id, path, start, end, whole, tier, requested, again, status,"
+            " failures FROM requests WHERE vault = ? ORDER BY requested, job_id",
+            (self.vault,),
+        )
+        return [
+            Request(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], bool(r[8]), r[9], r[10])
+            for r in rows
+        ]
+
+    def mark(self, job_id: str, status: str, note: str | None = None) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE requests SET status = ?, note = COALESCE(?, note) WHERE job_id = ?",
+                (status, note, job_id),
+            )
+
+    def failed_once(self, job_id: str) -> int:
+        """Count one more failure to save the job's output; the count so far."""
+        with self._transaction() as db:
+            db.execute("UPDATE requests SET failures = failures + 1 WHERE job_id = ?", (job_id,))
+            row = db.execute("SELECT failures FROM requests WHERE job_id = ?", (job_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def history(self) -> list[Requested]:
+        """Every request's moment and size, for the daily cap."""
+        return [Requested(r.requested, r.size) for r in self.requests()] + [
+            Requested(i.noted, i.end - i.start + 1) for i in self.intents()
+        ]
+
+    # --- facts about this host ----------------------------------------------------------
+
+    def fact(self, name: str) -> float | None:
+        row = self._db.execute("SELECT value FROM facts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def set_fact(self, name: str, value: float) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (name, value))

@@ -1,0 +1,340 @@
+"""`glacierfs retrieve --follow` carries a vault out unattended, through the emulator's
+clock: paced under the daily cap, every output saved and verified, expired outputs
+requested again exactly once, a `kill -9` survived without paying twice, big archives in
+aligned ranges, and the result read back through a real mount."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.emulator import Emulator
+from tests.support.mount import Mount, cmp, isolated_env, needs_fuse, wait_for
+from tests.support.retrieve import (
+    DAY,
+    FLAGS,
+    HOUR,
+    MIB,
+    Retrieve,
+    advance,
+    drive,
+    history,
+    seed,
+    take_inventory,
+)
+
+VAULT = "carry-out"
+
+
+def sizes_of(job: dict[str, Any], sizes: dict[str, int]) -> int:
+    if job["RetrievalByteRange"]:
+        start, end = (int(x) for x in job["RetrievalByteRange"].split("-"))
+        return end - start + 1
+    return sizes[job["ArchiveId"]]
+
+
+def assert_never_requested_while_live(jobs: list[dict[str, Any]]) -> None:
+    """No job of an archive (of an overlapping range) started while another was live."""
+    by_archive: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_archive.setdefault(job["ArchiveId"], []).append(job)
+    for archive_id, started in by_archive.items():
+        started.sort(key=lambda j: j["created"])
+        for n, later in enumerate(started):
+            for earlier in started[:n]:
+                if earlier["RetrievalByteRange"] != later["RetrievalByteRange"]:
+                    continue
+                assert earlier["StatusCode"] == "Failed" or (
+                    earlier["expired"] is not None and earlier["expired"] <= later["created"]
+                ), f"archive {archive_id} requested again while job {earlier['JobId']} was live"
+
+
+def assert_within_cap(jobs: list[dict[str, Any]], sizes: dict[str, int], cap: int) -> None:
+    """In any 24 hours of the service's clock, at most ``cap`` bytes were requested."""
+    for first in jobs:
+        window = [j for j in jobs if first["created"] <= j["created"] < first["created"] + DAY]
+        assert sum(sizes_of(j, sizes) for j in window) <= cap
+
+
+def saved_files(tmp_path: Path, made: dict[str, tuple[str, bytes]]) -> dict[str, Path]:
+    """Each archive's bytes in a file of its own, to cmp the mount's files with."""
+    directory = tmp_path / "expected"
+    directory.mkdir()
+    files = {}
+    for n, (path, (_, data)) in enumerate(made.items()):
+        files[path] = directory / str(n)
+        files[path].write_bytes(data)
+    return files
+
+
+def summary(follower: Retrieve) -> str:
+    lines = [line for line in follower.output().splitlines() if line.startswith("done:")]
+    assert lines, follower.output()
+    return lines[-1]
+
+
+def two_hundred() -> dict[str, int]:
+    """200 files of mixed sizes: mostly small, a few of a few MiB (about 26 MiB)."""
+    chance = random.Random(12)
+    files = {
+        f"photos/{2010 + n % 10}/img_{n:04d}.jpg": chance.randint(1, 80_000) for n in range(180)
+    }
+    files.update(
+        {f"video/clip_{n:02d}.mp4": chance.randint(MIB, 2 * MIB + 500_000) for n in range(10)}
+    )
+    files.update({f"docs/{n:02d} notes.txt": chance.randint(1, 3000) for n in range(10)})
+    return files
+
+
+@needs_fuse
+def test_200_archives_are_carried_out_under_the_cap_and_read_back_through_a_mount(
+    emulator_factory: Callable[..., Emulator], mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    made = seed(emulator, VAULT, two_hundred())
+    take_inventory(emulator, VAULT)
+    total = sum(len(data) for _, data in made.values())
+    cap = 8 * MIB
+    cache = tmp_path / "cache"
+    follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
+    follower.start("--all", "--yes", "--follow", "--poll", "0.05", "--max-bytes-per-day", "8M")
+    try:
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    assert "done: 200 archives" in summary(follower)
+    assert "200 saved, 200 verified" in summary(follower)
+    assert "0 re-requested, 0 failed" in summary(follower)
+    jobs = history(emulator)
+    sizes = {archive_id: len(data) for archive_id, data in made.values()}
+    assert sorted(j["ArchiveId"] for j in jobs) == sorted(sizes)  # each archive once
+    assert_within_cap(jobs, sizes, cap)
+    assert max(j["created"] for j in jobs) - min(j["created"] for j in jobs) >= (total // cap) * DAY
+
+    again = Retrieve(emulator, VAULT, cache, tmp_path / "again.log").run("--all", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "200 wholly cached" in again.stdout and "started 0 jobs" in again.stdout
+    assert len(history(emulator)) == len(jobs)
+
+    mount = mount_factory(emulator.url, VAULT, cache_dir=cache)
+    expected = saved_files(tmp_path, made)
+    for path, file in expected.items():
+        cmp(mount.path / "archives" / path, file)
+    status = subprocess.run(
+        [sys.executable, "-m", "glacierfs", "status", "--json", str(mount.path)],
+        capture_output=True,
+        text=True,
+        env=isolated_env(),
+        timeout=120,
+    )
+    files = json.loads(status.stdout)["files"]
+    archive_files = [f for f in files if f["name"] and f["name"].startswith("archives/")]
+    assert len(archive_files) == 200
+    assert {f["verified"] for f in archive_files} == {"tree-hash"}
+
+
+def test_outputs_that_expire_unsaved_are_requested_again_exactly_once(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    made = seed(emulator, VAULT, {"a.txt": 1000, "b/c.bin": 300_000, "d.jpg": 5})
+    take_inventory(emulator, VAULT)
+    follower = Retrieve(emulator, VAULT, tmp_path / "cache", tmp_path / "follow.log")
+    follower.start("--all", "--yes", "--follow", "--poll", "0.05")
+    try:
+        wait_for(lambda: len(history(emulator)) == 3, "the first three jobs", alive=follower.alive)
+        advance(emulator, 37 * HOUR)  # 12 h at most to complete, then 24 h: all gone unread
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    jobs = history(emulator)
+    per_archive = {
+        archive_id: [j for j in jobs if j["ArchiveId"] == archive_id]
+        for archive_id, _ in made.values()
+    }
+    assert {a: len(j) for a, j in per_archive.items()} == dict.fromkeys(per_archive, 2)
+    assert_never_requested_while_live(jobs)
+    assert follower.output().count("expired: ") == 3
+    assert "3 saved, 3 verified" in summary(follower) and "3 re-requested" in summary(follower)
+
+
+def test_kill_9_of_follow_half_way_then_a_restart_pays_for_nothing_twice(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    files = {f"set/{n:02d}.bin": 200_000 + n for n in range(24)}
+    made = seed(emulator, VAULT, files)
+    take_inventory(emulator, VAULT)
+    cache = tmp_path / "cache"
+    args = ("--all", "--yes", "--follow", "--poll", "0.05", "--max-bytes-per-day", "1M")
+    first = Retrieve(emulator, VAULT, cache, tmp_path / "first.log")
+    first.start(*args)
+    try:
+        drive(emulator, first, until=lambda: len(history(emulator)) >= 10)
+        # Kill it inside a request: the service takes 3 s to answer the next InitiateJob,
+        # and the kill comes once the run has written down its intent to send it.
+        emulator.fault("latency", operation="InitiateJob", ms=3000, count=1)
+        count = len(history(emulator))
+        advance(emulator, DAY)
+        state = cache / "retrieve" / "state.sqlite3"
+        wait_for(lambda: intents(state) > 0, "an intent to request", alive=first.alive)
+        assert first.process is not None
+        first.process.kill()
+        first.process.wait(timeout=30)
+        wait_for(lambda: len(history(emulator)) > count, "the job the killed run started")
+    finally:
+        first.stop()
+    second = Retrieve(emulator, VAULT, cache, tmp_path / "second.log")
+    second.start(*args)
+    try:
+        drive(emulator, second)
+    finally:
+        second.stop()
+    assert second.process is not None and second.process.returncode == 0, second.output()
+    jobs = history(emulator)
+    assert sorted(j["ArchiveId"] for j in jobs) == sorted(a for a, _ in made.values())
+    assert_never_requested_while_live(jobs)
+    assert "found, started before a stop" in second.output()
+    assert "24 saved, 24 verified" in summary(second)
+
+
+def intents(state: Path) -> int:
+    if not state.exists():
+        return 0
+    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM intents").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        db.close()
+
+
+@needs_fuse
+def test_an_archive_larger_than_the_cap_comes_as_aligned_ranges_and_reads_back_whole(
+    emulator_factory: Callable[..., Emulator], mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    made = seed(emulator, VAULT, {"big/video.mp4": 9 * MIB + 5, "small.txt": 10})
+    take_inventory(emulator, VAULT)
+    cache = tmp_path / "cache"
+    follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
+    follower.start("--all", "--yes", "--follow", "--poll", "0.05", "--max-bytes-per-day", "4M")
+    try:
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    big_id, data = made["big/video.mp4"]
+    pieces = sorted(
+        (j for j in history(emulator) if j["ArchiveId"] == big_id),
+        key=lambda j: int(j["RetrievalByteRange"].split("-")[0]),
+    )
+    assert [j["RetrievalByteRange"] for j in pieces] == [
+        f"0-{4 * MIB - 1}",
+        f"{4 * MIB}-{8 * MIB - 1}",
+        f"{8 * MIB}-{9 * MIB + 4}",
+    ]
+    mount = mount_factory(emulator.url, VAULT, cache_dir=cache)
+    # Today the mount shows each range job as its own file (one archive, one file is
+    # issue 13): read them through jobs/ and join them.
+    joined = tmp_path / "joined"
+    with joined.open("wb") as out:
+        for job in pieces:
+            out.write((mount.path / "jobs" / job["JobId"]).read_bytes())
+    expected = tmp_path / "expected"
+    expected.write_bytes(data)
+    cmp(joined, expected)
+    for job in pieces:
+        path = mount.path / "jobs" / job["JobId"]
+        assert __import__("os").getxattr(path, "user.glacierfs.verified") == b"tree-hash"
+
+
+@needs_fuse
+def test_follow_saves_through_a_mount_that_holds_the_cache(
+    emulator_factory: Callable[..., Emulator], mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    made = seed(emulator, VAULT, {"x/one.txt": 70_000, "x/two.txt": MIB + 3})
+    take_inventory(emulator, VAULT)
+    cache = tmp_path / "cache"
+    mount = mount_factory(emulator.url, VAULT, cache_dir=cache)  # refreshes hourly: SIGHUP
+    follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
+    follower.start("x/**", "--yes", "--follow", "--poll", "0.05")
+    try:
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    assert "2 saved, 2 verified" in summary(follower)
+    expected = saved_files(tmp_path, made)
+    for path, file in expected.items():
+        cmp(mount.path / "archives" / path, file)
+    assert mount.alive()
+
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_archives_evicted_from_a_small_cache_after_saving_are_not_paid_for_again(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    seed(emulator, VAULT, {"a": MIB + MIB // 2, "b": MIB + MIB // 2, "c": MIB + MIB // 2})
+    take_inventory(emulator, VAULT)
+    cache = tmp_path / "cache"
+    follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
+    argv = follower.argv("--all", "--yes", "--follow", "--poll", "0.05", "--max-jobs", "1")
+    argv[argv.index("-o") + 1] += ",cache_size=3M"  # room for two of the three
+    with follower.log.open("ab") as out:
+        follower.process = subprocess.Popen(argv, stdout=out, stderr=out, env=isolated_env())
+    try:
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process.returncode == 0, follower.output()
+    assert "warning: the cache holds at most 3.0 MiB" in follower.output()
+    assert "3 saved" not in summary(follower) and "1 evicted" in summary(follower)
+    assert len(history(emulator)) == 3  # each archive requested once
+    again = Retrieve(emulator, VAULT, cache, tmp_path / "again.log")
+    second = again.run("--all", "--yes")
+    assert "1 archives saved earlier are no longer wholly in the cache" in second.stdout
+    assert "started 0 jobs" in second.stdout and len(history(emulator)) == 3
+    advance(emulator, 2 * DAY)  # its job expired too: only a new one would bring it back
+    asked = json.loads(again.run("--all", "--dry-run", "--json", "--request-evicted").stdout)
+    assert asked["jobs"] == 1 and "the copy kept of the last inventory" in asked["origin"]
+
+
+def test_beside_a_running_follow_a_dry_run_plans_and_a_second_run_is_refused(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    seed(emulator, VAULT, {"a": 100, "b": 200})
+    take_inventory(emulator, VAULT)
+    cache = tmp_path / "cache"
+    follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
+    follower.start("--all", "--yes", "--follow", "--poll", "0.05")
+    try:
+        wait_for(lambda: len(history(emulator)) == 2, "the jobs", alive=follower.alive)
+        beside = Retrieve(emulator, VAULT, cache, tmp_path / "beside.log")
+        plan = beside.run("--all", "--dry-run")
+        assert plan.returncode == 0, plan.stderr
+        assert "2 covered by jobs in progress" in plan.stdout
+        second = beside.run("--all", "--yes")
+        assert second.returncode == 1 and "another glacierfs retrieve" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+        drive(emulator, follower)
+    finally:
+        follower.stop()
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    assert len(history(emulator)) == 2
