@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,9 +62,9 @@ class FakeOutput:
         return sum(end - start + 1 for start, end in self.requests)
 
 
-def make_job(data: bytes, with_tree_hash: bool = True) -> Job:
+def make_job(data: bytes, with_tree_hash: bool = True, job_id: str = "job1") -> Job:
     return Job(
-        job_id="job1",
+        job_id=job_id,
         kind="archive",
         size=len(data),
         completed=0.0,
@@ -75,6 +76,14 @@ def make_job(data: bytes, with_tree_hash: bool = True) -> Job:
         range_start=0,
         tree_hash=tree_hash(data) if with_tree_hash else None,
     )
+
+
+def unaligned_job(data: bytes) -> Job:
+    """A range job whose range is not tree-hash aligned: no checksum is due for it."""
+    archive = MIB + len(data) + MIB
+    job = replace(make_job(data, False), range_start=MIB, archive_size=archive)
+    assert not job.checksums_due
+    return replace(job, archive_tree_hash=tree_hash(bytes(archive)))
 
 
 @pytest.fixture
@@ -221,26 +230,45 @@ def test_transient_errors_are_retried(disk: DiskCache) -> None:
 
 
 def test_strict_mode_refuses_bytes_no_checksum_covers(disk: DiskCache) -> None:
-    data = random.Random(8).randbytes(MIB)
+    data = random.Random(8).randbytes(MIB + 3)
     fake = FakeOutput(data, checksums=False)
     reader = make_reader(fake, disk, strict=True)
     with pytest.raises(UnverifiableRead):
-        run(reader, reader.read, make_job(data, with_tree_hash=False), 0, 10)
+        run(reader, reader.read, unaligned_job(data), 0, 10)
 
 
 def test_unverifiable_bytes_are_served_and_marked_size_by_default(disk: DiskCache) -> None:
     data = random.Random(9).randbytes(MIB + 3)
     reader = make_reader(FakeOutput(data, checksums=False), disk)
-    job = make_job(data, with_tree_hash=False)
+    job = unaligned_job(data)
     assert read_all(reader, job) == data
     assert run(reader, reader.verification, job) == "size"
 
 
-def test_whole_output_mismatch_is_reported(disk: DiskCache) -> None:
-    data = random.Random(10).randbytes(2 * MIB)
-    fake = FakeOutput(data, checksums=False)
-    fake.corrupt_next = 1
+def test_whole_output_mismatch_fails_the_read_that_completes_it_and_every_later_one(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(10).randbytes(3 * MIB)
+    claimed = tree_hash(b"another archive")
+    record = replace(make_job(data), tree_hash=claimed, archive_tree_hash=claimed)
+    reader = make_reader(FakeOutput(data), disk)
+    assert bytes(run(reader, reader.read, record, 0, 100)) == data[:100]
+    with pytest.raises(IntegrityError, match="SHA256TreeHash"):
+        read_all(reader, record, chunk=MIB)
+    with pytest.raises(IntegrityError):
+        run(reader, reader.read, record, 0, 100)
+    assert run(reader, reader.verification, record) == "mismatch"
+    fresh = make_reader(FakeOutput(data), disk)  # a remount remembers it
+    with pytest.raises(IntegrityError):
+        run(fresh, fresh.read, record, 0, 100)
+
+
+def test_a_record_that_contradicts_itself_is_refused_without_a_request(disk: DiskCache) -> None:
+    data = random.Random(11).randbytes(2 * MIB)
+    record = replace(make_job(data), archive_tree_hash=tree_hash(b"another archive"))
+    fake = FakeOutput(data)
     reader = make_reader(fake, disk)
-    job = make_job(data)
-    read_all(reader, job, chunk=2 * MIB)
-    assert run(reader, reader.verification, job) == "mismatch"
+    with pytest.raises(IntegrityError, match="ArchiveSHA256TreeHash"):
+        run(reader, reader.read, record, 0, 100)
+    assert fake.requests == []
+    assert run(reader, reader.verification, record) == "mismatch"
