@@ -35,6 +35,7 @@ class FileState:
     cached: int
     verified: str
     expires: float
+    problem: str = ""  # what the service said of the job against what else it said
 
 
 def _xattr(path: Path, name: str) -> str:
@@ -65,6 +66,7 @@ def file_state(path: Path) -> FileState:
         int(cached) if cached.isdigit() else 0,
         _xattr(path, "user.glacierfs.verified") or "?",
         deadline,
+        _xattr(path, "user.glacierfs.problem"),
     )
 
 
@@ -137,6 +139,7 @@ def render_status(mountpoint: Path) -> str:
         f"({ratio:.1f}% from cache), {stats['retries']} retries, "
         f"{stats['checksum_failures']} checksum failures",
     ]
+    lines += [f"problem: {f.job_id}: {f.problem}" for f in files if f.problem]
     in_flight = stats.get("in_flight") or {}
     assert isinstance(in_flight, dict)
     for job_id, ranges in in_flight.items():
@@ -156,6 +159,7 @@ def status_document(mountpoint: Path) -> dict[str, object]:
             "verified": f.verified,
             "expires": f.expires,
             "name": names.get(f.job_id),
+            "problem": f.problem or None,
         }
         for f in states
     ]

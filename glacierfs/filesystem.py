@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 XATTR_PREFIX = "user.glacier."
 STATS_XATTR = "user.glacierfs.stats"
+PROBLEM_XATTR = "user.glacierfs.problem"
 
 
 class FsError(GlacierfsError):
@@ -167,6 +168,9 @@ class Filesystem:
         found = {XATTR_PREFIX + k: v.encode() for k, v in values.items() if v}
         found["user.glacierfs.verified"] = (await self.reader.verification(job)).encode()
         found["user.glacierfs.cached"] = str(await self.reader.cached_bytes(job)).encode()
+        problems = self.reader.problems(job)
+        if problems:  # what the service said of the job against what else it said
+            found[PROBLEM_XATTR] = "; ".join(problems).encode()
         return found
 
     async def getxattr(self, inode: int, name: str) -> bytes:
