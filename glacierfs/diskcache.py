@@ -29,16 +29,16 @@ first read a leaf is trusted until close: checking costs about 1 ms per MiB, onc
 
 Ownership. A leaf is good for the job that fetched it (its bytes matched that job's
 response), not yet for other jobs that name the same object: a job record can claim
-any archive. Each row names its owners: the jobs (by :attr:`Job.owner` token) it is
-good for, or ``*`` once the object is proven whole (the reader checked that the tree
-hash of all the archive's leaf digests is the archive's, and :meth:`DiskCache.share`
+any archive. Each row names its owners, as opaque tokens (the reader's: a job's
+archive as its vault names it), or ``*`` once the object is proven whole (the reader
+found the tree hash of all its leaf digests to be the archive's, and :meth:`share`
 made every leaf the archive's). ``get`` with an owner answers only leaves shared or
 owned by it. A put of a leaf already held with the same digest adds its owner to the
 row (same digest, same bytes); with another digest it replaces a row that is not
 shared, and leaves a shared row alone. Two puts never write the same leaf at once:
-the second skips it. Rows of schema 1 (no owners) became owned by no job: they are
-earned again, by a put with the same digest (no write), by :meth:`DiskCache.adopt`
-(the reader's proof that they make up a job's output), or by ``share``.
+the second skips it. Rows of schema 1 (no owners) became owned by no one: they are
+earned again by a put with the same digest (no write), by :meth:`adopt` (the
+reader's proof that they make up a job's output), or by :meth:`share`.
 
 Eviction. The cache holds at most ``capacity`` bytes of leaves. A put that would exceed
 it first evicts the least recently used leaves, of any object but never those being

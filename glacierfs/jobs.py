@@ -74,11 +74,28 @@ class Job:
         return self.range_start // MIB
 
     @property
-    def owner(self) -> str:
-        """This job as the owner of the cached leaves it fetched (see the disk cache).
+    def ident(self) -> str:
+        """This job, whatever vault or endpoint it comes from, as a short token."""
+        return _token("job", self.vault_arn, self.job_id)
 
-        A hash, so that it is a short token whatever the service put in its strings."""
-        return hashlib.sha256(f"{self.vault_arn}\0{self.job_id}".encode()).hexdigest()[:32]
+    @property
+    def owner(self) -> str:
+        """Whom the cached leaves this job fetched are good for (see the disk cache).
+
+        The job's archive as its vault names it: jobs of the same ArchiveId in the same
+        vault, with the same tree hash and size, are the service's word for the same
+        bytes, so a renewed retrieval reads what an expired one cached. A record that
+        names another ArchiveId, or another vault's, owns nothing of this one's.
+        Inventories: the job itself."""
+        if self.kind != "archive" or not self.archive_id:
+            return self.ident
+        return _token(
+            "archive",
+            self.vault_arn,
+            self.archive_id,
+            self.archive_tree_hash or "",
+            str(self.archive_size),
+        )
 
     @property
     def whole_archive(self) -> bool:
@@ -105,6 +122,11 @@ class Job:
         return last < self.archive_size and is_tree_hash_aligned(
             self.range_start, last, self.archive_size
         )
+
+
+def _token(*parts: str) -> str:
+    """A short hash of strings from the service: no separator or control character in it."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 def contradictions(job: Job) -> list[tuple[str, str]]:

@@ -114,7 +114,7 @@ class Reader:
         self._nursery: trio.Nursery | None = None
         self._flights: dict[tuple[str, int], Flight] = {}
         self._objects: dict[str, ObjectState] = {}
-        self._sighted: dict[str, trio.Event] = {}  # job owner -> set once the job is looked at
+        self._sighted: dict[str, trio.Event] = {}  # job ident -> set once the job is looked at
         self.trust = Trust(disk, memory)
         self._expired_logged: set[str] = set()
         self.descriptions: dict[str, str] = {}  # archive id -> description, from headers
@@ -158,11 +158,11 @@ class Reader:
         if state is None:
             known = await trio.to_thread.run_sync(self._disk.leaves, key)
             state = self._objects.setdefault(key, ObjectState(dict(known)))
-        sighted = self._sighted.get(job.owner)
+        sighted = self._sighted.get(job.ident)
         if sighted is None:
-            sighted = self._sighted[job.owner] = trio.Event()
+            sighted = self._sighted[job.ident] = trio.Event()
             try:
-                state.jobs[job.owner] = job
+                state.jobs[job.ident] = job
                 await self.trust.first_look(job, state)
             finally:
                 sighted.set()

@@ -5,8 +5,11 @@ Design.
 * A job record is untrusted: it can name any archive's tree hash, and the cache keeps an
   archive's bytes under that name. So a leaf is good for the job that fetched it (its
   response's checksum matched, or its length where no checksum is due), and the disk
-  cache's index names its owners (:mod:`glacierfs.diskcache`). Another job that names the
-  same archive fetches its own copy; the same digest costs it no disk write.
+  cache's index names its owners (:mod:`glacierfs.diskcache`). The owner is the job's
+  archive as its vault names it (:attr:`Job.owner`): a renewed retrieval of the same
+  ArchiveId in the same vault reads what an expired one cached, but a record naming
+  another ArchiveId, vault or endpoint fetches its own copy (the same digest costs it
+  no disk write).
 * A leaf becomes the archive's, good for every job, vault and endpoint naming the archive,
   once the tree hash of all the archive's leaf digests equals the archive's tree hash:
   then the bytes are the archive, whoever fetched them. Likewise a job owns leaves others
@@ -65,7 +68,8 @@ class ObjectState:
     (digest, how checked, owners), and the jobs that read it in this mount."""
 
     digests: dict[int, LeafRow]
-    jobs: dict[str, Job] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)  # by ident
+    frontier: int = 0  # every leaf below it was present when last looked
 
 
 def slot(job: Job) -> str:
@@ -213,21 +217,22 @@ class Trust:
     def __init__(self, disk: DiskCache, memory: MemoryCache) -> None:
         self._disk, self._memory = disk, memory
         self.ledger = Ledger(disk)
-        self._views: dict[str, View] = {}  # job owner -> what its readers were handed
-        self._changed: dict[str, int] = {}  # job owner -> a leaf that came back changed
+        self._views: dict[str, View] = {}  # job ident -> what its readers were handed
+        self._changed: dict[str, int] = {}  # job ident -> a leaf that came back changed
+        self._frontiers: dict[str, int] = {}  # job ident -> output leaves below it were known
 
     def see(self, job: Job, leaf: int, digest: bytes) -> None:
         """Note a leaf handed to the job's readers (see :class:`View`)."""
-        view = self._views.get(job.owner)
+        view = self._views.get(job.ident)
         if view is None:
-            view = self._views[job.owner] = View(job)
+            view = self._views[job.ident] = View(job)
         if not view.see(leaf, digest):
-            self._changed.setdefault(job.owner, leaf)
+            self._changed.setdefault(job.ident, leaf)
 
     async def check_handed(self, job: Job) -> None:
         """Raise IntegrityError when the job's readers got a leaf that changed."""
-        if job.owner in self._changed:
-            leaf = self._changed[job.owner] - job.first_leaf
+        if job.ident in self._changed:
+            leaf = self._changed[job.ident] - job.first_leaf
             why = (
                 f"leaf {leaf} of the output came with other bytes than before "
                 "(another job's, under the same archive tree hash)"
@@ -254,11 +259,16 @@ class Trust:
     async def _share_if_whole(self, job: Job, state: ObjectState) -> bool:
         """When all the archive's leaves are in and their tree hash is the archive's,
         make them good for every job; True when that happened now."""
-        count = job.archive_leaves
-        rows = [state.digests.get(i) for i in range(count)] if job.shareable else []
-        if not count or any(row is None for row in rows):
+        count = job.archive_leaves if job.shareable else 0
+        while state.frontier < count and state.frontier in state.digests:
+            state.frontier += 1  # so that checking after every fetch costs O(1) until whole
+        if not count or state.frontier < count:
             return False
+        rows = [state.digests.get(i) for i in range(count)]
         present = [row for row in rows if row is not None]
+        if len(present) < count:  # some went since
+            state.frontier = rows.index(None)
+            return False
         if all(row.owners == SHARED for row in present):
             return False
         digests = [row.digest for row in present]
@@ -285,6 +295,8 @@ class Trust:
         rows of ``landing``, leaves about to be handed out); None before."""
         if self.ledger.final(job):
             return self.ledger.verdict(job)
+        if not self._may_be_whole(job, state, landing or {}):
+            return None
         found = self._output(job, state, landing or {})
         if found is None:
             return None
@@ -298,6 +310,18 @@ class Trust:
             await self._drop_unproven(job, state)
         return verdict
 
+    def _may_be_whole(self, job: Job, state: ObjectState, landing: dict[int, LeafRow]) -> bool:
+        """Whether every leaf of the output may be known, in O(1) a call on the whole
+        while they come in order: leaves known stay known, or :meth:`_output` says so."""
+        view = self._views.get(job.ident)
+        at, stop = self._frontiers.get(job.ident, job.first_leaf), job.first_leaf + job.leaves
+        while at < stop and (
+            at in landing or at in state.digests or (view is not None and view.get(at))
+        ):
+            at += 1
+        self._frontiers[job.ident] = at
+        return at >= stop
+
     def _output(
         self, job: Job, state: ObjectState, landing: dict[int, LeafRow]
     ) -> tuple[list[bytes], list[str], list[tuple[int, LeafRow]]] | None:
@@ -305,7 +329,7 @@ class Trust:
         and how it was verified, and the leaves only other jobs vouch for so far; None
         while a leaf is missing. A leaf handed out counts as it was, whatever its row
         says since (another job may have replaced it)."""
-        view = self._views.get(job.owner)
+        view = self._views.get(job.ident)
         digests, hows, strangers = [], [], []
         for leaf in range(job.first_leaf, job.first_leaf + job.leaves):
             seen = view.get(leaf) if view else None
@@ -315,6 +339,7 @@ class Trust:
                 hows.append(how_verified(row) if row and row.digest == seen else SIZE)
                 continue
             if row is None:
+                self._frontiers[job.ident] = leaf
                 return None
             digests.append(row.digest)
             hows.append(how_verified(row))

@@ -272,3 +272,69 @@ def test_a_record_that_contradicts_itself_is_refused_without_a_request(disk: Dis
         run(reader, reader.read, record, 0, 100)
     assert fake.requests == []
     assert run(reader, reader.verification, record) == "mismatch"
+
+
+class Outputs:
+    """Get Job Output for several jobs, each with its own bytes."""
+
+    def __init__(self, **outputs: FakeOutput) -> None:
+        self.outputs = outputs
+
+    def __call__(self, job: Job, start: int, end: int) -> OutputPart:
+        return self.outputs[job.job_id](job, start, end)
+
+
+def read_range(reader: Reader, job: Job, start: int, stop: int) -> bytes:
+    async def go() -> bytes:
+        out = bytearray()
+        while start + len(out) < stop:
+            out += await reader.read(job, start + len(out), min(MIB, stop - start - len(out)))
+        return bytes(out)
+
+    return run(reader, go)  # type: ignore[no-any-return]
+
+
+def test_a_job_claiming_another_archive_gets_none_of_its_leaves_and_gives_it_none(
+    disk: DiskCache,
+) -> None:
+    genuine_data = random.Random(20).randbytes(4 * MIB)
+    claimer_data = random.Random(21).randbytes(4 * MIB)
+    genuine = make_job(genuine_data, job_id="genuine")
+    claimer = replace(genuine, job_id="claimer", archive_id="another")  # claims it all
+    fakes = Outputs(genuine=FakeOutput(genuine_data), claimer=FakeOutput(claimer_data))
+    reader = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    assert read_range(reader, claimer, 0, 2 * MIB) == claimer_data[: 2 * MIB]
+    assert read_all(reader, genuine) == genuine_data
+    assert fakes.outputs["genuine"].fetched == len(genuine_data)  # none of the claimer's
+    with pytest.raises(IntegrityError):  # its own first half and the archive's second
+        read_range(reader, claimer, 2 * MIB, 4 * MIB)
+    assert run(reader, reader.verification, claimer) == "mismatch"
+    assert run(reader, reader.verification, genuine) == "tree-hash"
+    fresh = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    assert read_all(fresh, genuine) == genuine_data  # shared now: from the disk
+    assert fakes.outputs["genuine"].fetched == len(genuine_data)
+
+
+def test_a_renewed_retrieval_of_the_same_archive_reads_what_the_first_cached(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(22).randbytes(6 * MIB + 5)
+    fakes = Outputs(first=FakeOutput(data), renewed=FakeOutput(data))
+    first = make_job(data, job_id="first")
+    renewed = make_job(data, job_id="renewed")
+    reader = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    assert read_range(reader, first, 0, 2 * MIB) == data[: 2 * MIB]
+    assert read_all(reader, renewed) == data
+    assert fakes.outputs["renewed"].fetched == len(data) - 2 * MIB
+
+
+def test_a_missing_checksum_where_one_is_due_fails_and_nothing_is_served(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(23).randbytes(2 * MIB)
+    fake = FakeOutput(data, checksums=False)
+    reader = make_reader(fake, disk)
+    with pytest.raises(IntegrityError, match="no x-amz-sha256-tree-hash"):
+        run(reader, reader.read, make_job(data), 0, 10)
+    assert len(fake.requests) == FAST_RETRY.attempts
+    assert disk.leaves(make_job(data).cache_key) == {}
