@@ -363,7 +363,7 @@ class Reader:
             field_name = "InventorySizeInBytes"
         else:
             field_name = "ArchiveSizeInBytes" if job.whole_archive else "RetrievalByteRange"
-        problem = f"{field_name} says {job.size} bytes, the service sent {error.sent}"
+        problem = f"{field_name} says {job.size} bytes, the service sends {error.sent}"
         await self.trust.ledger.note(job, problem)
         failure = BadResponse(f"job {job.job_id}: {problem}")
         failure.reported = True

@@ -55,8 +55,7 @@ BLOCK, SIZE = "block", "size"
 """How a leaf was verified: by a response's checksum, or by its length alone."""
 
 TREE_HASH, MISMATCH, BLOCKS, NONE = "tree-hash", "mismatch", "blocks", "none"
-FINAL = frozenset({TREE_HASH, MISMATCH})
-"""Verdicts that no later leaf can change."""
+"""Verdicts (what ``user.glacierfs.verified`` says); ``mismatch`` is final."""
 
 VERIFIED_META = "verified"
 PROBLEMS_META = "problems"
@@ -164,9 +163,6 @@ class Ledger:
     def verdict(self, job: Job) -> str | None:
         return self._verdicts.get(job.job_id)
 
-    def final(self, job: Job) -> bool:
-        return self._verdicts.get(job.job_id) in FINAL
-
     def problems(self, job: Job) -> list[str]:
         return list(self._problems.get(job.job_id, ()))
 
@@ -220,6 +216,7 @@ class Trust:
         self._views: dict[str, View] = {}  # job ident -> what its readers were handed
         self._changed: dict[str, int] = {}  # job ident -> a leaf that came back changed
         self._frontiers: dict[str, int] = {}  # job ident -> output leaves below it were known
+        self._settled: set[str] = set()  # job idents judged on leaves good for them
 
     def see(self, job: Job, leaf: int, digest: bytes) -> None:
         """Note a leaf handed to the job's readers (see :class:`View`)."""
@@ -293,8 +290,9 @@ class Trust:
     ) -> str | None:
         """The job's verdict once every leaf of its output is good for it (counting the
         rows of ``landing``, leaves about to be handed out); None before."""
-        if self.ledger.final(job):
-            return self.ledger.verdict(job)
+        known = self.ledger.verdict(job)
+        if known == MISMATCH or (known == TREE_HASH and job.ident in self._settled):
+            return known
         if not self._may_be_whole(job, state, landing or {}):
             return None
         found = self._output(job, state, landing or {})
@@ -305,6 +303,7 @@ class Trust:
         verdict, why = judge(job, hows, root)
         if strangers and not await self._adopt(job, state, strangers, verdict):
             return None  # others' leaves that prove nothing for this job: it fetches its own
+        self._settled.add(job.ident)  # a verdict saved by an earlier mount is confirmed
         await self.ledger.record(job, verdict, why)
         if verdict == MISMATCH:
             await self._drop_unproven(job, state)

@@ -721,9 +721,16 @@ def test_put_killed_between_write_and_commit_leaves_no_leaf_and_no_bytes(root: P
 CAPACITY = 4 * MIB
 
 
+def foreign(key: str, index: int) -> bytes:
+    """Other bytes for the leaf, as a job claiming the object would bring."""
+    return bytes(b ^ 0x5A for b in leaf(key, index))
+
+
 class DiskCacheModel(RuleBasedStateMachine):
-    """Random puts, gets, drops, reopens and damage against a small cache: a get returns
-    the bytes put or None, and the cache never holds more than its capacity."""
+    """Random puts (by two honest owners and one that brings other bytes), shares, gets,
+    drops, reopens and damage against a small cache: a get returns the bytes put or
+    None, a leaf is only ever good for whoever brought its bytes (or all, once shared
+    with the true digests), and the cache never holds more than its capacity."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -746,13 +753,43 @@ class DiskCacheModel(RuleBasedStateMachine):
         self.ever_put.update((key, i) for i in range(first, first + count))
         assert all(self.cache.contains(key, i) for i in range(first, first + count))
 
-    @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
-    def get(self, key: str, index: int) -> None:
+    @rule(key=st.sampled_from(sorted(SIZES)), first=st.integers(0, 2), count=st.integers(1, 3))
+    def put_by_another(self, key: str, first: int, count: int) -> None:
+        first = min(first, leaf_count(key) - 1)
+        count = min(count, leaf_count(key) - first)
         self.clock.tick()
-        data = self.cache.get(key, index)
+        assert put(self.cache, key, first, count, owner="job2")
+        self.ever_put.update((key, i) for i in range(first, first + count))
+
+    @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
+    def put_foreign(self, key: str, index: int) -> None:
+        index = min(index, leaf_count(key) - 1)
+        self.clock.tick()
+        data = foreign(key, index)
+        self.cache.put(key, index, data, [hashlib.sha256(data).digest()], "block", owner="liar")
+        self.ever_put.add((key, index))
+
+    @rule(key=st.sampled_from(sorted(SIZES)))
+    def share(self, key: str) -> None:
+        truth = [hashlib.sha256(leaf(key, i)).digest() for i in range(leaf_count(key))]
+        rows = self.cache.leaves(key)
+        whole = all(i in rows and rows[i].digest == d for i, d in enumerate(truth))
+        assert self.cache.share(key, truth) == whole
+
+    @rule(
+        key=st.sampled_from(sorted(SIZES)),
+        index=st.integers(0, 2),
+        owner=st.sampled_from([OWNER, "job2", "liar"]),
+    )
+    def get(self, key: str, index: int, owner: str) -> None:
+        self.clock.tick()
+        data = self.cache.get(key, index, owner=owner)
         if (key, index) not in self.ever_put:
             assert data is None
-        assert data is None or data == leaf(key, index)
+        if owner == "liar":
+            assert data in (None, leaf(key, index), foreign(key, index))
+        else:  # an honest owner never gets the liar's bytes
+            assert data is None or data == leaf(key, index)
 
     @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
     def drop(self, key: str, index: int) -> None:
@@ -782,9 +819,13 @@ class DiskCacheModel(RuleBasedStateMachine):
         assert usage.used <= CAPACITY
         total = 0
         for key in SIZES:
-            for index, (digest, verified, _) in self.cache.leaves(key).items():
+            for index, (digest, verified, owners) in self.cache.leaves(key).items():
                 assert (key, index) in self.ever_put
-                assert digest == hashlib.sha256(leaf(key, index)).digest()
+                if digest == hashlib.sha256(leaf(key, index)).digest():
+                    assert owners == SHARED or set(owners.split()) <= {OWNER, "job2"}
+                else:
+                    assert digest == hashlib.sha256(foreign(key, index)).digest()
+                    assert owners == "liar"
                 assert verified == "block"
             total += self.cache.cached_bytes(key)
         assert total == usage.used

@@ -9,6 +9,7 @@ served or cached.
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -338,3 +339,43 @@ def test_a_missing_checksum_where_one_is_due_fails_and_nothing_is_served(
         run(reader, reader.read, make_job(data), 0, 10)
     assert len(fake.requests) == FAST_RETRY.attempts
     assert disk.leaves(make_job(data).cache_key) == {}
+
+
+def test_leaves_from_before_owners_are_adopted_by_a_job_they_prove_whole(
+    tmp_path: Path,
+) -> None:
+    """The disk cache's schema 1 kept no owners: its leaves serve a job again, without a
+    request, once their tree hash is the job's (or the archive's)."""
+    data = random.Random(24).randbytes(5 * MIB + 9)
+    job = make_job(data)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        assert read_all(make_reader(FakeOutput(data), disk), job) == data
+    with sqlite3.connect(tmp_path / "c" / "v1" / "index.sqlite3") as db:
+        db.execute("UPDATE leaves SET owners = ''")  # as the migration from schema 1 leaves them
+    fake = FakeOutput(data)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        reader = make_reader(fake, disk)
+        assert read_all(reader, replace(job, job_id="renewed")) == data
+        assert {row.owners for row in disk.leaves(job.cache_key).values()} == {"*"}
+    assert fake.requests == []
+
+
+def test_a_range_job_adopts_leaves_of_before_owners_that_make_up_its_output(
+    tmp_path: Path,
+) -> None:
+    archive = random.Random(25).randbytes(8 * MIB)
+    part = archive[2 * MIB : 4 * MIB]
+    whole = make_job(archive)
+    ranged = replace(whole, job_id="range", size=len(part), range_start=2 * MIB)
+    ranged = replace(ranged, tree_hash=tree_hash(part))
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        assert read_all(make_reader(FakeOutput(part), disk), ranged) == part
+    with sqlite3.connect(tmp_path / "c" / "v1" / "index.sqlite3") as db:
+        db.execute("UPDATE leaves SET owners = ''")
+    fake = FakeOutput(part)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        reader = make_reader(fake, disk)
+        assert read_all(reader, ranged) == part
+        assert run(reader, reader.verification, ranged) == "tree-hash"
+        assert {row.owners for row in disk.leaves(ranged.cache_key).values()} == {ranged.owner}
+    assert fake.requests == []

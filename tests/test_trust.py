@@ -242,7 +242,7 @@ def test_an_inventory_body_shorter_than_its_record_is_an_error_not_verified(
     assert read_error(mount.job_file(listing)) == errno.EIO
     states = status(mount)
     assert states[listing]["verified"] == "mismatch"
-    expected = f"InventorySizeInBytes says {real + 10000} bytes, the service sent {real}"
+    expected = f"InventorySizeInBytes says {real + 10000} bytes, the service sends {real}"
     assert expected in states[listing]["problem"]
     assert f"job {listing}: {expected}" in mount.log()
     assert mount.alive()
