@@ -166,7 +166,8 @@ class Reader:
                 await self.trust.first_look(job, state)
             finally:
                 sighted.set()
-        await sighted.wait()
+        if not sighted.is_set():  # another read of the job is looking at it
+            await sighted.wait()
         return state
 
     async def _leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
@@ -364,7 +365,7 @@ class Reader:
         else:
             field_name = "ArchiveSizeInBytes" if job.whole_archive else "RetrievalByteRange"
         problem = f"{field_name} says {job.size} bytes, the service sends {error.sent}"
-        await self.trust.ledger.note(job, problem)
+        await self.trust.ledger.record(job, MISMATCH, problem)  # no more requests for it
         failure = BadResponse(f"job {job.job_id}: {problem}")
         failure.reported = True
         return failure

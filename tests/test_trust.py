@@ -241,6 +241,9 @@ def test_an_inventory_body_shorter_than_its_record_is_an_error_not_verified(
     mount: Mount = mount_factory(liar.url, VAULT, FAST)
     assert read_error(mount.job_file(listing)) == errno.EIO
     states = status(mount)
+    asked = vault.job_requests(listing)
+    assert read_error(mount.job_file(listing)) == errno.EIO  # at once, asking nothing
+    assert vault.job_requests(listing) == asked
     assert states[listing]["verified"] == "mismatch"
     expected = f"InventorySizeInBytes says {real + 10000} bytes, the service sends {real}"
     assert expected in states[listing]["problem"]
