@@ -59,6 +59,7 @@ TREE_HASH, MISMATCH, BLOCKS, NONE = "tree-hash", "mismatch", "blocks", "none"
 
 VERIFIED_META = "verified"
 PROBLEMS_META = "problems"
+REFUSED = "; every read of it fails from now on"
 
 
 @dataclass
@@ -117,7 +118,8 @@ def how_verified(row: LeafRow) -> str:
 
 class View:
     """The digests of the leaves a job's readers were handed, in one buffer (32 bytes a
-    leaf of the output, allocated on the first leaf handed out)."""
+    leaf of the output, allocated on the first leaf handed out: 32 MiB for a TiB read in
+    a mount, 32 KiB for a GiB)."""
 
     _UNSEEN = bytes(32)
 
@@ -127,8 +129,8 @@ class View:
 
     def get(self, leaf: int) -> bytes | None:
         at = (leaf - self._first) * 32
-        digest = bytes(self._digests[at : at + 32])
-        return None if digest == self._UNSEEN else digest
+        digest = bytes(self._digests[at : at + 32]) if 0 <= at < len(self._digests) else b""
+        return None if digest in (b"", self._UNSEEN) else digest
 
     def see(self, leaf: int, digest: bytes) -> bool:
         """Note a leaf handed out; False when another digest was handed out before."""
@@ -173,7 +175,7 @@ class Ledger:
         self._verdicts[job.job_id] = verdict
         await trio.to_thread.run_sync(self._disk.put_meta, VERIFIED_META, job.job_id, verdict)
         if verdict == MISMATCH:
-            await self.note(job, f"{why or 'mismatch'}; every read of it fails from now on")
+            await self.note(job, f"{why or 'mismatch'}{REFUSED}")
         elif verdict == TREE_HASH:
             log.info("job %s: whole output verified against its tree hash", job.job_id)
 
@@ -190,7 +192,8 @@ class Ledger:
         """Raise IntegrityError when the job's output is known not to match its record."""
         if self._verdicts.get(job.job_id) == MISMATCH:
             problems = self._problems.get(job.job_id) or ["its output does not match its record"]
-            error = IntegrityError(f"job {job.job_id}: {problems[0]}")
+            why = next((p for p in problems if p.endswith(REFUSED)), problems[0])
+            error = IntegrityError(f"job {job.job_id}: {why}")
             error.reported = True  # logged when the verdict was reached
             raise error
 
