@@ -60,6 +60,8 @@ TREE_HASH, MISMATCH, BLOCKS, NONE = "tree-hash", "mismatch", "blocks", "none"
 VERIFIED_META = "verified"
 PROBLEMS_META = "problems"
 REFUSED = "; every read of it fails from now on"
+INLINE_ROOT = 1024
+"""Leaves whose tree hash is combined on the trio loop (about 1 ms); more go to a thread."""
 
 
 @dataclass
@@ -111,6 +113,14 @@ def judge(job: Job, hows: Sequence[str], root: bytes | None) -> tuple[str, str |
     return (BLOCKS if hows and all(how == BLOCK for how in hows) else SIZE), None
 
 
+async def root_of(digests: Sequence[bytes]) -> bytes:
+    """Their tree hash; in a worker thread unless there are few (a hash of 64 bytes is
+    about a microsecond: a thread costs more up to thousands of leaves)."""
+    if len(digests) <= INLINE_ROOT:
+        return combine(digests)
+    return await trio.to_thread.run_sync(combine, digests)
+
+
 def how_verified(row: LeafRow) -> str:
     """A shared leaf is covered by its archive's tree hash: as good as a checksum."""
     return BLOCK if row.owners == SHARED else row.verified
@@ -154,10 +164,14 @@ class Ledger:
 
     async def load(self, job: Job) -> None:
         """What an earlier mount learnt of the job."""
-        saved = await trio.to_thread.run_sync(self._disk.get_meta, VERIFIED_META, job.job_id)
+
+        def read() -> tuple[object, object]:
+            get = self._disk.get_meta
+            return get(VERIFIED_META, job.job_id), get(PROBLEMS_META, job.job_id)
+
+        saved, problems = await trio.to_thread.run_sync(read)
         if isinstance(saved, str):
             self._verdicts.setdefault(job.job_id, saved)
-        problems = await trio.to_thread.run_sync(self._disk.get_meta, PROBLEMS_META, job.job_id)
         if isinstance(problems, list):
             known = self._problems.setdefault(job.job_id, [])
             known += [p for p in problems if isinstance(p, str) and p not in known]
@@ -272,7 +286,7 @@ class Trust:
         if all(row.owners == SHARED for row in present):
             return False
         digests = [row.digest for row in present]
-        root = await trio.to_thread.run_sync(combine, digests)
+        root = await root_of(digests)
         if root.hex() != job.archive_tree_hash:
             return False
         if not await trio.to_thread.run_sync(self._disk.share, job.cache_key, digests):
@@ -302,7 +316,7 @@ class Trust:
         if found is None:
             return None
         digests, hows, strangers = found
-        root = await trio.to_thread.run_sync(combine, digests) if needs_root(job) else None
+        root = await root_of(digests) if needs_root(job) else None
         verdict, why = judge(job, hows, root)
         if strangers and not await self._adopt(job, state, strangers, verdict):
             return None  # others' leaves that prove nothing for this job: it fetches its own
