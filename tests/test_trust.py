@@ -108,11 +108,12 @@ def claim(liar: Liar, emulator: Emulator, claimer: str, genuine: str, hashes: bo
 
 
 @pytest.mark.parametrize("first", ["claimer", "genuine"])
+@pytest.mark.parametrize("claimer_size", [SIZE, 3 * MIB + 5])
 def test_a_job_claiming_another_archive_is_refused_and_the_genuine_file_stays_right(
-    vault: Emulator, liar: Liar, mount_factory: Any, first: str
+    vault: Emulator, liar: Liar, mount_factory: Any, first: str, claimer_size: int
 ) -> None:
     genuine, _, truth = archive_job(vault, 1)
-    claimer, _, own = archive_job(vault, 2)
+    claimer, _, own = archive_job(vault, 2, claimer_size)
     claim(liar, vault, claimer, genuine, hashes=False)
     mount: Mount = mount_factory(liar.url, VAULT, FAST)
     order = [claimer, genuine] if first == "claimer" else [genuine, claimer]
@@ -156,6 +157,22 @@ def test_a_consistent_claimer_read_first_fails_and_never_reaches_the_genuine_fil
     again: Mount = mount_factory(liar.url, VAULT, FAST, cache_dir=mount.cache_dir)
     assert sha256sum(again.job_file(genuine)) == (0, digest(truth))
     assert read_error(again.job_file(claimer)) == errno.EIO  # the verdict is kept
+
+
+def test_a_consistent_claimer_of_another_size_is_refused_at_its_first_response(
+    vault: Emulator, liar: Liar, mount_factory: Any
+) -> None:
+    genuine, _, truth = archive_job(vault, 14)
+    claimer, _, _ = archive_job(vault, 15, 3 * MIB + 5)
+    claim(liar, vault, claimer, genuine, hashes=True)
+    mount: Mount = mount_factory(liar.url, VAULT, FAST)
+    assert read_error(mount.job_file(claimer)) == errno.EIO
+    assert sha256sum(mount.job_file(genuine)) == (0, digest(truth))
+    problem = status(mount)[claimer]["problem"]
+    assert f"ArchiveSizeInBytes says {SIZE} bytes, the service sends {3 * MIB + 5}" in problem
+    asked = vault.job_requests(claimer)
+    assert read_error(mount.job_file(claimer)) == errno.EIO
+    assert vault.job_requests(claimer) == asked
 
 
 def test_the_genuine_job_read_between_a_claimers_reads_stays_right(
