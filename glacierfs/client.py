@@ -31,6 +31,7 @@ from glacierfs.errors import (
     InsufficientCapacity,
     JobExpired,
     ServiceError,
+    SizeDisagreement,
     TransientServiceError,
 )
 
@@ -324,11 +325,18 @@ class GlacierClient:
         header = response.get("contentRange")
         if header:
             got = parse_content_range(str(header))
-            if got[:2] != (start, end) or got[2] not in (None, total):
+            if got[:2] != (start, end):
                 raise TransientServiceError(f"{what}: the service answered Content-Range {header}")
+            if got[2] not in (None, total):
+                message = f"{what}: Content-Range {header} says the output is not {total} bytes"
+                raise SizeDisagreement(message, int(got[2] or 0))
         elif not (whole and status == 200):
             raise BadResponse(f"{what}: status {status} without a Content-Range")
         expected = end - start + 1
+        if received != expected and whole and not header:
+            # The body was read to its Content-Length (botocore checks): not cut short.
+            message = f"{what}: the whole output is {received} bytes, not {expected}"
+            raise SizeDisagreement(message, received)
         if received != expected:
             raise TransientServiceError(f"{what}: received {received} of {expected} bytes")
 

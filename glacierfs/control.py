@@ -37,6 +37,7 @@ class FileState:
     verified: str
     expires: float
     damaged: str = ""  # why the job's output fails its check, when it does
+    problem: str = ""  # what the service said of the job against what else it said
 
 
 def _xattr(path: Path, name: str) -> str:
@@ -69,6 +70,7 @@ def file_state(path: Path) -> FileState:
         _xattr(path, "user.glacierfs.verified") or "?",
         deadline,
         _xattr(path, "user.glacierfs.damaged"),
+        _xattr(path, "user.glacierfs.problem"),
     )
 
 
@@ -144,6 +146,7 @@ def render_status(mountpoint: Path) -> str:
         f"({ratio:.1f}% from cache), {stats['retries']} retries, "
         f"{stats['checksum_failures']} checksum failures",
     ]
+    lines += [f"problem: {f.job_id}: {f.problem}" for f in files if f.problem]
     in_flight = stats.get("in_flight") or {}
     assert isinstance(in_flight, dict)
     for job_id, ranges in in_flight.items():
@@ -165,6 +168,7 @@ def status_document(mountpoint: Path) -> dict[str, object]:
             "expires": f.expires,
             "name": names.get(f.job_id),
             "damaged": f.damaged or None,
+            "problem": f.problem or None,
         }
         for f in states
     ]

@@ -41,6 +41,19 @@ first time it is read in a DiskCache's lifetime, and a power loss always starts 
 lifetime, so such a leaf fails its digest, is dropped and is fetched again. After its
 first read a leaf is trusted until close: checking costs about 1 ms per MiB, once.
 
+Ownership. A leaf is good for the job that fetched it (its bytes matched that job's
+response), not yet for other jobs that name the same object: a job record can claim
+any archive. Each row names its owners, as opaque tokens (the reader's: a job's
+archive as its vault names it), or ``*`` once the object is proven whole (the reader
+found the tree hash of all its leaf digests to be the archive's, and :meth:`share`
+made every leaf the archive's). ``get`` with an owner answers only leaves shared or
+owned by it. A put of a leaf already held with the same digest adds its owner to the
+row (same digest, same bytes); with another digest it replaces a row that is not
+shared, and leaves a shared row alone. Two puts never write the same leaf at once:
+the second skips it. Rows of schema 1 (no owners) became owned by no one: they are
+earned again by a put with the same digest (no write), by :meth:`adopt` (the
+reader's proof that they make up a job's output), or by :meth:`share`.
+
 Eviction. The cache holds at most ``capacity`` bytes of leaves. A put that would exceed
 it first evicts the least recently used leaves, of any object but never those being
 put: rows are deleted first, then the bytes are punched out of the sparse file (left in
@@ -82,7 +95,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from glacierfs import trusted
 from glacierfs.errors import ConfigError
@@ -94,7 +107,11 @@ Buffer = bytes | bytearray | memoryview
 Writer = Callable[[int, memoryview, int], int]
 
 LAYOUT = "v1"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: leaves and metadata. 2: each leaf names its owners (migrated: owned by no job)."""
+
+SHARED = "*"
+"""The owners of a leaf proven to be its archive's: good for every job that names it."""
 
 TOUCH_FLUSH_SECONDS = 5.0
 """How stale last-use times in the index may get. A warm read must not write SQLite, and
@@ -133,6 +150,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
     key TEXT NOT NULL, idx INTEGER NOT NULL, length INTEGER NOT NULL,
     digest BLOB NOT NULL, verified TEXT NOT NULL, used REAL NOT NULL,
+    owners TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (key, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS leaves_by_use ON leaves (used);
@@ -142,6 +160,41 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS session (pid INTEGER NOT NULL);
 """
+
+
+class LeafRow(NamedTuple):
+    """What the index says of a leaf: its SHA-256, how it was verified, whom it is good for.
+
+    ``owners`` is :data:`SHARED`, or owner tokens separated by spaces ("" for none).
+    """
+
+    digest: bytes
+    verified: str
+    owners: str
+
+    def usable_by(self, owner: str) -> bool:
+        return self.owners == SHARED or owner in self.owners.split()
+
+
+def merged(old: LeafRow | None, digest: bytes, verified: str, owner: str) -> LeafRow | None:
+    """The row after ``owner`` puts a leaf with ``digest`` over ``old``; None: ``old`` stays.
+
+    Same digest: the same bytes, now good for ``owner`` too (and checked by a block
+    checksum if either put was). Another digest over a shared row: the row stays, as
+    the archive's own bytes are proven. Otherwise the new leaf replaces the old.
+    """
+    if old is not None and old.digest == digest:
+        how = "block" if "block" in (verified, old.verified) else old.verified
+        return LeafRow(digest, how, _with_owner(old.owners, owner))
+    if old is not None and old.owners == SHARED:
+        return None
+    return LeafRow(digest, verified, owner)
+
+
+def _with_owner(owners: str, owner: str) -> str:
+    if owners == SHARED:
+        return SHARED
+    return " ".join(sorted(set(owners.split()) | {owner}))
 
 
 @dataclass(frozen=True)
@@ -228,6 +281,7 @@ class _Put:
     lengths: list[int]
     reserved: int
     handle: _Handle
+    owner: str
     done: bool = False
 
 
@@ -331,22 +385,41 @@ class DiskCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, key: str, index: int) -> bytes | None:
-        """The whole leaf, or None when it is absent, unreadable or fails its digest."""
+    def get(self, key: str, index: int, owner: str | None = None) -> bytes | None:
+        """The whole leaf, or None when it is absent, unreadable or fails its digest.
+
+        With ``owner``, also None when the leaf is neither shared nor owned by it.
+        """
+        found = self._get(key, index, owner)
+        return None if found is None else found[0]
+
+    def get_leaf(self, key: str, index: int, owner: str) -> tuple[bytes, bytes] | None:
+        """The leaf (if good for ``owner``, as :meth:`get`) and the digest its row has."""
+        return self._get(key, index, owner)
+
+    def _get(self, key: str, index: int, owner: str | None) -> tuple[bytes, bytes] | None:
         for _ in range(READ_ATTEMPTS):
-            settled, data = self._read(key, index)
+            settled, found = self._read(key, index, owner)
             if settled:
-                return data
+                return found
         return None
 
     def put(
-        self, key: str, first: int, data: Buffer, digests: Sequence[bytes], verified: str
+        self,
+        key: str,
+        first: int,
+        data: Buffer,
+        digests: Sequence[bytes],
+        verified: str,
+        *,
+        owner: str,
     ) -> bool:
         """Store leaves ``first ..`` of ``key``: ``data`` is their bytes, ``digests`` theirs.
 
         Every leaf but the object's last is 1 MiB. ``verified`` says how the caller checked
-        them ("block", "size"); the digests are trusted. False when nothing was stored:
-        the data is larger than the cache, or the disk cannot take it.
+        them ("block", "size"); the digests are trusted. The leaves are good for ``owner``
+        (see the module on ownership). False when nothing was stored: the data is larger
+        than the cache, or the disk cannot take it.
         """
         view = memoryview(data).cast("B")
         lengths = _leaf_lengths(len(view), len(digests))
@@ -358,7 +431,7 @@ class DiskCache:
             return False
         with self._lock:
             try:
-                claim = self._claim(key, first, digests, lengths)
+                claim = self._claim(key, first, digests, lengths, verified, owner)
             except _Unwritable as error:
                 self._unwritable(error)
                 return False
@@ -384,11 +457,40 @@ class DiskCache:
             query = "SELECT 1 FROM leaves WHERE key = ? AND idx = ?"
             return self._db.execute(query, (key, index)).fetchone() is not None
 
-    def leaves(self, key: str) -> dict[int, tuple[bytes, str]]:
-        """Index -> (SHA-256 digest, how verified) of each leaf of ``key`` present."""
+    def leaves(self, key: str) -> dict[int, LeafRow]:
+        """Index -> digest, how verified, owners, of each leaf of ``key`` present."""
         with self._lock:
-            query = "SELECT idx, digest, verified FROM leaves WHERE key = ?"
-            return {i: (bytes(d), v) for i, d, v in self._db.execute(query, (key,))}
+            query = "SELECT idx, digest, verified, owners FROM leaves WHERE key = ?"
+            return {i: LeafRow(bytes(d), v, o) for i, d, v, o in self._db.execute(query, (key,))}
+
+    def share(self, key: str, digests: Sequence[bytes]) -> bool:
+        """Make leaves ``0 ..`` of ``key`` good for every job, if they are all present
+        with these ``digests`` (whose tree hash the caller found to be the object's)."""
+        return self._grant(key, 0, digests, SHARED)
+
+    def adopt(self, key: str, first: int, digests: Sequence[bytes], owner: str) -> bool:
+        """Make leaves ``first ..`` good for ``owner`` too, if they are all present with
+        these ``digests`` (which the caller proved to be ``owner``'s bytes)."""
+        return self._grant(key, first, digests, owner)
+
+    def disown(self, key: str, index: int, owner: str) -> None:
+        """``owner`` no longer vouches for the leaf; a leaf no one vouches for is removed.
+        A shared leaf stays: the archive's own tree hash covers it."""
+        with self._lock:
+            query = "SELECT length, owners FROM leaves WHERE key = ? AND idx = ?"
+            row = self._db.execute(query, (key, index)).fetchone()
+            if row is None or row[1] == SHARED:
+                return
+            rest = " ".join(o for o in row[1].split() if o != owner)
+            if not rest:
+                self._remove_quietly([(key, index, row[0])])
+                return
+            try:
+                with self._transaction() as db:
+                    update = "UPDATE leaves SET owners = ? WHERE key = ? AND idx = ?"
+                    db.execute(update, (rest, key, index))
+            except _Unwritable as error:
+                self._unwritable(error)
 
     def cached_bytes(self, key: str) -> int:
         """Bytes of ``key`` present."""
@@ -403,6 +505,26 @@ class DiskCache:
             row = self._db.execute(query, (key, index)).fetchone()
             if row is not None:
                 self._remove_quietly([(key, index, row[0])])
+
+    def _grant(self, key: str, first: int, digests: Sequence[bytes], owner: str) -> bool:
+        stop = first + len(digests)
+        with self._lock:
+            query = "SELECT idx, digest, owners FROM leaves WHERE key = ? AND idx >= ? AND idx < ?"
+            rows = {i: (bytes(d), o) for i, d, o in self._db.execute(query, (key, first, stop))}
+            if any(rows.get(first + n, (None,))[0] != d for n, d in enumerate(digests)):
+                return False
+            updates = [
+                (SHARED if owner == SHARED else _with_owner(owners, owner), key, index)
+                for index, (_, owners) in rows.items()
+            ]
+            try:
+                with self._transaction() as db:
+                    query = "UPDATE leaves SET owners = ? WHERE key = ? AND idx = ?"
+                    db.executemany(query, updates)
+            except _Unwritable as error:
+                self._unwritable(error)
+                return False
+            return True
 
     def get_meta(self, namespace: str, name: str) -> Any | None:
         """The JSON value saved under ``(namespace, name)``, or None."""
@@ -448,21 +570,24 @@ class DiskCache:
 
     # --- reading ---------------------------------------------------------------------
 
-    def _read(self, key: str, index: int) -> tuple[bool, bytes | None]:
-        """One attempt: (True, leaf or None), or (False, None) when raced by a removal."""
+    def _read(
+        self, key: str, index: int, owner: str | None
+    ) -> tuple[bool, tuple[bytes, bytes] | None]:
+        """One attempt: (True, (leaf, its row's digest) or None), or (False, None) when
+        raced by a removal."""
         with self._lock:
             generation = self._generation[key]
-            found = self._locate(key, index)
+            found = self._locate(key, index, owner)
         if found is None:
             return True, None
-        length, digest, handle = found
+        length, digest, checked, handle = found
         try:
             data: bytes | None = os.pread(handle.fd, length, index * MIB)
         except OSError as error:
             log.debug("disk cache: reading leaf %d of %s: %s", index, key, error)
             data = None
         good = data is not None and len(data) == length
-        if data is not None and good and digest is not None:
+        if data is not None and good and not checked:
             good = hashlib.sha256(data).digest() == digest
         with self._lock:
             self._files.release(handle)
@@ -474,20 +599,23 @@ class DiskCache:
                 return True, None
             self._checked[(key, index)] = length
             self._touch(key, index)
-        return True, data
+        return True, None if data is None else (data, digest)
 
-    def _locate(self, key: str, index: int) -> tuple[int, bytes | None, _Handle] | None:
-        """Length, digest (None once checked) and open file of a leaf present."""
-        length = self._checked.get((key, index))
-        digest = None
-        if length is None:
-            query = "SELECT length, digest FROM leaves WHERE key = ? AND idx = ?"
-            row = self._db.execute(query, (key, index)).fetchone()
-            if row is None:
-                return None
-            length, digest = row[0], bytes(row[1])
+    def _locate(
+        self, key: str, index: int, owner: str | None
+    ) -> tuple[int, bytes, bool, _Handle] | None:
+        """Length, digest, whether already checked, and open file of a leaf present (and
+        good for ``owner``, when given)."""
+        query = "SELECT length, digest, owners FROM leaves WHERE key = ? AND idx = ?"
+        row = self._db.execute(query, (key, index)).fetchone()
+        if row is None:
+            return None
+        if owner is not None and not LeafRow(b"", "", row[2]).usable_by(owner):
+            return None
+        length, digest = int(row[0]), bytes(row[1])
+        checked = self._checked.get((key, index)) == length
         try:
-            return length, digest, self._files.acquire(_file_name(key), write=False)
+            return length, digest, checked, self._files.acquire(_file_name(key), write=False)
         except OSError as error:
             if error.errno in _SHORT_OF_FILES:
                 log.debug("disk cache: opening the data file of %s: %s", key, error)
@@ -501,21 +629,45 @@ class DiskCache:
     # --- writing ---------------------------------------------------------------------
 
     def _claim(
-        self, key: str, first: int, digests: Sequence[bytes], lengths: list[int]
+        self,
+        key: str,
+        first: int,
+        digests: Sequence[bytes],
+        lengths: list[int],
+        verified: str,
+        owner: str,
     ) -> _Put | bool:
-        """Find the leaves to write and make room for them; True when there are none."""
+        """Find the leaves to write and make room for them; True when there are none.
+
+        Leaves held with the same digest only gain ``owner``; a leaf another put is
+        writing is skipped, so that no two writes of one leaf ever interleave."""
         stop, now = first + len(digests), self._clock()
-        query = "SELECT idx, length, digest FROM leaves WHERE key = ? AND idx >= ? AND idx < ?"
-        stored = {i: (n, bytes(d)) for i, n, d in self._db.execute(query, (key, first, stop))}
-        todo = []
+        query = (
+            "SELECT idx, length, digest, verified, owners FROM leaves"
+            " WHERE key = ? AND idx >= ? AND idx < ?"
+        )
+        stored = {
+            i: (n, LeafRow(bytes(d), v, o))
+            for i, n, d, v, o in self._db.execute(query, (key, first, stop))
+        }
+        todo, owned = [], []
         for n, digest in enumerate(digests):
-            row = stored.get(first + n)
-            if row is not None and row[1] == digest:
+            length, row = stored.get(first + n, (0, None))
+            after = merged(row, digest, verified, owner)
+            if after is None or self._pending[(key, first + n)]:
+                continue
+            if row is not None and row.digest == digest:
                 self._touched[(key, first + n)] = now
+                if after != row:
+                    owned.append((after.verified, after.owners, key, first + n))
                 continue
             if row is not None:  # a digest the caller says is wrong
-                self._remove([(key, first + n, row[0])])
+                self._remove([(key, first + n, length)])
             todo.append(n)
+        if owned:
+            with self._transaction() as db:
+                update = "UPDATE leaves SET verified = ?, owners = ? WHERE key = ? AND idx = ?"
+                db.executemany(update, owned)
         if not todo:
             return True
         needed = sum(lengths[n] for n in todo)
@@ -534,7 +686,7 @@ class DiskCache:
         self._writing[key] += 1
         self._pending.update((key, first + n) for n in todo)
         self._reserved += needed
-        return _Put(key, first, todo, lengths, needed, handle)
+        return _Put(key, first, todo, lengths, needed, handle, owner)
 
     def _write_all(self, fd: int, data: memoryview, offset: int) -> None:
         while data:
@@ -549,14 +701,18 @@ class DiskCache:
         """Commit the rows of a put whose bytes are written (unless ``failure``)."""
         self._abandon(claim)
         key, first, now = claim.key, claim.first, self._clock()
-        rows = [(key, first + n, claim.lengths[n], digests[n], verified, now) for n in claim.todo]
+        rows = [
+            (key, first + n, claim.lengths[n], digests[n], verified, now, claim.owner)
+            for n in claim.todo
+        ]
         replaced = 0
         if failure is None:
             try:
                 with self._transaction() as db:
                     query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ? AND idx = ?"
                     replaced = sum(db.execute(query, row[:2]).fetchone()[0] for row in rows)
-                    db.executemany("INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    insert = "INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    db.executemany(insert, rows)
             except _Unwritable as error:
                 failure = error
         if failure is not None:
@@ -860,6 +1016,26 @@ def _take_lock(root: Path, directory: int) -> int:
     return fd
 
 
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring an index of schema ``version`` (0: new) to :data:`SCHEMA_VERSION`, in one
+    transaction: a crash leaves the old schema whole, and no row or byte is lost.
+
+    1 -> 2: rows gain owners, none: no job vouched for a leaf then, so each is earned
+    again (see the module) before it is served."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if version == 1:
+            db.execute("ALTER TABLE leaves ADD COLUMN owners TEXT NOT NULL DEFAULT ''")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 _INDEX = "index.sqlite3"
 _INDEX_COMPANIONS = (f"{_INDEX}-wal", f"{_INDEX}-shm", f"{_INDEX}-journal")
 
@@ -875,10 +1051,9 @@ def _open_index(directory: int, path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes; see module
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise ConfigError(f"cache index {path} has schema {version}, not {SCHEMA_VERSION}")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _migrate(db, version)
     except sqlite3.Error as error:
         db.close()
         message = f"cache index {path} is unusable ({error}); delete it to start afresh"

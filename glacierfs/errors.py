@@ -36,6 +36,15 @@ class TransientServiceError(ServiceError):
     """Worth retrying: throttling, 5xx, a cut connection, a short body."""
 
 
+class SizeDisagreement(TransientServiceError):
+    """A whole response of another length than the job's record says. Retried as a cut
+    body would be; when it persists, the record and the service disagree."""
+
+    def __init__(self, message: str, sent: int) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
 class EndpointUnreachable(TransientServiceError):
     """No answer from the endpoint at all (connection refused, DNS, timeout)."""
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 XATTR_PREFIX = "user.glacier."
 STATS_XATTR = "user.glacierfs.stats"
 DAMAGED_XATTR = "user.glacierfs.damaged"
+PROBLEM_XATTR = "user.glacierfs.problem"
 
 
 class FsError(GlacierfsError):
@@ -207,6 +208,9 @@ class Filesystem:
         found["user.glacierfs.cached"] = str(await self.reader.cached_bytes(job)).encode()
         if job.job_id in self.damage.known:
             found[DAMAGED_XATTR] = self.damage.known[job.job_id].describe().encode()
+        problems = self.reader.problems(job)
+        if problems:  # what the service said of the job against what else it said
+            found[PROBLEM_XATTR] = "; ".join(problems).encode()
         return found
 
     async def getxattr(self, inode: int, name: str) -> bytes:

@@ -8,13 +8,14 @@ the mount.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from glacierfs.errors import BadResponse
-from glacierfs.treehash import MIB
+from glacierfs.treehash import MIB, is_tree_hash_aligned
 
 EXPIRY = timedelta(hours=24)
 """Output stays downloadable for at least 24 hours after completion."""
@@ -71,6 +72,97 @@ class Job:
     def first_leaf(self) -> int:
         """The cache leaf holding the output's first byte (range jobs start inside)."""
         return self.range_start // MIB
+
+    @property
+    def ident(self) -> str:
+        """This job, whatever vault or endpoint it comes from, as a short token."""
+        return _token("job", self.vault_arn, self.job_id)
+
+    @property
+    def owner(self) -> str:
+        """Whom the cached leaves this job fetched are good for (see the disk cache).
+
+        The job's archive as its vault names it: jobs of the same ArchiveId in the same
+        vault, with the same tree hash and size, are the service's word for the same
+        bytes, so a renewed retrieval reads what an expired one cached. A record that
+        names another ArchiveId, or another vault's, owns nothing of this one's.
+        Inventories: the job itself."""
+        if self.kind != "archive" or not self.archive_id:
+            return self.ident
+        return _token(
+            "archive",
+            self.vault_arn,
+            self.archive_id,
+            self.archive_tree_hash or "",
+            str(self.archive_size),
+        )
+
+    @property
+    def whole_archive(self) -> bool:
+        """An archive job that retrieved all of its archive (its output is the archive)."""
+        return self.kind == "archive" and self.range_start == 0 and self.size == self.archive_size
+
+    @property
+    def shareable(self) -> bool:
+        """The cache object is named by the archive's tree hash, which can prove it whole."""
+        return self.kind == "archive" and self.archive_tree_hash is not None
+
+    @property
+    def archive_leaves(self) -> int:
+        return -(-(self.archive_size or 0) // MIB)
+
+    @property
+    def checksums_due(self) -> bool:
+        """Whether the service must send ``x-amz-sha256-tree-hash`` with every tree-hash
+        aligned range of the output: an archive job whose retrieval range is itself
+        tree-hash aligned (the whole archive is), as the Get Job Output spec says."""
+        if self.kind != "archive" or not self.size or not self.archive_size:
+            return False
+        last = self.range_start + self.size - 1
+        return last < self.archive_size and is_tree_hash_aligned(
+            self.range_start, last, self.archive_size
+        )
+
+
+def _token(*parts: str) -> str:
+    """A short hash of strings from the service: no separator or control character in it."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def contradictions(job: Job) -> list[tuple[str, str]]:
+    """(field, why) for each thing a job's record says against itself."""
+    hashes = (job.tree_hash, job.archive_tree_hash)
+    if job.whole_archive and None not in hashes and hashes[0] != hashes[1]:
+        return [
+            (
+                "SHA256TreeHash",
+                f"SHA256TreeHash {job.tree_hash} is not ArchiveSHA256TreeHash "
+                f"{job.archive_tree_hash}, though the job retrieved the whole archive",
+            )
+        ]
+    return []
+
+
+def disagreements(job: Job, size: int, tree_hash: str | None) -> list[tuple[str, str]]:
+    """(field, why) for each thing a job's record says against the inventory's entry of
+    its archive (``size`` and ``tree_hash``): the service says these twice."""
+    found = []
+    if job.archive_size != size:
+        found.append(
+            (
+                "ArchiveSizeInBytes",
+                f"ArchiveSizeInBytes is {job.archive_size}, the inventory says {size}",
+            )
+        )
+    theirs = tree_hash.lower() if tree_hash else None
+    if job.archive_tree_hash and theirs and job.archive_tree_hash != theirs:
+        found.append(
+            (
+                "ArchiveSHA256TreeHash",
+                f"ArchiveSHA256TreeHash is {job.archive_tree_hash}, the inventory says {theirs}",
+            )
+        )
+    return found
 
 
 def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], job: str) -> Any:

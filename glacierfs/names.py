@@ -13,6 +13,11 @@ Every description learnt is kept in the cache's metadata, so none is asked twice
 Only the descriptions of archives that have jobs are kept in memory, whatever the
 size of the inventory. An archive whose description is not known has no name yet
 (:meth:`Names.namer` says None): the tree leaves it out of ``archives/`` until then.
+
+The inventories also say each archive's size and tree hash, which the job records
+say too: for archives with jobs these entries are kept (in memory and in the cache's
+metadata), and a job whose record disagrees with its archive's entry is reported
+(:meth:`Reader.note_problem`): an error in the log and in ``status``, never verified.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from glacierfs.damage import DamagedJobs
 from glacierfs.descriptions import decode_description
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import GlacierfsError, IntegrityError
-from glacierfs.inventory import parse
-from glacierfs.jobs import Job
+from glacierfs.inventory import Entry, parse
+from glacierfs.jobs import Job, disagreements
 from glacierfs.naming import safe_components
 from glacierfs.reader import Reader
 from glacierfs.tree import Named
@@ -40,6 +45,10 @@ log = logging.getLogger(__name__)
 
 DESCRIPTIONS_META = "descriptions"
 INVENTORIES_META = "inventories-read"
+ENTRIES_META = "inventory-entries"  # archive id -> [size, tree hash], archives with jobs
+ENTRIES_KEPT = "entries"
+"""What INVENTORIES_META holds for an inventory job whose entries were kept too (older
+mounts noted ``true``, for descriptions only: those inventories are read once more)."""
 
 ProbeDescription = Callable[[Job], str | None]
 """A job -> its archive's description, from one tiny request (blocking)."""
@@ -81,6 +90,8 @@ class Names:
         self._damage = damage
         self._inventory_file = inventory_file
         self.descriptions: dict[str, str] = {}
+        self.entries: dict[str, tuple[int, str]] = {}  # archive id -> size, tree hash
+        self._entries_loaded = False
         self._probes = trio.CapacityLimiter(connections)
 
     def namer(self, job: Job) -> Named | None:
@@ -111,8 +122,6 @@ class Names:
         """
         jobs = list(jobs)
         unknown = self.unknown(jobs)
-        if not unknown:
-            return False
         grouped: dict[str, list[Job]] = {}
         for job in jobs:
             if job.archive_id in unknown:
@@ -121,15 +130,54 @@ class Names:
             archive_id: probe_job(group, self._damage.skips)
             for archive_id, group in grouped.items()
         }
+        await self._load_entries()
+        unchecked = {
+            job.archive_id: job
+            for job in jobs
+            if job.kind == "archive" and job.archive_id and job.archive_id not in self.entries
+        }
         before = len(self.descriptions)
-        saved = await trio.to_thread.run_sync(self._disk.list_meta, DESCRIPTIONS_META)
-        self._take(missing, saved.items())
-        if self._inventory_file is not None:
-            await self._from_inventory_file(missing)
-        await self._from_inventory_jobs(missing, jobs)
-        if headers:
+        if missing:
+            saved = await trio.to_thread.run_sync(self._disk.list_meta, DESCRIPTIONS_META)
+            self._take(missing, saved.items())
+        if missing or unchecked:
+            if self._inventory_file is not None:
+                await self._from_inventory_file(missing, unchecked)
+            await self._from_inventory_jobs(missing, unchecked, jobs)
+        await self._cross_check(jobs)
+        if headers and missing:
             await self._from_headers(missing)
         return len(self.descriptions) > before
+
+    async def _load_entries(self) -> None:
+        if self._entries_loaded:
+            return
+        saved = await trio.to_thread.run_sync(self._disk.list_meta, ENTRIES_META)
+        for archive_id, value in saved.items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], int):
+                self.entries.setdefault(archive_id, (value[0], str(value[1])))
+        self._entries_loaded = True
+
+    async def _use(
+        self, missing: dict[str, Job | None], unchecked: dict[str, Job], found: list[Entry]
+    ) -> None:
+        """Descriptions and entries from inventory entries of archives with jobs."""
+        await self._remember(self._take(missing, [(e.archive_id, e.description) for e in found]))
+        for entry in found:
+            if unchecked.pop(entry.archive_id, None) is None:
+                continue
+            self.entries[entry.archive_id] = (entry.size, entry.tree_hash)
+            await trio.to_thread.run_sync(
+                self._disk.put_meta, ENTRIES_META, entry.archive_id, [entry.size, entry.tree_hash]
+            )
+
+    async def _cross_check(self, jobs: list[Job]) -> None:
+        """Report each job whose record disagrees with its archive's inventory entry."""
+        for job in jobs:
+            entry = self.entries.get(job.archive_id or "") if job.kind == "archive" else None
+            if entry is not None:
+                for _, why in disagreements(job, *entry):
+                    await self._reader.note_problem(job, why)
 
     def _take(
         self, missing: dict[str, Job | None], pairs: Iterable[tuple[str, object]]
@@ -148,14 +196,16 @@ class Names:
                 self._disk.put_meta, DESCRIPTIONS_META, archive_id, self.descriptions[archive_id]
             )
 
-    async def _from_inventory_file(self, missing: dict[str, Job | None]) -> None:
+    async def _from_inventory_file(
+        self, missing: dict[str, Job | None], unchecked: dict[str, Job]
+    ) -> None:
         assert self._inventory_file is not None
         path = self._inventory_file
 
-        def read() -> list[tuple[str, str]]:
+        def read() -> list[Entry]:
             with path.open("rb") as stream:
                 return [
-                    (e.archive_id, e.description) for e in parse(stream) if e.archive_id in missing
+                    e for e in parse(stream) if e.archive_id in missing or e.archive_id in unchecked
                 ]
 
         try:
@@ -163,28 +213,28 @@ class Names:
         except (OSError, GlacierfsError) as error:
             log.error("inventory %s not used: %s", path, error)
             return
-        await self._remember(self._take(missing, found))
+        await self._use(missing, unchecked, found)
 
     async def _from_inventory_jobs(
-        self, missing: dict[str, Job | None], jobs: Iterable[Job]
+        self, missing: dict[str, Job | None], unchecked: dict[str, Job], jobs: Iterable[Job]
     ) -> None:
         inventories = sorted(
             (j for j in jobs if j.kind == "inventory"), key=lambda j: j.completed, reverse=True
         )
-        if not missing or not inventories:
+        if not (missing or unchecked) or not inventories:
             return
         newest = inventories[0]
         done = await trio.to_thread.run_sync(self._disk.get_meta, INVENTORIES_META, newest.job_id)
-        if done:
+        if done == ENTRIES_KEPT:
             return
         token = trio.lowlevel.current_trio_token()
 
-        def read() -> list[tuple[str, str]]:
+        def read() -> list[Entry]:
             stream = io.BufferedReader(ReaderStream(self._reader, newest, token), 1 << 20)
             return [
-                (e.archive_id, e.description)
+                e
                 for e in parse(stream, newest.inventory_format)
-                if e.archive_id in missing
+                if e.archive_id in missing or e.archive_id in unchecked
             ]
 
         try:
@@ -192,8 +242,10 @@ class Names:
         except GlacierfsError as error:
             log.error("inventory job %s not used for names: %s", newest.job_id, error)
             return
-        await self._remember(self._take(missing, found))
-        await trio.to_thread.run_sync(self._disk.put_meta, INVENTORIES_META, newest.job_id, True)
+        await self._use(missing, unchecked, found)
+        await trio.to_thread.run_sync(
+            self._disk.put_meta, INVENTORIES_META, newest.job_id, ENTRIES_KEPT
+        )
 
     async def _from_headers(self, missing: dict[str, Job | None]) -> None:
         async with trio.open_nursery() as nursery:

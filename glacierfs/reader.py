@@ -4,8 +4,8 @@ Design.
 
 * The unit of caching and verification is the 1 MiB *leaf* of Glacier's tree hash.
   Archive bytes live in the cache in archive coordinates (``job.first_leaf + i`` for
-  output leaf ``i``), so every job of the same archive shares them; requests are
-  planned in output coordinates (:mod:`glacierfs.ranges`), since that is what the
+  output leaf ``i``), so that every job of the same archive can share them; requests
+  are planned in output coordinates (:mod:`glacierfs.ranges`), since that is what the
   service checks alignment against.
 * A leaf is looked for in memory, then in a *flight* (a request in progress that
   covers it: concurrent readers of one leaf make one request), then on disk, and only
@@ -17,9 +17,14 @@ Design.
   and, if it persists, fails the read with EIO: a byte that failed its checksum is
   never returned and never cached.
 * Each leaf's digest and how it was verified (``block``: matched a response
-  checksum; ``size``: only its length could be checked) are kept with it. When every
-  leaf of an output is known, their root is compared with the job's
-  ``SHA256TreeHash`` without reading any data again, and the result is recorded.
+  checksum; ``size``: only its length could be checked, where no checksum is due) are
+  kept with it, and the jobs it is good for (:mod:`glacierfs.trust`): a leaf serves
+  the job that fetched it, and every job of its archive once the archive's tree hash
+  proves the archive whole. Leaves in memory and in flight are the job's own (keyed
+  by :func:`glacierfs.trust.slot`); only the disk cache's index shares them.
+* When every leaf of an output is good for its job, their root is compared with the
+  job's record without reading any data again, before the leaves that complete it are
+  handed out: a mismatch fails that read and every later one with EIO.
 * Memory is bounded twice: the memory cache by ``memory_cache`` bytes, and bytes
   requested but not yet stored by the mount-wide budget, whatever the number of
   readers. The trio loop never blocks: network, hashing and disk run in threads.
@@ -27,6 +32,7 @@ Design.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,11 +40,13 @@ from dataclasses import dataclass, field
 import trio
 
 from glacierfs.client import OutputPart
-from glacierfs.diskcache import CacheUsage, DiskCache
+from glacierfs.diskcache import SHARED, CacheUsage, DiskCache
 from glacierfs.errors import (
+    BadResponse,
     GlacierfsError,
     IntegrityError,
     JobExpired,
+    SizeDisagreement,
     UnverifiableRead,
 )
 from glacierfs.jobs import Job
@@ -47,12 +55,20 @@ from glacierfs.prefetch import Advice, Prefetcher
 from glacierfs.ranges import Run, byte_range, leaf_span, plan
 from glacierfs.retry import RetryPolicy, retrying
 from glacierfs.stats import Stats
-from glacierfs.treehash import MIB, combine, leaf_digests
+from glacierfs.treehash import MIB, combine, is_tree_hash_aligned, leaf_digests
+from glacierfs.trust import (
+    BLOCK,
+    MISMATCH,
+    SIZE,
+    TREE_HASH,
+    ObjectState,
+    Trust,
+    after_put,
+    slot,
+    usable,
+)
 
 log = logging.getLogger(__name__)
-
-BLOCK, SIZE = "block", "size"
-VERIFIED_META = "verified"
 
 FetchPart = Callable[[Job, int, int], OutputPart]
 """``(job, start, end)`` -> the bytes; blocking, run in a worker thread."""
@@ -81,13 +97,6 @@ class Flight:
         self.error: GlacierfsError | None = None
 
 
-@dataclass
-class ObjectState:
-    """What is known of one cache object: its leaves' digests and how they were checked."""
-
-    digests: dict[int, tuple[bytes, str]]
-
-
 class Reader:
     def __init__(
         self,
@@ -105,7 +114,8 @@ class Reader:
         self._nursery: trio.Nursery | None = None
         self._flights: dict[tuple[str, int], Flight] = {}
         self._objects: dict[str, ObjectState] = {}
-        self._verified: dict[str, str] = {}
+        self._sighted: dict[str, trio.Event] = {}  # job ident -> set once the job is looked at
+        self.trust = Trust(disk, memory)
         self._expired_logged: set[str] = set()
         self.descriptions: dict[str, str] = {}  # archive id -> description, from headers
         self._network = trio.CapacityLimiter(settings.connections)
@@ -128,10 +138,12 @@ class Reader:
             return b""
         first, stop = leaf_span(offset, size, job.size)
         state = await self._object(job)
+        self.trust.ledger.refuse(job)
         advice = prefetcher.advise(offset, size) if prefetcher else Advice(self._block_leaves, 0)
         ahead_stop = min(job.leaves, -(-(offset + size + advice.ahead) // MIB))
         self._schedule(job, state, first, max(stop, ahead_stop), advice.unit)
         pieces = [await self._leaf(job, state, i) for i in range(first, stop)]
+        await self.trust.check_handed(job)
         start = offset - first * MIB
         end = start + min(size, job.size - offset)
         self.stats.bytes_served += end - start
@@ -140,11 +152,22 @@ class Reader:
         return b"".join(pieces)[start:end]
 
     async def _object(self, job: Job) -> ObjectState:
+        """The job's cache object, once what is known of the job has been looked at."""
         key = job.cache_key
         state = self._objects.get(key)
         if state is None:
             known = await trio.to_thread.run_sync(self._disk.leaves, key)
             state = self._objects.setdefault(key, ObjectState(dict(known)))
+        sighted = self._sighted.get(job.ident)
+        if sighted is None:
+            sighted = self._sighted[job.ident] = trio.Event()
+            try:
+                state.jobs[job.ident] = job
+                await self.trust.first_look(job, state)
+            finally:
+                sighted.set()
+        if not sighted.is_set():  # another read of the job is looking at it
+            await sighted.wait()
         return state
 
     async def _leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
@@ -153,7 +176,7 @@ class Reader:
         return data
 
     async def _find_leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
-        key, leaf = job.cache_key, job.first_leaf + index
+        key, leaf = slot(job), job.first_leaf + index
         while True:
             data = self._memory.get(key, leaf)
             if data is not None:
@@ -176,9 +199,10 @@ class Reader:
             self.stats.disk_cache_misses += 1
 
     def _check_strict(self, job: Job, state: ObjectState, leaf: int) -> None:
-        if not self.settings.strict or self._verified.get(job.job_id) == "tree-hash":
+        if not self.settings.strict or self.trust.ledger.verdict(job) == TREE_HASH:
             return
-        if state.digests.get(leaf, (b"", SIZE))[1] != BLOCK:
+        row = state.digests.get(leaf)
+        if row is None or (row.verified != BLOCK and row.owners != SHARED):
             raise UnverifiableRead(
                 f"job {job.job_id}: verify=strict and no checksum covers leaf {leaf}"
             )
@@ -191,7 +215,7 @@ class Reader:
         Leaves on disk are read (and checked) by background tasks, so that a sequential
         reader's next leaves load in parallel; the others are fetched in aligned runs.
         """
-        key, base = job.cache_key, job.first_leaf
+        key, base = slot(job), job.first_leaf
 
         def idle(i: int) -> bool:
             leaf = base + i
@@ -199,11 +223,15 @@ class Reader:
 
         assert self._nursery is not None, "Reader.start() was not called"
         for i in range(first, min(stop, job.leaves)):
-            if base + i in state.digests and idle(i):
+            if usable(job, state, base + i) and idle(i):
                 flight = self._flights[(key, base + i)] = Flight()
                 self._nursery.start_soon(self._load, job, base + i, flight)
         for run in plan(
-            first, stop, unit, job.leaves, lambda i: base + i not in state.digests and idle(i)
+            first,
+            stop,
+            unit,
+            job.leaves,
+            lambda i: not usable(job, state, base + i) and idle(i),
         ):
             flight = Flight()
             for i in range(run[0], run[0] + run[1]):
@@ -212,11 +240,15 @@ class Reader:
 
     async def _load(self, job: Job, leaf: int, flight: Flight) -> None:
         """Read one leaf from disk into memory; a miss leaves the flight empty."""
-        key = job.cache_key
+        key = slot(job)
         try:
             async with self._disk_io:
-                data = await trio.to_thread.run_sync(self._disk.get, key, leaf)
-            if data is not None:
+                found = await trio.to_thread.run_sync(
+                    self._disk.get_leaf, job.cache_key, leaf, job.owner
+                )
+            if found is not None:
+                data = found[0]
+                self.trust.see(job, leaf, found[1])
                 self._memory.put(key, leaf, data)
                 flight.leaves[leaf] = memoryview(data)
         finally:
@@ -225,7 +257,7 @@ class Reader:
                 del self._flights[(key, leaf)]
 
     async def _fly(self, job: Job, state: ObjectState, run: Run, flight: Flight) -> None:
-        key, first_leaf = job.cache_key, job.first_leaf + run[0]
+        key, first_leaf = slot(job), job.first_leaf + run[0]
         start, end = byte_range(run, job.size)
         label = f"{start}-{end}"
         try:
@@ -238,17 +270,22 @@ class Reader:
                     data, digests, how = await self._fetch_verified(job, start, end)
                 finally:
                     self._drop_in_flight(job.job_id, label)
-                self._publish(key, state, flight, first_leaf, data, digests, how)
+                self._publish(job, state, flight, first_leaf, data, digests, how)
                 with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
                     async with self._disk_io:
                         await trio.to_thread.run_sync(
-                            self._disk.put, key, first_leaf, data, digests, how
+                            functools.partial(self._disk.put, owner=job.owner),
+                            job.cache_key,
+                            first_leaf,
+                            data,
+                            digests,
+                            how,
                         )
             finally:  # the budget covers the bytes until they are on disk: a slow disk
                 for _ in range(run[1]):  # slows the fetches instead of piling up in memory
                     self._budget.release()
             with trio.CancelScope(shield=True):
-                await self._check_whole(job, state)
+                await self.trust.check_whole(job, state)
         except GlacierfsError as error:
             flight.error = error
         finally:
@@ -259,7 +296,7 @@ class Reader:
 
     def _publish(
         self,
-        key: str,
+        job: Job,
         state: ObjectState,
         flight: Flight,
         first_leaf: int,
@@ -268,13 +305,14 @@ class Reader:
         how: str,
     ) -> None:
         """Hand verified leaves to the readers waiting on the flight, and to memory."""
-        view = memoryview(data)
+        view, key = memoryview(data), slot(job)
         for n, digest in enumerate(digests):
             leaf = first_leaf + n
             piece = view[n * MIB : (n + 1) * MIB]
             flight.leaves[leaf] = piece
             self._memory.put(key, leaf, bytes(piece))  # a copy: the cache counts it
-            state.digests[leaf] = (digest, how)
+            state.digests[leaf] = after_put(job, state, leaf, digest, how)
+            self.trust.see(job, leaf, digest)
         flight.done.set()
 
     def _drop_in_flight(self, job_id: str, label: str) -> None:
@@ -287,6 +325,8 @@ class Reader:
     async def _fetch_verified(
         self, job: Job, start: int, end: int
     ) -> tuple[bytes, list[bytes], str]:
+        """Bytes ``start..end`` of the output, checked; and if they complete it, the
+        output checked against the job's record (IntegrityError on a mismatch)."""
         what = f"job {job.job_id} bytes {start}-{end}"
 
         async def attempt() -> tuple[bytes, list[bytes], str]:
@@ -299,7 +339,7 @@ class Reader:
                 self.stats.checksum_failures += 1
 
         try:
-            return await retrying(attempt, self.settings.retry, what, counted)
+            data, digests, how = await retrying(attempt, self.settings.retry, what, counted)
         except IntegrityError:
             self.stats.checksum_failures += 1
             raise
@@ -307,6 +347,28 @@ class Reader:
             self._log_expired(job)
             error.reported = True
             raise
+        except SizeDisagreement as error:
+            raise await self._size_disagreement(job, error) from None
+        state = await self._object(job)
+        first = job.first_leaf + start // MIB
+        landing = {
+            first + n: after_put(job, state, first + n, digest, how)
+            for n, digest in enumerate(digests)
+        }
+        if await self.trust.judge(job, state, landing) == MISMATCH:
+            self.trust.ledger.refuse(job)
+        return data, digests, how
+
+    async def _size_disagreement(self, job: Job, error: SizeDisagreement) -> BadResponse:
+        if job.kind == "inventory":
+            field_name = "InventorySizeInBytes"
+        else:
+            field_name = "ArchiveSizeInBytes" if job.whole_archive else "RetrievalByteRange"
+        problem = f"{field_name} says {job.size} bytes, the service sends {error.sent}"
+        await self.trust.ledger.record(job, MISMATCH, problem)  # no more requests for it
+        failure = BadResponse(f"job {job.job_id}: {problem}")
+        failure.reported = True
+        return failure
 
     def _fetch_and_hash(self, job: Job, start: int, end: int) -> tuple[bytes, list[bytes], str]:
         """In a worker thread: one GET, its leaf hashes, and their check."""
@@ -316,6 +378,17 @@ class Reader:
         self.stats.requests += 1
         self.stats.bytes_fetched += len(part.data)
         digests = leaf_digests(part.data)
+        if (
+            part.tree_hash is None
+            and job.checksums_due
+            and is_tree_hash_aligned(start, end, job.size)
+        ):
+            # The spec says this response carries a checksum: without one, its bytes are
+            # as unproven as corrupt ones (retried, then EIO), never served on their size.
+            raise IntegrityError(
+                f"job {job.job_id} bytes {start}-{end}: no x-amz-sha256-tree-hash, "
+                "though the range is tree-hash aligned"
+            )
         if part.tree_hash is None:
             return part.data, digests, SIZE
         received = combine(digests).hex()
@@ -338,70 +411,30 @@ class Reader:
             what,
         )
 
-    # --- verification of whole outputs ------------------------------------------------
-
-    async def _check_whole(self, job: Job, state: ObjectState) -> None:
-        """Once every leaf of an output is known, check their root against the job's."""
-        if job.job_id in self._verified and self._verified[job.job_id] != "blocks":
-            return
-        leaves = range(job.first_leaf, job.first_leaf + job.leaves)
-        if any(leaf not in state.digests for leaf in leaves):
-            return
-        known = [state.digests[leaf] for leaf in leaves]
-        verdict = self._verdict(job, known)
-        self._verified[job.job_id] = verdict
-        await trio.to_thread.run_sync(self._disk.put_meta, VERIFIED_META, job.job_id, verdict)
-        if verdict == "mismatch":
-            log.error(
-                "job %s: the whole output does not match the job's tree hash %s; "
-                "leaves only checked by size are dropped and will be fetched again",
-                job.job_id,
-                job.tree_hash,
-            )
-            for leaf, (_, how) in zip(leaves, known, strict=True):
-                if how == SIZE:
-                    state.digests.pop(leaf, None)
-                    self._memory.discard(job.cache_key, leaf)
-                    await trio.to_thread.run_sync(self._disk.drop, job.cache_key, leaf)
-        elif verdict == "tree-hash":
-            log.info("job %s: whole output verified against its tree hash", job.job_id)
-
-    @staticmethod
-    def _verdict(job: Job, known: list[tuple[bytes, str]]) -> str:
-        if job.tree_hash is not None:
-            root = combine([digest for digest, _ in known]).hex()
-            return "tree-hash" if root == job.tree_hash else "mismatch"
-        return "blocks" if known and all(how == BLOCK for _, how in known) else SIZE
+    # --- trust ----------------------------------------------------------------------
 
     async def verification(self, job: Job) -> str:
         """``tree-hash``, ``mismatch``, ``blocks``, ``size``, or ``none`` (nothing read)."""
-        if job.job_id not in self._verified:
-            saved = await trio.to_thread.run_sync(self._disk.get_meta, VERIFIED_META, job.job_id)
-            if isinstance(saved, str):
-                self._verified[job.job_id] = saved
-            else:
-                await self._check_whole(job, await self._object(job))
-        if job.job_id in self._verified:
-            return self._verified[job.job_id]
-        state = await self._object(job)
-        hows = {
-            state.digests[leaf][1]
-            for leaf in range(job.first_leaf, job.first_leaf + job.leaves)
-            if leaf in state.digests
-        }
-        if not hows:
-            return "none"
-        return "blocks" if hows == {BLOCK} else SIZE
+        return await self.trust.verification(job, await self._object(job))
+
+    def problems(self, job: Job) -> list[str]:
+        """What the service said of the job that disagrees with what else it said."""
+        return self.trust.ledger.problems(job)
+
+    async def note_problem(self, job: Job, problem: str) -> None:
+        """A disagreement about the job found elsewhere (its archive's inventory entry)."""
+        await self._object(job)  # what an earlier mount noted is loaded first
+        await self.trust.ledger.note(job, problem)
 
     async def cached_bytes(self, job: Job) -> int:
-        """How much of the output is in the cache."""
+        """How much of the output is in the cache, good for the job."""
         state = await self._object(job)
         count = sum(
             1
             for leaf in range(job.first_leaf, job.first_leaf + job.leaves)
-            if leaf in state.digests
+            if usable(job, state, leaf)
         )
-        if count and job.first_leaf + job.leaves - 1 in state.digests:
+        if count and usable(job, state, job.first_leaf + job.leaves - 1):
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
 
@@ -414,7 +447,7 @@ class Reader:
         unit = self.settings.max_request // MIB
         self._schedule(job, state, 0, job.leaves, unit)
         for i in range(job.leaves):
-            flight = self._flights.get((job.cache_key, job.first_leaf + i))
+            flight = self._flights.get((slot(job), job.first_leaf + i))
             if flight is not None:
                 await flight.done.wait()
                 if flight.error is not None:

@@ -24,7 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from glacierfs.diskcache import DiskCache
+from glacierfs.diskcache import SHARED, DiskCache
 from glacierfs.errors import ConfigError
 from glacierfs.treehash import MIB
 
@@ -46,10 +46,20 @@ def leaf_count(key: str) -> int:
     return -(-SIZES[key] // MIB)
 
 
-def put(cache: DiskCache, key: str, first: int, count: int, verified: str = "block") -> bool:
+OWNER = "job1"
+
+
+def put(
+    cache: DiskCache,
+    key: str,
+    first: int,
+    count: int,
+    verified: str = "block",
+    owner: str = OWNER,
+) -> bool:
     pieces = [leaf(key, i) for i in range(first, first + count)]
     digests = [hashlib.sha256(p).digest() for p in pieces]
-    return cache.put(key, first, b"".join(pieces), digests, verified)
+    return cache.put(key, first, b"".join(pieces), digests, verified, owner=owner)
 
 
 def data_file(root: Path, key: str) -> Path:
@@ -80,6 +90,17 @@ class FillableDisk:
     def pwrite(self, fd: int, data: memoryview, offset: int) -> int:
         if self.full:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.pwrite(fd, data, offset)
+
+
+class CountingWriter:
+    """A pwrite that notes where it wrote."""
+
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+
+    def __call__(self, fd: int, data: memoryview, offset: int) -> int:
+        self.offsets.append(offset)
         return os.pwrite(fd, data, offset)
 
 
@@ -121,25 +142,25 @@ def test_short_last_leaf_comes_back_at_its_length(cache: DiskCache) -> None:
 def test_put_accepts_bytearray_and_memoryview(cache: DiskCache) -> None:
     data = leaf("a", 0)
     digest = [hashlib.sha256(data).digest()]
-    assert cache.put("a", 0, bytearray(data), digest, "block")
-    assert cache.put("x", 0, memoryview(data), digest, "block")
+    assert cache.put("a", 0, bytearray(data), digest, "block", owner=OWNER)
+    assert cache.put("x", 0, memoryview(data), digest, "block", owner=OWNER)
     assert cache.get("a", 0) == cache.get("x", 0) == data
 
 
 def test_data_that_is_not_the_digests_leaves_is_refused(cache: DiskCache) -> None:
     digest = hashlib.sha256(b"").digest()
     with pytest.raises(ValueError):
-        cache.put("a", 0, b"x" * (MIB + 1), [digest], "block")
+        cache.put("a", 0, b"x" * (MIB + 1), [digest], "block", owner=OWNER)
     with pytest.raises(ValueError):
-        cache.put("a", 0, b"x" * MIB, [digest, digest], "block")
+        cache.put("a", 0, b"x" * MIB, [digest, digest], "block", owner=OWNER)
 
 
 def test_leaves_reports_digest_and_how_verified(cache: DiskCache) -> None:
     put(cache, "a", 0, 1, "block")
     put(cache, "a", 2, 1, "size")
     assert cache.leaves("a") == {
-        0: (hashlib.sha256(leaf("a", 0)).digest(), "block"),
-        2: (hashlib.sha256(leaf("a", 2)).digest(), "size"),
+        0: (hashlib.sha256(leaf("a", 0)).digest(), "block", OWNER),
+        2: (hashlib.sha256(leaf("a", 2)).digest(), "size", OWNER),
     }
     assert cache.leaves("b") == {}
 
@@ -170,7 +191,7 @@ def test_putting_a_leaf_again_stores_it_once(cache: DiskCache) -> None:
 def test_a_new_digest_for_a_stored_leaf_replaces_it(cache: DiskCache) -> None:
     put(cache, "a", 0, 1)
     other = b"o" * MIB
-    assert cache.put("a", 0, other, [hashlib.sha256(other).digest()], "size")
+    assert cache.put("a", 0, other, [hashlib.sha256(other).digest()], "size", owner=OWNER)
     assert cache.get("a", 0) == other
     assert cache.usage().used == MIB
 
@@ -198,7 +219,8 @@ def test_leaves_survive_reopen(root: Path) -> None:
 def test_many_objects_stay_readable_past_the_open_file_limit(cache: DiskCache) -> None:
     keys = [f"object/{n}" for n in range(300)]
     for key in keys:
-        assert cache.put(key, 0, key.encode(), [hashlib.sha256(key.encode()).digest()], "block")
+        digest = hashlib.sha256(key.encode()).digest()
+        assert cache.put(key, 0, key.encode(), [digest], "block", owner=OWNER)
     for key in keys + keys[:10]:
         assert cache.get(key, 0) == key.encode()
 
@@ -463,9 +485,125 @@ def test_cache_held_by_another_process_is_refused_with_its_pid(root: Path) -> No
 def test_index_of_a_future_schema_is_refused(root: Path) -> None:
     DiskCache(root, MIB).close()
     with sqlite3.connect(root / "v1" / "index.sqlite3") as db:
-        db.execute("PRAGMA user_version = 2")
-    with pytest.raises(ConfigError, match="schema 2"):
+        db.execute("PRAGMA user_version = 3")
+    with pytest.raises(ConfigError, match="schema 3"):
         DiskCache(root, MIB)
+
+
+def write_v1_index(root: Path, key: str, count: int) -> None:
+    """A cache as schema 1 left it: leaves of ``key`` with no owners in the index."""
+    DiskCache(root, 64 * MIB).close()
+    index = root / "v1" / "index.sqlite3"
+    with sqlite3.connect(index) as db:
+        db.execute("DROP TABLE leaves")
+        db.execute(
+            "CREATE TABLE leaves (key TEXT NOT NULL, idx INTEGER NOT NULL,"
+            " length INTEGER NOT NULL, digest BLOB NOT NULL, verified TEXT NOT NULL,"
+            " used REAL NOT NULL, PRIMARY KEY (key, idx)) WITHOUT ROWID"
+        )
+        for i in range(count):
+            row = (key, i, len(leaf(key, i)), hashlib.sha256(leaf(key, i)).digest(), "block", 1.0)
+            db.execute("INSERT INTO leaves VALUES (?, ?, ?, ?, ?, ?)", row)
+        db.execute("PRAGMA user_version = 1")
+    with data_file(root, key).open("wb") as out:
+        for i in range(count):
+            out.write(leaf(key, i))
+
+
+def test_schema_1_leaves_are_kept_and_owned_by_no_job(root: Path) -> None:
+    write_v1_index(root, "a", 3)
+    writes = CountingWriter()
+    with DiskCache(root, 64 * MIB, pwrite=writes) as cache:
+        assert {row.owners for row in cache.leaves("a").values()} == {""}
+        assert cache.get("a", 1, owner=OWNER) is None  # not served to a job...
+        assert cache.get("a", 1) == leaf("a", 1)  # ...but kept
+        assert put(cache, "a", 0, 3)  # earned again by the same digests: nothing written
+        assert writes.offsets == []
+        assert [cache.get("a", i, owner=OWNER) == leaf("a", i) for i in range(3)] == [True] * 3
+    with sqlite3.connect(root / "v1" / "index.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+# --- ownership -----------------------------------------------------------------------
+
+
+def test_a_leaf_is_served_only_to_its_owner_until_shared(cache: DiskCache) -> None:
+    put(cache, "a", 0, 3, owner="A")
+    assert cache.get("a", 0, owner="B") is None
+    assert cache.get("a", 0, owner="A") == leaf("a", 0)
+    digests = [row.digest for _, row in sorted(cache.leaves("a").items())]
+    assert not cache.share("a", [digests[0], digests[0], digests[2]])  # not these leaves
+    assert cache.get("a", 0, owner="B") is None
+    assert cache.share("a", digests)
+    assert [cache.get("a", i, owner="B") == leaf("a", i) for i in range(3)] == [True] * 3
+    assert {row.owners for row in cache.leaves("a").values()} == {SHARED}
+
+
+def test_the_same_digest_from_another_owner_is_not_written_again(root: Path) -> None:
+    writes = CountingWriter()
+    with DiskCache(root, 64 * MIB, pwrite=writes) as cache:
+        put(cache, "a", 0, 2, "size", owner="A")
+        assert len(writes.offsets) == 1
+        assert put(cache, "a", 0, 2, "block", owner="B")
+        assert len(writes.offsets) == 1
+        assert cache.leaves("a")[1] == (hashlib.sha256(leaf("a", 1)).digest(), "block", "A B")
+        assert cache.get("a", 1, owner="A") == cache.get("a", 1, owner="B") == leaf("a", 1)
+
+
+def test_another_digest_replaces_an_owned_leaf_but_not_a_shared_one(cache: DiskCache) -> None:
+    other = b"o" * MIB
+    put(cache, "a", 0, 1, owner="A")
+    assert cache.put("a", 0, other, [hashlib.sha256(other).digest()], "block", owner="B")
+    assert cache.get("a", 0, owner="A") is None
+    assert cache.get("a", 0, owner="B") == other
+    put(cache, "c", 0, 1, owner="A")
+    assert cache.share("c", [cache.leaves("c")[0].digest])
+    assert cache.put(
+        "c", 0, other[:5000], [hashlib.sha256(other[:5000]).digest()], "block", owner="B"
+    )
+    assert cache.get("c", 0, owner="B") == leaf("c", 0)
+
+
+def test_adopt_adds_an_owner_only_to_the_digests_given(cache: DiskCache) -> None:
+    put(cache, "a", 0, 3, owner="A")
+    digests = [row.digest for _, row in sorted(cache.leaves("a").items())]
+    assert not cache.adopt("a", 1, digests[:2], "B")
+    assert cache.get("a", 1, owner="B") is None
+    assert cache.adopt("a", 1, digests[1:], "B")
+    assert [cache.get("a", i, owner="B") is not None for i in range(3)] == [False, True, True]
+
+
+def test_disown_removes_a_leaf_only_when_no_one_else_vouches_for_it(cache: DiskCache) -> None:
+    put(cache, "a", 0, 2, owner="A")
+    put(cache, "a", 1, 1, owner="B")
+    cache.disown("a", 0, "A")
+    cache.disown("a", 1, "A")
+    assert not cache.contains("a", 0)
+    assert cache.get("a", 1, owner="B") == leaf("a", 1)
+    assert cache.get("a", 1, owner="A") is None
+    put(cache, "c", 0, 1, owner="A")
+    cache.share("c", [cache.leaves("c")[0].digest])
+    cache.disown("c", 0, "A")
+    assert cache.get("c", 0, owner="B") == leaf("c", 0)
+
+
+def test_a_leaf_being_written_is_not_written_by_a_second_put_at_once(root: Path) -> None:
+    """The second put skips it: two writers of one leaf never interleave their bytes."""
+    other = b"o" * MIB
+    nested: list[bool] = []
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        if not nested:  # while the first put writes, a second one comes for the same leaf
+            nested.append(
+                cache.put("a", 0, other, [hashlib.sha256(other).digest()], "block", owner="B")
+            )
+        return os.pwrite(fd, data, offset)
+
+    with DiskCache(root, 64 * MIB, pwrite=pwrite) as cache:
+        assert put(cache, "a", 0, 1, owner="A")
+        assert nested == [True]
+        assert cache.get("a", 0, owner="A") == leaf("a", 0)
+        assert cache.get("a", 0, owner="B") is None
 
 
 # --- metadata ------------------------------------------------------------------------
@@ -530,7 +668,7 @@ def test_every_leaf_present_after_kill_9_is_whole(root: Path) -> None:
         "    key, first = f'k{n % 5}', n * 7 % 6\n"
         "    pieces = [content(key, i, MIB) for i in range(first, first + 1 + n % 3)]\n"
         "    digests = [hashlib.sha256(p).digest() for p in pieces]\n"
-        "    cache.put(key, first, b''.join(pieces), digests, 'block')\n"
+        "    cache.put(key, first, b''.join(pieces), digests, 'block', owner='job1')\n"
         "    if n % 4 == 0:\n"
         "        cache.drop(key, first)\n"
         "    print(n, flush=True)\n"
@@ -547,7 +685,7 @@ def test_every_leaf_present_after_kill_9_is_whole(root: Path) -> None:
         with DiskCache(root, 6 * MIB) as cache:
             assert 0 < cache.usage().used <= 6 * MIB
             for key in (f"k{n}" for n in range(5)):
-                for index, (digest, _) in cache.leaves(key).items():
+                for index, (digest, _, _) in cache.leaves(key).items():
                     assert digest == hashlib.sha256(content(key, index, MIB)).digest()
                     assert cache.get(key, index) == content(key, index, MIB)
 
@@ -564,7 +702,7 @@ def test_put_killed_between_write_and_commit_leaves_no_leaf_and_no_bytes(root: P
         "for index, writer in ((0, os.pwrite), (1, write_then_die)):\n"
         "    cache = DiskCache(Path(sys.argv[1]), 8 * MIB, pwrite=writer)\n"
         "    data = content('a', index, MIB)\n"
-        "    cache.put('a', index, data, [hashlib.sha256(data).digest()], 'block')\n"
+        "    cache.put('a', index, data, [hashlib.sha256(data).digest()], 'block', owner='j')\n"
         "    cache.close()\n"
     )
     child = subprocess.run([sys.executable, "-c", crasher, str(root)], check=False)
@@ -583,9 +721,16 @@ def test_put_killed_between_write_and_commit_leaves_no_leaf_and_no_bytes(root: P
 CAPACITY = 4 * MIB
 
 
+def foreign(key: str, index: int) -> bytes:
+    """Other bytes for the leaf, as a job claiming the object would bring."""
+    return bytes(b ^ 0x5A for b in leaf(key, index))
+
+
 class DiskCacheModel(RuleBasedStateMachine):
-    """Random puts, gets, drops, reopens and damage against a small cache: a get returns
-    the bytes put or None, and the cache never holds more than its capacity."""
+    """Random puts (by two honest owners and one that brings other bytes), shares, gets,
+    drops, reopens and damage against a small cache: a get returns the bytes put or
+    None, a leaf is only ever good for whoever brought its bytes (or all, once shared
+    with the true digests), and the cache never holds more than its capacity."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -608,13 +753,43 @@ class DiskCacheModel(RuleBasedStateMachine):
         self.ever_put.update((key, i) for i in range(first, first + count))
         assert all(self.cache.contains(key, i) for i in range(first, first + count))
 
-    @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
-    def get(self, key: str, index: int) -> None:
+    @rule(key=st.sampled_from(sorted(SIZES)), first=st.integers(0, 2), count=st.integers(1, 3))
+    def put_by_another(self, key: str, first: int, count: int) -> None:
+        first = min(first, leaf_count(key) - 1)
+        count = min(count, leaf_count(key) - first)
         self.clock.tick()
-        data = self.cache.get(key, index)
+        assert put(self.cache, key, first, count, owner="job2")
+        self.ever_put.update((key, i) for i in range(first, first + count))
+
+    @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
+    def put_foreign(self, key: str, index: int) -> None:
+        index = min(index, leaf_count(key) - 1)
+        self.clock.tick()
+        data = foreign(key, index)
+        self.cache.put(key, index, data, [hashlib.sha256(data).digest()], "block", owner="liar")
+        self.ever_put.add((key, index))
+
+    @rule(key=st.sampled_from(sorted(SIZES)))
+    def share(self, key: str) -> None:
+        truth = [hashlib.sha256(leaf(key, i)).digest() for i in range(leaf_count(key))]
+        rows = self.cache.leaves(key)
+        whole = all(i in rows and rows[i].digest == d for i, d in enumerate(truth))
+        assert self.cache.share(key, truth) == whole
+
+    @rule(
+        key=st.sampled_from(sorted(SIZES)),
+        index=st.integers(0, 2),
+        owner=st.sampled_from([OWNER, "job2", "liar"]),
+    )
+    def get(self, key: str, index: int, owner: str) -> None:
+        self.clock.tick()
+        data = self.cache.get(key, index, owner=owner)
         if (key, index) not in self.ever_put:
             assert data is None
-        assert data is None or data == leaf(key, index)
+        if owner == "liar":
+            assert data in (None, leaf(key, index), foreign(key, index))
+        else:  # an honest owner never gets the liar's bytes
+            assert data is None or data == leaf(key, index)
 
     @rule(key=st.sampled_from(sorted(SIZES)), index=st.integers(0, 2))
     def drop(self, key: str, index: int) -> None:
@@ -644,9 +819,13 @@ class DiskCacheModel(RuleBasedStateMachine):
         assert usage.used <= CAPACITY
         total = 0
         for key in SIZES:
-            for index, (digest, verified) in self.cache.leaves(key).items():
+            for index, (digest, verified, owners) in self.cache.leaves(key).items():
                 assert (key, index) in self.ever_put
-                assert digest == hashlib.sha256(leaf(key, index)).digest()
+                if digest == hashlib.sha256(leaf(key, index)).digest():
+                    assert owners == SHARED or set(owners.split()) <= {OWNER, "job2"}
+                else:
+                    assert digest == hashlib.sha256(foreign(key, index)).digest()
+                    assert owners == "liar"
                 assert verified == "block"
             total += self.cache.cached_bytes(key)
         assert total == usage.used

@@ -9,8 +9,10 @@ served or cached.
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,9 +63,9 @@ class FakeOutput:
         return sum(end - start + 1 for start, end in self.requests)
 
 
-def make_job(data: bytes, with_tree_hash: bool = True) -> Job:
+def make_job(data: bytes, with_tree_hash: bool = True, job_id: str = "job1") -> Job:
     return Job(
-        job_id="job1",
+        job_id=job_id,
         kind="archive",
         size=len(data),
         completed=0.0,
@@ -75,6 +77,14 @@ def make_job(data: bytes, with_tree_hash: bool = True) -> Job:
         range_start=0,
         tree_hash=tree_hash(data) if with_tree_hash else None,
     )
+
+
+def unaligned_job(data: bytes) -> Job:
+    """A range job whose range is not tree-hash aligned: no checksum is due for it."""
+    archive = MIB + len(data) + MIB
+    job = replace(make_job(data, False), range_start=MIB, archive_size=archive)
+    assert not job.checksums_due
+    return replace(job, archive_tree_hash=tree_hash(bytes(archive)))
 
 
 @pytest.fixture
@@ -221,26 +231,151 @@ def test_transient_errors_are_retried(disk: DiskCache) -> None:
 
 
 def test_strict_mode_refuses_bytes_no_checksum_covers(disk: DiskCache) -> None:
-    data = random.Random(8).randbytes(MIB)
+    data = random.Random(8).randbytes(MIB + 3)
     fake = FakeOutput(data, checksums=False)
     reader = make_reader(fake, disk, strict=True)
     with pytest.raises(UnverifiableRead):
-        run(reader, reader.read, make_job(data, with_tree_hash=False), 0, 10)
+        run(reader, reader.read, unaligned_job(data), 0, 10)
 
 
 def test_unverifiable_bytes_are_served_and_marked_size_by_default(disk: DiskCache) -> None:
     data = random.Random(9).randbytes(MIB + 3)
     reader = make_reader(FakeOutput(data, checksums=False), disk)
-    job = make_job(data, with_tree_hash=False)
+    job = unaligned_job(data)
     assert read_all(reader, job) == data
     assert run(reader, reader.verification, job) == "size"
 
 
-def test_whole_output_mismatch_is_reported(disk: DiskCache) -> None:
-    data = random.Random(10).randbytes(2 * MIB)
-    fake = FakeOutput(data, checksums=False)
-    fake.corrupt_next = 1
+def test_whole_output_mismatch_fails_the_read_that_completes_it_and_every_later_one(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(10).randbytes(3 * MIB)
+    claimed = tree_hash(b"another archive")
+    record = replace(make_job(data), tree_hash=claimed, archive_tree_hash=claimed)
+    reader = make_reader(FakeOutput(data), disk)
+    assert bytes(run(reader, reader.read, record, 0, 100)) == data[:100]
+    with pytest.raises(IntegrityError, match="SHA256TreeHash"):
+        read_all(reader, record, chunk=MIB)
+    with pytest.raises(IntegrityError):
+        run(reader, reader.read, record, 0, 100)
+    assert run(reader, reader.verification, record) == "mismatch"
+    fresh = make_reader(FakeOutput(data), disk)  # a remount remembers it
+    with pytest.raises(IntegrityError):
+        run(fresh, fresh.read, record, 0, 100)
+
+
+def test_a_record_that_contradicts_itself_is_refused_without_a_request(disk: DiskCache) -> None:
+    data = random.Random(11).randbytes(2 * MIB)
+    record = replace(make_job(data), archive_tree_hash=tree_hash(b"another archive"))
+    fake = FakeOutput(data)
     reader = make_reader(fake, disk)
+    with pytest.raises(IntegrityError, match="ArchiveSHA256TreeHash"):
+        run(reader, reader.read, record, 0, 100)
+    assert fake.requests == []
+    assert run(reader, reader.verification, record) == "mismatch"
+
+
+class Outputs:
+    """Get Job Output for several jobs, each with its own bytes."""
+
+    def __init__(self, **outputs: FakeOutput) -> None:
+        self.outputs = outputs
+
+    def __call__(self, job: Job, start: int, end: int) -> OutputPart:
+        return self.outputs[job.job_id](job, start, end)
+
+
+def read_range(reader: Reader, job: Job, start: int, stop: int) -> bytes:
+    async def go() -> bytes:
+        out = bytearray()
+        while start + len(out) < stop:
+            out += await reader.read(job, start + len(out), min(MIB, stop - start - len(out)))
+        return bytes(out)
+
+    return run(reader, go)  # type: ignore[no-any-return]
+
+
+def test_a_job_claiming_another_archive_gets_none_of_its_leaves_and_gives_it_none(
+    disk: DiskCache,
+) -> None:
+    genuine_data = random.Random(20).randbytes(4 * MIB)
+    claimer_data = random.Random(21).randbytes(4 * MIB)
+    genuine = make_job(genuine_data, job_id="genuine")
+    claimer = replace(genuine, job_id="claimer", archive_id="another")  # claims it all
+    fakes = Outputs(genuine=FakeOutput(genuine_data), claimer=FakeOutput(claimer_data))
+    reader = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    assert read_range(reader, claimer, 0, 2 * MIB) == claimer_data[: 2 * MIB]
+    assert read_all(reader, genuine) == genuine_data
+    assert fakes.outputs["genuine"].fetched == len(genuine_data)  # none of the claimer's
+    with pytest.raises(IntegrityError):  # its own first half and the archive's second
+        read_range(reader, claimer, 2 * MIB, 4 * MIB)
+    assert run(reader, reader.verification, claimer) == "mismatch"
+    assert run(reader, reader.verification, genuine) == "tree-hash"
+    fresh = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    assert read_all(fresh, genuine) == genuine_data  # shared now: from the disk
+    assert fakes.outputs["genuine"].fetched == len(genuine_data)
+
+
+def test_a_renewed_retrieval_of_the_same_archive_reads_what_the_first_cached(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(22).randbytes(6 * MIB + 5)
+    fakes = Outputs(first=FakeOutput(data), renewed=FakeOutput(data))
+    first = make_job(data, job_id="first")
+    renewed = make_job(data, job_id="renewed")
+    reader = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    assert read_range(reader, first, 0, 2 * MIB) == data[: 2 * MIB]
+    assert read_all(reader, renewed) == data
+    assert fakes.outputs["renewed"].fetched == len(data) - 2 * MIB
+
+
+def test_a_missing_checksum_where_one_is_due_fails_and_nothing_is_served(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(23).randbytes(2 * MIB)
+    fake = FakeOutput(data, checksums=False)
+    reader = make_reader(fake, disk)
+    with pytest.raises(IntegrityError, match="no x-amz-sha256-tree-hash"):
+        run(reader, reader.read, make_job(data), 0, 10)
+    assert len(fake.requests) == FAST_RETRY.attempts
+    assert disk.leaves(make_job(data).cache_key) == {}
+
+
+def test_leaves_from_before_owners_are_adopted_by_a_job_they_prove_whole(
+    tmp_path: Path,
+) -> None:
+    """The disk cache's schema 1 kept no owners: its leaves serve a job again, without a
+    request, once their tree hash is the job's (or the archive's)."""
+    data = random.Random(24).randbytes(5 * MIB + 9)
     job = make_job(data)
-    read_all(reader, job, chunk=2 * MIB)
-    assert run(reader, reader.verification, job) == "mismatch"
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        assert read_all(make_reader(FakeOutput(data), disk), job) == data
+    with sqlite3.connect(tmp_path / "c" / "v1" / "index.sqlite3") as db:
+        db.execute("UPDATE leaves SET owners = ''")  # as the migration from schema 1 leaves them
+    fake = FakeOutput(data)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        reader = make_reader(fake, disk)
+        assert read_all(reader, replace(job, job_id="renewed")) == data
+        assert {row.owners for row in disk.leaves(job.cache_key).values()} == {"*"}
+    assert fake.requests == []
+
+
+def test_a_range_job_adopts_leaves_of_before_owners_that_make_up_its_output(
+    tmp_path: Path,
+) -> None:
+    archive = random.Random(25).randbytes(8 * MIB)
+    part = archive[2 * MIB : 4 * MIB]
+    whole = make_job(archive)
+    ranged = replace(whole, job_id="range", size=len(part), range_start=2 * MIB)
+    ranged = replace(ranged, tree_hash=tree_hash(part))
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        assert read_all(make_reader(FakeOutput(part), disk), ranged) == part
+    with sqlite3.connect(tmp_path / "c" / "v1" / "index.sqlite3") as db:
+        db.execute("UPDATE leaves SET owners = ''")
+    fake = FakeOutput(part)
+    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+        reader = make_reader(fake, disk)
+        assert read_all(reader, ranged) == part
+        assert run(reader, reader.verification, ranged) == "tree-hash"
+        assert {row.owners for row in disk.leaves(ranged.cache_key).values()} == {ranged.owner}
+    assert fake.requests == []
