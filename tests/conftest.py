@@ -1,3 +1,8 @@
 """Fixtures shared by the test suite live in tests/support (pytest plugins)."""
 
-pytest_plugins = ["tests.support.mount", "tests.support.emulator"]
+pytest_plugins = [
+    "tests.support.mount",
+    "tests.support.emulator",
+    "tests.support.checklogs",
+    "pytester",
+]

@@ -8,10 +8,12 @@ served or cached.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -186,6 +188,7 @@ def test_concurrent_readers_of_a_block_make_one_request(disk: DiskCache) -> None
     assert fake.requests == [(MIB, 2 * MIB - 1)]
 
 
+@pytest.mark.expected_logs(r"checksum mismatch: .*; retrying")
 def test_a_flipped_byte_is_refetched_and_never_served(disk: DiskCache) -> None:
     data = random.Random(5).randbytes(2 * MIB)
     fake = FakeOutput(data)
@@ -197,8 +200,10 @@ def test_a_flipped_byte_is_refetched_and_never_served(disk: DiskCache) -> None:
 
 
 def test_persistent_corruption_fails_with_integrity_error_and_caches_nothing(
-    disk: DiskCache,
+    disk: DiskCache, expect_logs: Any
 ) -> None:
+    expect_logs(r"checksum mismatch: .*; retrying", level=logging.WARNING, count=1)
+    expect_logs(r"giving up after 4 attempts: .*checksum mismatch", level=logging.ERROR, count=1)
     data = random.Random(6).randbytes(MIB)
     fake = FakeOutput(data)
     fake.corrupt_next = 1000
@@ -211,6 +216,7 @@ def test_persistent_corruption_fails_with_integrity_error_and_caches_nothing(
     assert bytes(run(reader, reader.read, job, 0, 100)) == data[:100]
 
 
+@pytest.mark.expected_logs(r"throttled; retrying")
 def test_transient_errors_are_retried(disk: DiskCache) -> None:
     data = random.Random(7).randbytes(MIB)
     fake = FakeOutput(data)
@@ -236,6 +242,7 @@ def test_unverifiable_bytes_are_served_and_marked_size_by_default(disk: DiskCach
     assert run(reader, reader.verification, job) == "size"
 
 
+@pytest.mark.expected_logs(r"the whole output does not match the job's tree hash")
 def test_whole_output_mismatch_is_reported(disk: DiskCache) -> None:
     data = random.Random(10).randbytes(2 * MIB)
     fake = FakeOutput(data, checksums=False)
