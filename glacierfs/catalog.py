@@ -18,6 +18,7 @@ import trio
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import BadResponse, GlacierfsError
 from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
+from glacierfs.logs import LogOnce
 from glacierfs.retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class Catalog:
         self.namespace = vault_arn
         self._namespace = f"jobs:{vault_arn}"
         self._retry = retry
-        self._bad_logged: set[str] = set()
+        self._bad = LogOnce(log)
         self.jobs: dict[str, Job] = {}
 
     async def refresh(self) -> bool:
@@ -75,10 +76,8 @@ class Catalog:
             try:
                 job = job_from_record(record)
             except BadResponse as error:
-                key = str(record.get("JobId"))
-                if key not in self._bad_logged:
-                    self._bad_logged.add(key)
-                    log.error("job not shown: %s", error)
+                key = repr(record.get("JobId")) if isinstance(record, dict) else repr(record)
+                self._bad.error(key, "job not shown: %s", error)
                 continue
             jobs[job.job_id] = job
         return jobs

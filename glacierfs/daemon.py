@@ -26,6 +26,7 @@ from pathlib import Path
 import trio
 
 from glacierfs import fs as fuse
+from glacierfs import logs
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
@@ -104,6 +105,7 @@ def setup_logging(options: Options) -> None:
     root.addHandler(handler)
     for noisy in ("botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.install(root)
 
 
 def mount(options: Options) -> int:
@@ -353,17 +355,17 @@ class Mounted:
 
     async def _expiry_watch(self) -> None:
         """One log line per job that expires within the hour with bytes not cached."""
-        warned: set[str] = set()
+        warned = logs.LogOnce(log)
         while True:
             now = time.time()
             for job in list(self.catalog.jobs.values()):
                 left = job.expires - now
-                if job.job_id in warned or not 0 < left < EXPIRY_WARNING:
+                if not 0 < left < EXPIRY_WARNING:
                     continue
                 missing = job.size - await self.reader.cached_bytes(job)
                 if missing > 0:
-                    warned.add(job.job_id)
-                    log.warning(
+                    warned.warning(
+                        job.job_id,
                         "job %s expires in %d min with %d of %d bytes not cached: "
                         "read it or run `glacierfs hydrate %s` now",
                         job.job_id,

@@ -15,7 +15,6 @@ class GlacierfsError(Exception):
 
     errno: int = _errno.EIO
     exit_code: int = 1
-    reported: bool = False  # set once a layer below the FUSE edge has logged it
 
 
 class UsageError(GlacierfsError):

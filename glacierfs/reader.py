@@ -106,7 +106,6 @@ class Reader:
         self._flights: dict[tuple[str, int], Flight] = {}
         self._objects: dict[str, ObjectState] = {}
         self._verified: dict[str, str] = {}
-        self._expired_logged: set[str] = set()
         self.descriptions: dict[str, str] = {}  # archive id -> description, from headers
         self._network = trio.CapacityLimiter(settings.connections)
         self._disk_io = trio.CapacityLimiter(4)
@@ -304,9 +303,11 @@ class Reader:
             self.stats.checksum_failures += 1
             raise
         except JobExpired as error:
-            self._log_expired(job)
-            error.reported = True
-            raise
+            what = f"archive {job.archive_id}" if job.kind == "archive" else "the inventory"
+            raise JobExpired(
+                f"job {job.job_id}: the output expired at the service; cached bytes are "
+                f"still served, the rest needs a new retrieval job of {what}"
+            ) from error
 
     def _fetch_and_hash(self, job: Job, start: int, end: int) -> tuple[bytes, list[bytes], str]:
         """In a worker thread: one GET, its leaf hashes, and their check."""
@@ -325,18 +326,6 @@ class Reader:
                 f"expected {part.tree_hash}, received {received}"
             )
         return part.data, digests, BLOCK
-
-    def _log_expired(self, job: Job) -> None:
-        if job.job_id in self._expired_logged:
-            return
-        self._expired_logged.add(job.job_id)
-        what = f"archive {job.archive_id}" if job.kind == "archive" else "the inventory"
-        log.error(
-            "job %s: the output expired at the service; cached bytes are still served, "
-            "the rest needs a new retrieval job of %s",
-            job.job_id,
-            what,
-        )
 
     # --- verification of whole outputs ------------------------------------------------
 
