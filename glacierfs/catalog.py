@@ -68,7 +68,8 @@ class Catalog:
         return changed
 
     async def _list(self) -> list[dict[str, Any]]:
-        return await trio.to_thread.run_sync(self._list_jobs)
+        # a request: abandoned, not waited for, when the mount ends
+        return await trio.to_thread.run_sync(self._list_jobs, abandon_on_cancel=True)
 
     def _parse(self, records: list[dict[str, Any]]) -> dict[str, Job]:
         jobs: dict[str, Job] = {}

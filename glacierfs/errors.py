@@ -51,6 +51,20 @@ class IntegrityError(GlacierfsError):
     """Bytes that failed their checksum, even after retries. Never served."""
 
 
+class LeafUnavailable(GlacierfsError):
+    """A leaf that kept vanishing between being loaded and being read (evicted, damaged)."""
+
+
+class ShuttingDown(GlacierfsError):
+    """The mount is ending: work in flight is dropped and no new work is started.
+
+    ECONNABORTED is what the kernel itself answers the requests in flight when a FUSE
+    connection is torn down (later calls get ENOTCONN), so a reader sees one story.
+    """
+
+    errno = _errno.ECONNABORTED
+
+
 class UnverifiableRead(GlacierfsError):
     """verify=strict and no checksum covers the bytes asked for."""
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.filesystem import Attr, Filesystem
 from glacierfs.logs import LogOnce
 
@@ -31,8 +31,8 @@ _failures = LogOnce(log, every=REPEAT_QUIET)
 
 
 def _log_failure(operation: str, error: GlacierfsError) -> None:
-    """No news (a name or attribute that does not exist) is not logged."""
-    if error.errno in (errno.ENOENT, errno.ENODATA):
+    """No news (a name or attribute that does not exist, a mount ending) is not logged."""
+    if isinstance(error, ShuttingDown) or error.errno in (errno.ENOENT, errno.ENODATA):
         return
     text = f"{operation}: {error}"
     _failures.warning(text, "%s", text)

@@ -22,7 +22,7 @@ import trio
 
 from glacierfs.descriptions import decode_description
 from glacierfs.diskcache import DiskCache
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.inventory import parse
 from glacierfs.jobs import Job
 from glacierfs.naming import safe_components
@@ -38,10 +38,16 @@ ProbeDescription = Callable[[Job], str | None]
 
 
 class ReaderStream(io.RawIOBase):
-    """A job's output as a file, read through the reader from a worker thread."""
+    """A job's output as a file, read through the reader from a worker thread.
 
-    def __init__(self, reader: Reader, job: Job, token: trio.lowlevel.TrioToken) -> None:
-        self._reader, self._job, self._token = reader, job, token
+    Only from a thread started by ``trio.to_thread.run_sync``: each read runs in the
+    task waiting for that thread, so cancelling the task cancels the read (the thread
+    gets ``trio.Cancelled`` and ends). A read in a system task of its own, out of reach
+    of every cancellation, kept a closing mount alive.
+    """
+
+    def __init__(self, reader: Reader, job: Job) -> None:
+        self._reader, self._job = reader, job
         self._offset = 0
 
     def readable(self) -> bool:
@@ -49,9 +55,10 @@ class ReaderStream(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         size = min(len(buffer), 1 << 20)
-        data = trio.from_thread.run(
-            self._reader.read, self._job, self._offset, size, trio_token=self._token
-        )
+        try:
+            data = trio.from_thread.run(self._reader.read, self._job, self._offset, size)
+        except trio.RunFinishedError:
+            raise ShuttingDown("the mount is shutting down") from None
         buffer[: len(data)] = data
         self._offset += len(data)
         return len(data)
@@ -143,10 +150,9 @@ class Names:
         done = await trio.to_thread.run_sync(self._disk.get_meta, INVENTORIES_META, newest.job_id)
         if done:
             return
-        token = trio.lowlevel.current_trio_token()
 
         def read() -> list[tuple[str, str]]:
-            stream = io.BufferedReader(ReaderStream(self._reader, newest, token), 1 << 20)
+            stream = io.BufferedReader(ReaderStream(self._reader, newest), 1 << 20)
             return [
                 (e.archive_id, e.description)
                 for e in parse(stream, newest.inventory_format)
@@ -155,6 +161,8 @@ class Names:
 
         try:
             found = await trio.to_thread.run_sync(read)
+        except ShuttingDown:
+            return
         except GlacierfsError as error:
             log.error("inventory job %s not used for names: %s", newest.job_id, error)
             return
@@ -174,7 +182,13 @@ class Names:
                 await self._reader.read(job, 0, 1)
                 description = self._reader.descriptions.get(archive_id)
                 if description is None:  # the first leaf was cached: ask for the header
-                    description = await trio.to_thread.run_sync(self._probe, job)
+                    description = await trio.to_thread.run_sync(
+                        self._probe,
+                        job,
+                        abandon_on_cancel=True,  # a request: not waited for
+                    )
+            except ShuttingDown:
+                return
             except GlacierfsError as error:
                 log.info("job %s: description not learnt: %s", job.job_id, error)
                 return
