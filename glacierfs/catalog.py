@@ -5,6 +5,10 @@ job (its output expired), the job stays visible as long as its whole output is i
 the cache, so a paid-for retrieval that was read once stays readable forever; a job
 that is gone at the service and not wholly cached disappears. A refresh that fails
 keeps the jobs already known: listing still answers from what it knows.
+
+A record that fails validation (:func:`~glacierfs.jobs.job_from_record`: an id outside
+the service's alphabet, a field missing or absurd) hides that one job, with one log
+line per job, not one per refresh.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class Catalog:
     async def _kept_after_expiry(self, job_id: str, record: dict[str, Any]) -> Job | None:
         try:
             job = job_from_saved(record)
-        except TypeError:
+        except (TypeError, BadResponse):  # saved by an older version, or damaged
             return None
         cached = await trio.to_thread.run_sync(self._disk.leaves, job.cache_key)
         wanted = range(job.first_leaf, job.first_leaf + job.leaves)
