@@ -133,8 +133,8 @@ class Names:
                     (e.archive_id, e.description) for e in parse(stream) if e.archive_id in missing
                 ]
 
-        try:
-            found = await trio.to_thread.run_sync(read)
+        try:  # a user's inventory may be gigabytes: its parse is not waited for at exit
+            found = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         except (OSError, GlacierfsError) as error:
             log.error("inventory %s not used: %s", path, error)
             return
