@@ -371,8 +371,8 @@ class Mounted:
 
     async def _signals(self) -> None:
         """SIGHUP refreshes (in the refresh task: a slow listing never delays a SIGTERM);
-        SIGTERM and SIGINT stop the mount. The handlers stay ours until the process ends,
-        so a second signal while stopping cannot kill it half way."""
+        SIGTERM and SIGINT stop the mount. The handlers stay ours until the mount's tasks
+        end, so a second signal while stopping cannot kill it half way."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
