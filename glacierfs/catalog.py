@@ -5,6 +5,10 @@ job (its output expired), the job stays visible as long as its whole output is i
 the cache, so a paid-for retrieval that was read once stays readable forever; a job
 that is gone at the service and not wholly cached disappears. A refresh that fails
 keeps the jobs already known: listing still answers from what it knows.
+
+A record that fails validation (:func:`~glacierfs.jobs.job_from_record`: an id outside
+the service's alphabet, a field missing or absurd) hides that one job, with one log
+line per job, not one per refresh.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import trio
 from glacierfs.diskcache import DiskCache
 from glacierfs.errors import BadResponse, GlacierfsError
 from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
+from glacierfs.logs import LogOnce
 from glacierfs.retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,7 @@ class Catalog:
         self.namespace = vault_arn
         self._namespace = f"jobs:{vault_arn}"
         self._retry = retry
-        self._bad_logged: set[str] = set()
+        self._bad = LogOnce(log)
         self.jobs: dict[str, Job] = {}
 
     async def refresh(self) -> bool:
@@ -67,7 +72,8 @@ class Catalog:
         return changed
 
     async def _list(self) -> list[dict[str, Any]]:
-        return await trio.to_thread.run_sync(self._list_jobs)
+        # a request: abandoned, not waited for, when the mount ends
+        return await trio.to_thread.run_sync(self._list_jobs, abandon_on_cancel=True)
 
     def _parse(self, records: list[dict[str, Any]]) -> dict[str, Job]:
         jobs: dict[str, Job] = {}
@@ -75,10 +81,8 @@ class Catalog:
             try:
                 job = job_from_record(record)
             except BadResponse as error:
-                key = str(record.get("JobId"))
-                if key not in self._bad_logged:
-                    self._bad_logged.add(key)
-                    log.error("job not shown: %s", error)
+                key = repr(record.get("JobId")) if isinstance(record, dict) else repr(record)
+                self._bad.error(key, "job not shown: %s", error)
                 continue
             jobs[job.job_id] = job
         return jobs
@@ -86,7 +90,7 @@ class Catalog:
     async def _kept_after_expiry(self, job_id: str, record: dict[str, Any]) -> Job | None:
         try:
             job = job_from_saved(record)
-        except TypeError:
+        except (TypeError, BadResponse):  # saved by an older version, or damaged
             return None
         cached = await trio.to_thread.run_sync(self._disk.leaves, job.cache_key)
         wanted = range(job.first_leaf, job.first_leaf + job.leaves)

@@ -5,7 +5,13 @@ mountpoint, endpoint, credentials, vault, cache directory. In background mode th
 process forks before trio and pyfuse3 start, and the parent waits on a pipe for
 "mounted" or one line of error, so that the exit code of ``glacierfs`` (and of
 ``mount -a``, and systemd's) tells the truth. SIGTERM, SIGINT and ``fusermount3 -u``
-end the mount cleanly; SIGHUP refreshes the job list.
+(lazy or not) end the mount cleanly; SIGHUP refreshes the job list.
+
+Ending takes the same steps whatever is in flight (:meth:`Mounted.run`): the reader
+refuses new work and fails every read waiting on it, so FUSE requests and worker
+threads return at once; FUSE's main loop returns; then the background tasks are
+cancelled (a retry's backoff ends, a download's thread is abandoned, a disk write in
+progress finishes), and the process exits. Nothing waits on the network to exit.
 """
 
 from __future__ import annotations
@@ -27,15 +33,16 @@ from pathlib import Path
 import trio
 
 from glacierfs import fs as fuse
-from glacierfs import trusted
+from glacierfs import logs, trusted
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
 from glacierfs.damage import DamagedJobs
 from glacierfs.diskcache import DiskCache
-from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.errors import ConfigError, GlacierfsError, ShuttingDown
 from glacierfs.filesystem import Access, Filesystem
 from glacierfs.memcache import MemoryCache
+from glacierfs.mounttable import MountWatch
 from glacierfs.names import Names
 from glacierfs.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
@@ -124,6 +131,7 @@ def setup_logging(options: Options) -> None:
     root.addHandler(handler)
     for noisy in ("botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.install(root)
 
 
 def mount(options: Options) -> int:
@@ -334,11 +342,19 @@ class Mounted:
         self.fs: Filesystem | None = None
         self._hydrated: set[str] = set()
         self._changed: dict[str, trio.Event] = {}
+        self._refresh_now = trio.Event()
+        self._serving = False  # FUSE's main loop runs: terminate() may be called
+        self._detached = False  # the mount left the mount table before main returned
 
     async def run(self, ready: Ready) -> None:
+        """Serve until unmounted or stopped; then end every task, in this order."""
         async with trio.open_nursery() as nursery:
             self.reader.start(nursery)
-            await self._serve(ready, nursery)
+            try:
+                await self._serve(ready, nursery)
+            finally:
+                self.reader.close()  # no new work; every waiter fails with ShuttingDown
+                nursery.cancel_scope.cancel()  # backoffs end, download threads abandoned
 
     async def _serve(self, ready: Ready, nursery: trio.Nursery) -> None:
         options = self.options
@@ -361,8 +377,9 @@ class Mounted:
             damage=self.damage,
         )
         await self._save_tree()
+        watch = MountWatch(options.mountpoint)
         fuse.init(self.fs, options.mountpoint, fuse_options(options), debug=options.debug)
-        clean = False
+        self._serving, clean = True, False
         try:
             ready(None)
             log.info(
@@ -371,19 +388,36 @@ class Mounted:
                 options.mountpoint,
                 len(self.catalog.jobs),
             )
-            nursery.start_soon(self._refresh_loop)
-            nursery.start_soon(self._signals)
-            nursery.start_soon(_raise_read_ahead, options.mountpoint)
-            nursery.start_soon(self._learn_names)
-            nursery.start_soon(self._expiry_watch)
-            if options.hydrate:
-                nursery.start_soon(self._hydrate_loop)
+            self._start_tasks(nursery, watch)
             await fuse.main()
-            clean = True
-            nursery.cancel_scope.cancel()
+            clean = not self._detached  # a detached mountpoint may hold another mount now
         finally:
+            self._serving = False
             fuse.close(unmount=clean)  # pyfuse3: not after main() raised
             log.info("unmounted %s", options.mountpoint)
+
+    def _start_tasks(self, nursery: trio.Nursery, watch: MountWatch) -> None:
+        nursery.start_soon(self._refresh_loop)
+        nursery.start_soon(self._signals)
+        nursery.start_soon(self._watch_mount, watch)
+        nursery.start_soon(_raise_read_ahead, self.options.mountpoint)
+        nursery.start_soon(self._learn_names)
+        nursery.start_soon(self._expiry_watch)
+        if self.options.hydrate:
+            nursery.start_soon(self._hydrate_loop)
+
+    def stop(self, why: str) -> None:
+        """End the mount from inside: fail the reads in flight, then end FUSE's main loop.
+
+        The reads go first: FUSE's main loop returns only once every request it is
+        serving has been answered, and a read may be waiting on minutes of retries.
+        """
+        if not self._serving:
+            return
+        log.info("%s: ending the mount on %s", why, self.options.mountpoint)
+        self._serving = False
+        self.reader.close()
+        fuse.terminate()
 
     async def _save_tree(self) -> None:
         """Keep inode numbers and paths for the next mount, so that they do not change."""
@@ -427,19 +461,41 @@ class Mounted:
 
     async def _refresh_loop(self) -> None:
         while True:
-            await trio.sleep(self.options.refresh)
+            with trio.move_on_after(self.options.refresh):
+                await self._refresh_now.wait()
+            self._refresh_now = trio.Event()
             await self.refresh()
 
     async def _signals(self) -> None:
+        """SIGHUP refreshes (in the refresh task: a slow listing never delays a SIGTERM);
+        SIGTERM and SIGINT stop the mount. The handlers stay ours until the mount's tasks
+        end, so a second signal while stopping cannot kill it half way."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: refreshing the job list")
-                    await self.refresh()
+                    self._refresh_now.set()
                 else:
-                    log.info("%s: unmounting", signal.Signals(signum).name)
-                    fuse.terminate()
-                    return
+                    self.stop(signal.Signals(signum).name)
+
+    async def _watch_mount(self, watch: MountWatch) -> None:
+        """Stop once the mount leaves the mount table, as a lazy unmount makes it do."""
+        try:
+            mount = await trio.to_thread.run_sync(watch.find)
+            if mount is None:
+                log.debug("mount not found in the mount table: lazy unmounts not watched")
+                return
+            await trio.to_thread.run_sync(
+                watch.wait_until_gone,
+                mount,
+                abandon_on_cancel=True,  # it sleeps until the table changes: not waited for
+                limiter=trio.CapacityLimiter(1),  # nor counted against the other threads
+            )
+        except OSError as error:
+            log.debug("mount table not watched: %s", error)
+            return
+        self._detached = True
+        self.stop("the mount left the mount table")
 
     async def _learn_names(self) -> None:
         """Name archives by their descriptions, now and whenever jobs change."""
@@ -450,17 +506,17 @@ class Mounted:
 
     async def _expiry_watch(self) -> None:
         """One log line per job that expires within the hour with bytes not cached."""
-        warned: set[str] = set()
+        warned = logs.LogOnce(log)
         while True:
             now = time.time()
             for job in list(self.catalog.jobs.values()):
                 left = job.expires - now
-                if job.job_id in warned or not 0 < left < EXPIRY_WARNING:
+                if not 0 < left < EXPIRY_WARNING:
                     continue
                 missing = job.size - await self.reader.cached_bytes(job)
                 if missing > 0:
-                    warned.add(job.job_id)
-                    log.warning(
+                    warned.warning(
+                        job.job_id,
                         "job %s expires in %d min with %d of %d bytes not cached: "
                         "read it or run `glacierfs hydrate %s` now",
                         job.job_id,
@@ -489,6 +545,8 @@ class Mounted:
                     await self.reader.hydrate(job)
                     self._hydrated.add(job.job_id)
                     log.info("job %s: hydrated (%d bytes cached)", job.job_id, job.size)
+                except ShuttingDown:
+                    return
                 except GlacierfsError as error:
                     log.error("job %s: hydration failed: %s", job.job_id, error)
                     self._hydrated.add(job.job_id)

@@ -15,7 +15,6 @@ class GlacierfsError(Exception):
 
     errno: int = _errno.EIO
     exit_code: int = 1
-    reported: bool = False  # set once a layer below the FUSE edge has logged it
 
 
 class UsageError(GlacierfsError):
@@ -66,6 +65,20 @@ class BadResponse(ServiceError):
 
 class IntegrityError(GlacierfsError):
     """Bytes that failed their checksum, even after retries. Never served."""
+
+
+class LeafUnavailable(GlacierfsError):
+    """A leaf that kept vanishing between being loaded and being read (evicted, damaged)."""
+
+
+class ShuttingDown(GlacierfsError):
+    """The mount is ending: work in flight is dropped and no new work is started.
+
+    ECONNABORTED is what the kernel itself answers the requests in flight when a FUSE
+    connection is torn down (later calls get ENOTCONN), so a reader sees one story.
+    """
+
+    errno = _errno.ECONNABORTED
 
 
 class UnverifiableRead(GlacierfsError):

@@ -12,34 +12,30 @@ import errno
 import functools
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyfuse3
 
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.filesystem import Attr, Filesystem
+from glacierfs.logs import LogOnce
 
 log = logging.getLogger(__name__)
 
 REPEAT_QUIET = 60.0
 """Seconds an error already logged stays quiet: a `cp` of a failing file is one line."""
 
-_last_logged: dict[str, float] = {}
+_failures = LogOnce(log, every=REPEAT_QUIET)
 
 
 def _log_failure(operation: str, error: GlacierfsError) -> None:
-    if error.reported or error.errno in (errno.ENOENT, errno.ENODATA):
+    """No news (a name or attribute that does not exist, a mount ending) is not logged."""
+    if isinstance(error, ShuttingDown) or error.errno in (errno.ENOENT, errno.ENODATA):
         return
     text = f"{operation}: {error}"
-    now = time.monotonic()
-    if now - _last_logged.get(text, -REPEAT_QUIET) >= REPEAT_QUIET:
-        if len(_last_logged) > 1000:
-            _last_logged.clear()
-        _last_logged[text] = now
-        log.warning("%s", text)
+    _failures.warning(text, "%s", text)
 
 
 FILE_TIMEOUT = 3600.0

@@ -3,7 +3,9 @@
 Job records are untrusted input: a field may be missing, null, of the wrong type or
 absurd. :func:`job_from_record` checks every field it uses and raises BadResponse
 with one line naming the job and the field, so one bad record hides one file, not
-the mount.
+the mount. JobIds and ArchiveIds become file names and log text: they must be in the
+service's own alphabet (:data:`SERVICE_ID`), so ``.``, ``..``, a slash or a control
+character never get that far.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ EXPIRY = timedelta(hours=24)
 
 MAX_SIZE = 1 << 46
 """64 TiB: far above Glacier's 40 TiB archive limit; anything larger is a bad record."""
+
+SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
+"""What the service's JobIds and ArchiveIds are made of: base64url, 92 and 138
+characters long in practice. Anything else is a wrong or hostile answer."""
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _RANGE = re.compile(r"^(\d+)-(-1|\d+)$")
@@ -165,10 +171,16 @@ def disagreements(job: Job, size: int, tree_hash: str | None) -> list[tuple[str,
     return found
 
 
+def _shown(value: Any) -> str:
+    """A value from the service, quoted and cut short for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 300 else f"{text[:300]}... ({len(text)} characters)"
+
+
 def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], job: str) -> Any:
     value = record.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise BadResponse(f"job {job}: field {name} is {value!r}")
+        raise BadResponse(f"job {job}: field {name} is {_shown(value)}")
     return value
 
 
@@ -177,7 +189,7 @@ def _time(record: dict[str, Any], name: str, job: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadResponse(f"job {job}: field {name} is not a date: {text!r}") from None
+        raise BadResponse(f"job {job}: field {name} is not a date: {_shown(text)}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -195,7 +207,7 @@ def _hash(record: dict[str, Any], name: str, job: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _HEX64.match(value):
-        raise BadResponse(f"job {job}: field {name} is not a tree hash: {value!r}")
+        raise BadResponse(f"job {job}: field {name} is not a tree hash: {_shown(value)}")
     return value.lower()
 
 
@@ -204,8 +216,8 @@ def job_from_record(record: Any) -> Job:
     if not isinstance(record, dict):
         raise BadResponse(f"a job record is not an object: {type(record).__name__}")
     job = record.get("JobId")
-    if not isinstance(job, str) or not job or "/" in job or "\0" in job or len(job) > 255:
-        raise BadResponse(f"a job record has an unusable JobId: {job!r}")
+    if not isinstance(job, str) or not SERVICE_ID.fullmatch(job):
+        raise BadResponse(f"a job record has an unusable JobId: {_shown(job)}")
     action = record.get("Action")
     common = {
         "job_id": job,
@@ -226,7 +238,7 @@ def job_from_record(record: Any) -> Job:
             **common,
         )
     if action != "ArchiveRetrieval":
-        raise BadResponse(f"job {job}: action {action!r} has no readable output")
+        raise BadResponse(f"job {job}: action {_shown(action)} has no readable output")
     return _archive_job(record, job, common)
 
 
@@ -237,11 +249,13 @@ def _archive_job(record: dict[str, Any], job: str, common: dict[str, Any]) -> Jo
     if text is not None:
         match = _RANGE.match(text) if isinstance(text, str) else None
         if not match:
-            raise BadResponse(f"job {job}: RetrievalByteRange is {text!r}")
+            raise BadResponse(f"job {job}: RetrievalByteRange is {_shown(text)}")
         start, end = int(match.group(1)), int(match.group(2))
         if start % MIB or end < start - 1 or end >= archive_size:
             raise BadResponse(f"job {job}: RetrievalByteRange {text} does not fit the archive")
     archive_id = _field(record, "ArchiveId", str, job)
+    if not SERVICE_ID.fullmatch(archive_id):
+        raise BadResponse(f"job {job}: unusable ArchiveId {_shown(archive_id)}")
     return Job(
         kind="archive",
         size=max(end - start + 1, 0),
@@ -260,4 +274,10 @@ def job_to_record(job: Job) -> dict[str, Any]:
 
 
 def job_from_saved(saved: dict[str, Any]) -> Job:
-    return Job(**{key: saved[key] for key in Job.__dataclass_fields__ if key in saved})
+    """A job saved by :func:`job_to_record`; TypeError or BadResponse if it is not one."""
+    job = Job(**{key: saved[key] for key in Job.__dataclass_fields__ if key in saved})
+    for name in ("job_id", "archive_id"):
+        value = getattr(job, name)
+        if value is not None and not (isinstance(value, str) and SERVICE_ID.fullmatch(value)):
+            raise BadResponse(f"a saved job has an unusable {name}: {_shown(value)}")
+    return job

@@ -33,7 +33,7 @@ from glacierfs.archives import probe_job
 from glacierfs.damage import DamagedJobs
 from glacierfs.descriptions import decode_description
 from glacierfs.diskcache import DiskCache
-from glacierfs.errors import GlacierfsError, IntegrityError
+from glacierfs.errors import GlacierfsError, IntegrityError, ShuttingDown
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import Job, disagreements
 from glacierfs.naming import safe_components
@@ -55,10 +55,16 @@ ProbeDescription = Callable[[Job], str | None]
 
 
 class ReaderStream(io.RawIOBase):
-    """A job's output as a file, read through the reader from a worker thread."""
+    """A job's output as a file, read through the reader from a worker thread.
 
-    def __init__(self, reader: Reader, job: Job, token: trio.lowlevel.TrioToken) -> None:
-        self._reader, self._job, self._token = reader, job, token
+    Only from a thread started by ``trio.to_thread.run_sync``: each read runs in the
+    task waiting for that thread, so cancelling the task cancels the read (the thread
+    gets ``trio.Cancelled`` and ends). A read in a system task of its own, out of reach
+    of every cancellation, kept a closing mount alive.
+    """
+
+    def __init__(self, reader: Reader, job: Job) -> None:
+        self._reader, self._job = reader, job
         self._offset = 0
 
     def readable(self) -> bool:
@@ -66,9 +72,10 @@ class ReaderStream(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         size = min(len(buffer), 1 << 20)
-        data = trio.from_thread.run(
-            self._reader.read, self._job, self._offset, size, trio_token=self._token
-        )
+        try:
+            data = trio.from_thread.run(self._reader.read, self._job, self._offset, size)
+        except trio.RunFinishedError:
+            raise ShuttingDown("the mount is shutting down") from None
         buffer[: len(data)] = data
         self._offset += len(data)
         return len(data)
@@ -208,8 +215,8 @@ class Names:
                     e for e in parse(stream) if e.archive_id in missing or e.archive_id in unchecked
                 ]
 
-        try:
-            found = await trio.to_thread.run_sync(read)
+        try:  # a user's inventory may be gigabytes: its parse is not waited for at exit
+            found = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
         except (OSError, GlacierfsError) as error:
             log.error("inventory %s not used: %s", path, error)
             return
@@ -227,10 +234,9 @@ class Names:
         done = await trio.to_thread.run_sync(self._disk.get_meta, INVENTORIES_META, newest.job_id)
         if done == ENTRIES_KEPT:
             return
-        token = trio.lowlevel.current_trio_token()
 
         def read() -> list[Entry]:
-            stream = io.BufferedReader(ReaderStream(self._reader, newest, token), 1 << 20)
+            stream = io.BufferedReader(ReaderStream(self._reader, newest), 1 << 20)
             return [
                 e
                 for e in parse(stream, newest.inventory_format)
@@ -239,6 +245,8 @@ class Names:
 
         try:
             found = await trio.to_thread.run_sync(read)
+        except ShuttingDown:
+            return
         except GlacierfsError as error:
             log.error("inventory job %s not used for names: %s", newest.job_id, error)
             return
@@ -261,7 +269,13 @@ class Names:
                 await self._damage.passed(job, 0, 0)
                 description = self._reader.descriptions.get(archive_id)
                 if description is None:  # the first leaf was cached: ask for the header
-                    description = await trio.to_thread.run_sync(self._probe, job)
+                    description = await trio.to_thread.run_sync(
+                        self._probe,
+                        job,
+                        abandon_on_cancel=True,  # a request: not waited for
+                    )
+            except ShuttingDown:
+                return
             except IntegrityError as error:
                 await self._damage.mark(job, error, 0, min(job.size, MIB) - 1)
                 log.info("job %s: description not learnt: %s", job.job_id, error)

@@ -25,6 +25,12 @@ Design.
 * When every leaf of an output is good for its job, their root is compared with the
   job's record without reading any data again, before the leaves that complete it are
   handed out: a mismatch fails that read and every later one with EIO.
+* A flight always ends with its leaves or an error, whatever stops it, and a read
+  looks for a leaf a bounded number of times: no waiter sleeps forever and no loop
+  spins. :meth:`Reader.close` (the mount is ending) refuses new work and wakes every
+  waiter with :class:`~glacierfs.errors.ShuttingDown`; the flights still running end
+  with the nursery's cancellation, a download's worker thread abandoned (its bytes
+  dropped), a disk write already started finished, shielded, so none is left half done.
 * Memory is bounded twice: the memory cache by ``memory_cache`` bytes, and bytes
   requested but not yet stored by the mount-wide budget, whatever the number of
   readers. The trio loop never blocks: network, hashing and disk run in threads.
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -46,6 +52,8 @@ from glacierfs.errors import (
     GlacierfsError,
     IntegrityError,
     JobExpired,
+    LeafUnavailable,
+    ShuttingDown,
     SizeDisagreement,
     UnverifiableRead,
 )
@@ -73,6 +81,11 @@ log = logging.getLogger(__name__)
 FetchPart = Callable[[Job, int, int], OutputPart]
 """``(job, start, end)`` -> the bytes; blocking, run in a worker thread."""
 
+LEAF_ROUNDS = 4
+"""Times a read looks for one leaf (memory, a flight, the disk, a fetch) before it fails.
+A leaf the index has and the disk has lost takes two; more means the cache keeps losing
+it, and looping on would spin the trio loop."""
+
 
 @dataclass(frozen=True)
 class ReaderSettings:
@@ -96,6 +109,12 @@ class Flight:
         self.leaves: dict[int, memoryview] = {}
         self.error: GlacierfsError | None = None
 
+    def fail(self, error: GlacierfsError) -> None:
+        """End the flight without its leaves, unless they landed: its waiters get ``error``."""
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+
 
 class Reader:
     def __init__(
@@ -112,11 +131,11 @@ class Reader:
         self.settings = settings
         self.stats = stats
         self._nursery: trio.Nursery | None = None
+        self._closing = False
         self._flights: dict[tuple[str, int], Flight] = {}
         self._objects: dict[str, ObjectState] = {}
         self._sighted: dict[str, trio.Event] = {}  # job ident -> set once the job is looked at
         self.trust = Trust(disk, memory)
-        self._expired_logged: set[str] = set()
         self.descriptions: dict[str, str] = {}  # archive id -> description, from headers
         self._network = trio.CapacityLimiter(settings.connections)
         self._disk_io = trio.CapacityLimiter(4)
@@ -129,6 +148,20 @@ class Reader:
         """Give the reader the nursery its background fetches run in."""
         self._nursery = nursery
 
+    def close(self) -> None:
+        """The mount is ending: refuse new work, wake every waiter with ShuttingDown.
+
+        Call it before cancelling the nursery, so that reads waiting outside it (FUSE
+        requests, worker threads) end now rather than when their flights would.
+        """
+        self._closing = True
+        for flight in set(self._flights.values()):
+            flight.fail(ShuttingDown("the mount is shutting down"))
+
+    def _refuse_when_closing(self) -> None:
+        if self._closing:
+            raise ShuttingDown("the mount is shutting down")
+
     # --- reading ---------------------------------------------------------------------
 
     async def read(
@@ -136,6 +169,7 @@ class Reader:
     ) -> bytes | memoryview:
         if offset >= job.size or size <= 0:
             return b""
+        self._refuse_when_closing()
         first, stop = leaf_span(offset, size, job.size)
         state = await self._object(job)
         self.trust.ledger.refuse(job)
@@ -177,22 +211,27 @@ class Reader:
 
     async def _find_leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
         key, leaf = slot(job), job.first_leaf + index
-        while True:
+        for _ in range(LEAF_ROUNDS):
             data = self._memory.get(key, leaf)
             if data is not None:
                 self.stats.served_from_cache += len(data)
                 return memoryview(data)
+            if (key, leaf) not in self._flights:
+                self._schedule(job, state, index, index + 1, self._block_leaves)
             flight = self._flights.get((key, leaf))
-            if flight is not None:
-                await flight.done.wait()
-                if flight.error is not None:
-                    raise flight.error
-                if leaf in flight.leaves:
-                    return flight.leaves[leaf]
-                if self._memory.get(key, leaf) is None:
-                    self._forget(state, leaf)  # not on disk after all: evicted or damaged
+            if flight is None:
                 continue
-            self._schedule(job, state, index, index + 1, self._block_leaves)
+            await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            if leaf in flight.leaves:
+                return flight.leaves[leaf]
+            if self._memory.get(key, leaf) is None:
+                self._forget(state, leaf)  # not on disk after all: evicted or damaged
+        raise LeafUnavailable(
+            f"job {job.job_id}: leaf {leaf} was lost {LEAF_ROUNDS} times between "
+            "being loaded and being read"
+        )
 
     def _forget(self, state: ObjectState, leaf: int) -> None:
         if state.digests.pop(leaf, None) is not None:
@@ -215,17 +254,17 @@ class Reader:
         Leaves on disk are read (and checked) by background tasks, so that a sequential
         reader's next leaves load in parallel; the others are fetched in aligned runs.
         """
+        self._refuse_when_closing()
         key, base = slot(job), job.first_leaf
 
         def idle(i: int) -> bool:
             leaf = base + i
             return (key, leaf) not in self._flights and self._memory.get(key, leaf) is None
 
-        assert self._nursery is not None, "Reader.start() was not called"
         for i in range(first, min(stop, job.leaves)):
             if usable(job, state, base + i) and idle(i):
-                flight = self._flights[(key, base + i)] = Flight()
-                self._nursery.start_soon(self._load, job, base + i, flight)
+                flight = Flight()
+                self._launch(flight, [(key, base + i)], self._load, job, base + i, flight)
         for run in plan(
             first,
             stop,
@@ -234,9 +273,25 @@ class Reader:
             lambda i: not usable(job, state, base + i) and idle(i),
         ):
             flight = Flight()
-            for i in range(run[0], run[0] + run[1]):
-                self._flights[(key, base + i)] = flight
-            self._nursery.start_soon(self._fly, job, state, run, flight)
+            leaves = [(key, base + i) for i in range(run[0], run[0] + run[1])]
+            self._launch(flight, leaves, self._fly, job, state, run, flight)
+
+    def _launch(
+        self,
+        flight: Flight,
+        keys: list[tuple[str, int]],
+        task: Callable[..., Awaitable[None]],
+        *args: object,
+    ) -> None:
+        """Register a flight under its leaves and start it in the background nursery."""
+        assert self._nursery is not None, "Reader.start() was not called"
+        for key in keys:
+            self._flights[key] = flight
+        try:
+            self._nursery.start_soon(task, *args)
+        except RuntimeError:  # the nursery is closed: nothing will ever run it
+            self.close()
+            raise ShuttingDown("the mount is shutting down") from None
 
     async def _load(self, job: Job, leaf: int, flight: Flight) -> None:
         """Read one leaf from disk into memory; a miss leaves the flight empty."""
@@ -251,6 +306,9 @@ class Reader:
                 self.trust.see(job, leaf, found[1])
                 self._memory.put(key, leaf, data)
                 flight.leaves[leaf] = memoryview(data)
+        except trio.Cancelled:
+            flight.fail(ShuttingDown("the mount is shutting down"))
+            raise
         finally:
             flight.done.set()
             if self._flights.get((key, leaf)) is flight:
@@ -288,6 +346,12 @@ class Reader:
                 await self.trust.check_whole(job, state)
         except GlacierfsError as error:
             flight.error = error
+        except trio.Cancelled:
+            flight.fail(ShuttingDown("the mount is shutting down"))
+            raise
+        except Exception:  # a bug: logged, its readers get EIO, the mount lives on
+            log.exception("job %s bytes %s: unexpected error in a fetch", job.job_id, label)
+            flight.fail(GlacierfsError(f"job {job.job_id} bytes {label}: unexpected error"))
         finally:
             flight.done.set()
             for leaf in range(first_leaf, first_leaf + run[1]):
@@ -331,7 +395,10 @@ class Reader:
 
         async def attempt() -> tuple[bytes, list[bytes], str]:
             async with self._network:
-                return await trio.to_thread.run_sync(self._fetch_and_hash, job, start, end)
+                # abandoned when cancelled (the mount ends): its bytes are dropped
+                return await trio.to_thread.run_sync(
+                    self._fetch_and_hash, job, start, end, abandon_on_cancel=True
+                )
 
         def counted(error: Exception) -> None:
             self.stats.retries += 1
@@ -344,9 +411,11 @@ class Reader:
             self.stats.checksum_failures += 1
             raise
         except JobExpired as error:
-            self._log_expired(job)
-            error.reported = True
-            raise
+            what = f"archive {job.archive_id}" if job.kind == "archive" else "the inventory"
+            raise JobExpired(
+                f"job {job.job_id}: the output expired at the service; cached bytes are "
+                f"still served, the rest needs a new retrieval job of {what}"
+            ) from error
         except SizeDisagreement as error:
             raise await self._size_disagreement(job, error) from None
         state = await self._object(job)
@@ -367,7 +436,6 @@ class Reader:
         problem = f"{field_name} says {job.size} bytes, the service sends {error.sent}"
         await self.trust.ledger.record(job, MISMATCH, problem)  # no more requests for it
         failure = BadResponse(f"job {job.job_id}: {problem}")
-        failure.reported = True
         return failure
 
     def _fetch_and_hash(self, job: Job, start: int, end: int) -> tuple[bytes, list[bytes], str]:
@@ -398,18 +466,6 @@ class Reader:
                 f"expected {part.tree_hash}, received {received}"
             )
         return part.data, digests, BLOCK
-
-    def _log_expired(self, job: Job) -> None:
-        if job.job_id in self._expired_logged:
-            return
-        self._expired_logged.add(job.job_id)
-        what = f"archive {job.archive_id}" if job.kind == "archive" else "the inventory"
-        log.error(
-            "job %s: the output expired at the service; cached bytes are still served, "
-            "the rest needs a new retrieval job of %s",
-            job.job_id,
-            what,
-        )
 
     # --- trust ----------------------------------------------------------------------
 

@@ -207,9 +207,7 @@ class Ledger:
         if self._verdicts.get(job.job_id) == MISMATCH:
             problems = self._problems.get(job.job_id) or ["its output does not match its record"]
             why = next((p for p in problems if p.endswith(REFUSED)), problems[0])
-            error = IntegrityError(f"job {job.job_id}: {why}")
-            error.reported = True  # logged when the verdict was reached
-            raise error
+            raise IntegrityError(f"job {job.job_id}: {why}")
 
     def verification(self, job: Job, hows: set[str]) -> str:
         """What ``user.glacierfs.verified`` says, given how the leaves read so far were

@@ -28,6 +28,9 @@ from glacierfs.diskcache import SHARED, DiskCache
 from glacierfs.errors import ConfigError
 from glacierfs.treehash import MIB
 
+DAMAGED = r"disk cache: leaf \d+ of \w+ is damaged on disk: dropped"
+"""What the cache logs when a leaf fails its digest (tests/support/checklogs.py)."""
+
 SIZES = {"a": 3 * MIB, "b": 2 * MIB + 1000, "c": 5000}
 """Objects the tests put: whole leaves, a short last leaf, a single short leaf."""
 
@@ -228,6 +231,7 @@ def test_many_objects_stay_readable_past_the_open_file_limit(cache: DiskCache) -
 # --- damage --------------------------------------------------------------------------
 
 
+@pytest.mark.expected_logs(DAMAGED)
 def test_corrupted_bytes_are_a_miss_then_a_put_heals(root: Path) -> None:
     with DiskCache(root, 64 * MIB) as cache:
         put(cache, "a", 0, 3)
@@ -242,6 +246,7 @@ def test_corrupted_bytes_are_a_miss_then_a_put_heals(root: Path) -> None:
         assert cache.get("a", 1) == leaf("a", 1)
 
 
+@pytest.mark.expected_logs(DAMAGED)
 def test_leaf_is_checked_on_its_first_read_even_right_after_put(
     root: Path, cache: DiskCache
 ) -> None:
@@ -251,6 +256,7 @@ def test_leaf_is_checked_on_its_first_read_even_right_after_put(
     assert cache.get("a", 0) is None
 
 
+@pytest.mark.expected_logs(DAMAGED)
 def test_truncated_file_is_a_miss_even_for_a_leaf_already_checked(
     root: Path, cache: DiskCache
 ) -> None:
@@ -261,6 +267,7 @@ def test_truncated_file_is_a_miss_even_for_a_leaf_already_checked(
     assert cache.get("a", 1) == leaf("a", 1)
 
 
+@pytest.mark.expected_logs(r"disk cache: data file of a unreadable .*: dropped")
 def test_missing_data_file_is_a_miss(root: Path) -> None:
     with DiskCache(root, 64 * MIB) as cache:
         put(cache, "a", 0, 2)
@@ -273,6 +280,7 @@ def test_missing_data_file_is_a_miss(root: Path) -> None:
         assert cache.get("a", 0) == leaf("a", 0)
 
 
+@pytest.mark.expected_logs(r"disk cache: data file of a unreadable .*: dropped")
 def test_unreadable_data_file_is_a_miss_not_an_error(root: Path) -> None:
     with DiskCache(root, 64 * MIB) as cache:
         put(cache, "a", 0, 1)
@@ -368,6 +376,7 @@ def test_lower_capacity_at_reopen_evicts_down_to_it(root: Path) -> None:
 # --- a full or failing disk ----------------------------------------------------------
 
 
+@pytest.mark.expected_logs(r"disk cache .* cannot be written \(No space left on device")
 def test_full_disk_fails_puts_with_one_warning_until_one_succeeds(
     root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -832,4 +841,5 @@ class DiskCacheModel(RuleBasedStateMachine):
 
 
 TestDiskCacheModel = DiskCacheModel.TestCase
+TestDiskCacheModel.pytestmark = [pytest.mark.expected_logs(DAMAGED)]  # its damage rule
 TestDiskCacheModel.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)

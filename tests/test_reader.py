@@ -8,21 +8,33 @@ served or cached.
 
 from __future__ import annotations
 
+import errno
+import io
+import logging
 import random
 import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from glacierfs.client import OutputPart
 from glacierfs.diskcache import DiskCache
-from glacierfs.errors import IntegrityError, TransientServiceError, UnverifiableRead
+from glacierfs.errors import (
+    GlacierfsError,
+    IntegrityError,
+    ShuttingDown,
+    TransientServiceError,
+    UnverifiableRead,
+)
 from glacierfs.jobs import Job
 from glacierfs.memcache import MemoryCache
+from glacierfs.names import ReaderStream
 from glacierfs.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
@@ -196,6 +208,7 @@ def test_concurrent_readers_of_a_block_make_one_request(disk: DiskCache) -> None
     assert fake.requests == [(MIB, 2 * MIB - 1)]
 
 
+@pytest.mark.expected_logs(r"checksum mismatch: .*; retrying")
 def test_a_flipped_byte_is_refetched_and_never_served(disk: DiskCache) -> None:
     data = random.Random(5).randbytes(2 * MIB)
     fake = FakeOutput(data)
@@ -207,8 +220,10 @@ def test_a_flipped_byte_is_refetched_and_never_served(disk: DiskCache) -> None:
 
 
 def test_persistent_corruption_fails_with_integrity_error_and_caches_nothing(
-    disk: DiskCache,
+    disk: DiskCache, expect_logs: Any
 ) -> None:
+    expect_logs(r"checksum mismatch: .*; retrying", level=logging.WARNING, count=1)
+    expect_logs(r"giving up after 4 attempts: .*checksum mismatch", level=logging.ERROR, count=1)
     data = random.Random(6).randbytes(MIB)
     fake = FakeOutput(data)
     fake.corrupt_next = 1000
@@ -221,6 +236,7 @@ def test_persistent_corruption_fails_with_integrity_error_and_caches_nothing(
     assert bytes(run(reader, reader.read, job, 0, 100)) == data[:100]
 
 
+@pytest.mark.expected_logs(r"throttled; retrying")
 def test_transient_errors_are_retried(disk: DiskCache) -> None:
     data = random.Random(7).randbytes(MIB)
     fake = FakeOutput(data)
@@ -379,3 +395,135 @@ def test_a_range_job_adopts_leaves_of_before_owners_that_make_up_its_output(
         assert run(reader, reader.verification, ranged) == "tree-hash"
         assert {row.owners for row in disk.leaves(ranged.cache_key).values()} == {ranged.owner}
     assert fake.requests == []
+
+
+# --- the end of a mount: every waiter wakes, nothing loops, no thread is waited for ---
+
+
+class Background:
+    """The reader's nursery inside a scope the test cancels, as the daemon does at exit."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader, self.scope = reader, trio.CancelScope()
+
+    async def run(self) -> None:
+        with self.scope:
+            async with trio.open_nursery() as nursery:
+                self.reader.start(nursery)
+                await trio.sleep_forever()
+
+
+def test_close_wakes_a_waiting_read_with_shutting_down_and_abandons_the_fetch(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(11).randbytes(2 * MIB)
+    fake = FakeOutput(data)
+    fake.gate = threading.Event()  # the GET hangs until the test is over
+    reader = make_reader(fake, disk)
+    outcome: list[str] = []
+
+    async def read() -> None:
+        try:
+            await reader.read(make_job(data), 0, 100)
+        except ShuttingDown as error:
+            outcome.append(f"{error.errno}")
+
+    async def main() -> None:
+        with trio.fail_after(30):  # a hang guard, not a timing check
+            async with trio.open_nursery() as outer:
+                background = Background(reader)
+                outer.start_soon(background.run)
+                await wait_all_tasks_blocked()
+                outer.start_soon(read)
+                await wait_all_tasks_blocked()  # the read waits on the flight
+                reader.close()
+                background.scope.cancel()
+
+    try:
+        trio.run(main)
+        assert outcome == [str(errno.ECONNABORTED)]
+        assert fake.requests == []  # the GET's thread was still blocked: not waited for
+        with pytest.raises(ShuttingDown):  # and new work is refused, without a request
+            trio.run(reader.read, make_job(data), 0, 100)
+    finally:
+        fake.gate.set()
+
+
+def test_a_cancelled_fetch_wakes_a_reader_outside_its_nursery_with_an_error(
+    disk: DiskCache,
+) -> None:
+    """The issue 16 bug: a flight cancelled with its nursery ended without an error, and a
+    read waiting outside the nursery scheduled it again, and again, forever."""
+    data = random.Random(12).randbytes(MIB)
+    fake = FakeOutput(data)
+    fake.gate = threading.Event()
+    reader = make_reader(fake, disk)
+    errors: list[type[BaseException]] = []
+
+    async def read() -> None:
+        try:
+            await reader.read(make_job(data), 0, 100)
+        except GlacierfsError as error:
+            errors.append(type(error))
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as outer:
+                background = Background(reader)
+                outer.start_soon(background.run)
+                await wait_all_tasks_blocked()
+                outer.start_soon(read)
+                await wait_all_tasks_blocked()
+                background.scope.cancel()  # no close(): the flight itself must say so
+
+    try:
+        trio.run(main)
+    finally:
+        fake.gate.set()
+    assert errors == [ShuttingDown]
+
+
+@pytest.mark.expected_logs(r"throttled; retrying")
+def test_a_worker_thread_reading_a_retrying_output_ends_when_its_task_is_cancelled(
+    disk: DiskCache,
+) -> None:
+    """The reported case in one process: an inventory read from a worker thread
+    (ReaderStream) while every attempt fails and retries would last minutes."""
+    data = random.Random(13).randbytes(MIB)
+    fake = FakeOutput(data)
+    fake.fail_next = 10**9
+    retrying = threading.Event()
+    original = fake.__call__
+
+    def failing(job: Job, start: int, end: int) -> OutputPart:
+        if len(fake.requests) >= 2:
+            retrying.set()
+        return original(job, start, end)
+
+    settings = ReaderSettings(retry=RetryPolicy(attempts=10**6, timeout=600, base_delay=0.01))
+    reader = Reader(failing, disk, MemoryCache(16 * MIB), settings, Stats())
+    ended: list[str] = []
+
+    async def learn() -> None:
+        stream = io.BufferedReader(ReaderStream(reader, make_job(data)))
+        try:
+            await trio.to_thread.run_sync(stream.read)
+        except trio.Cancelled:
+            ended.append("cancelled")
+            raise
+        except ShuttingDown:
+            ended.append("shutting down")
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as outer:
+                background = Background(reader)
+                outer.start_soon(background.run)
+                outer.start_soon(learn)
+                await trio.to_thread.run_sync(retrying.wait)
+                reader.close()
+                background.scope.cancel()
+                outer.cancel_scope.cancel()
+
+    trio.run(main)
+    assert ended in (["cancelled"], ["shutting down"])

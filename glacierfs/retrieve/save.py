@@ -230,10 +230,9 @@ class InProcess:
             if not jobs:
                 return None
             newest = max(jobs, key=lambda j: (j.completed, j.job_id))
-            token = trio.lowlevel.current_trio_token()
 
             def read() -> list[Entry]:
-                stream = io.BufferedReader(ReaderStream(reader, newest, token), 1 << 20)
+                stream = io.BufferedReader(ReaderStream(reader, newest), 1 << 20)
                 return list(parse(stream, newest.inventory_format))
 
             entries = await trio.to_thread.run_sync(read)

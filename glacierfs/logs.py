@@ -1,0 +1,132 @@
+"""Two rules for everything glacierfs logs: no forged lines, and no floods.
+
+* Text from the service (JobIds, ArchiveIds, descriptions, error messages) and from
+  the kernel (file names) ends up in log lines. :class:`EscapeFilter`, installed on
+  every handler by :func:`install`, escapes control characters in each record's final
+  message (``\\n``, ``\\x1b``, ...), so no string can end a line, start a new one that
+  looks like a record, or drive a terminal; a traceback keeps its line breaks, each
+  of its lines indented so that it cannot pass for a record either. Escaping
+  happens in one place, on the final text, so no call site can forget it.
+* :class:`LogOnce` decides which repeats of a message reach the log: each key once
+  per mount (a job that is gone stays gone), or at most once per ``every`` seconds (a
+  ``cp`` of a failing file is one line, not one per block). The state belongs to its
+  owner, bounded, so tests and mounts do not share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_table() -> dict[int, str]:
+    controls = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
+    # Line and paragraph separators end lines in some viewers; bidi controls reorder
+    # what a reader sees; lone surrogates (undecodable bytes) cannot be written as UTF-8.
+    unicode = [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+    table = {code: _NAMED.get(chr(code), f"\\x{code:02x}") for code in controls}
+    table.update({code: f"\\u{code:04x}" for code in unicode})
+    table.update({code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)})
+    return table
+
+
+_TABLE = _escape_table()
+_CONTINUATION = "  "
+
+
+def escape(text: str) -> str:
+    """``text`` on one line, with every control character written as an escape."""
+    return text.translate(_TABLE)
+
+
+def _block(text: str) -> str:
+    """A multi-line text that follows a message (a traceback): its own line breaks kept,
+    each line escaped and indented, so that none can pass for a record."""
+    return "\n".join(_CONTINUATION + escape(line) for line in text.split("\n"))
+
+
+class EscapeFilter(logging.Filter):
+    """Rewrites each record's message (and traceback) into its escaped, final text."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "glacierfs_escaped", False):
+            return True  # already done by another handler's filter
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError, IndexError):
+            return True  # a bad format string: the handler reports it as usual
+        record.msg, record.args = escape(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _block(record.exc_text)
+        if record.stack_info:
+            record.stack_info = _block(record.stack_info)
+        record.glacierfs_escaped = True
+        return True
+
+
+def install(logger: logging.Logger | None = None) -> None:
+    """Escape what every handler of ``logger`` (default: the root logger) writes."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, EscapeFilter) for f in handler.filters):
+            handler.addFilter(EscapeFilter())
+
+
+class LogOnce:
+    """Logs a message the first time its key is seen, or once per ``every`` seconds.
+
+    ``LogOnce(log)`` logs each key once; ``LogOnce(log, every=60)`` at most once a
+    minute per key. At most ``capacity`` keys are remembered (the oldest are forgotten
+    first), so a stream of distinct keys costs bounded memory.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        every: float | None = None,
+        capacity: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger, self._every, self._capacity, self._clock = logger, every, capacity, clock
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first(self, key: Hashable) -> bool:
+        """True when a message with this key is due now (and counts it as logged)."""
+        now = self._clock()
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and (self._every is None or now - last < self._every):
+                return False
+            self._seen[key] = now
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)
+            return True
+
+    def log(self, level: int, key: Hashable, msg: str, *args: object) -> bool:
+        """Log ``msg % args`` if this key is due; True when it was logged."""
+        return self._emit(level, key, msg, args)
+
+    def error(self, key: Hashable, msg: str, *args: object) -> bool:
+        return self._emit(logging.ERROR, key, msg, args)
+
+    def warning(self, key: Hashable, msg: str, *args: object) -> bool:
+        return self._emit(logging.WARNING, key, msg, args)
+
+    def info(self, key: Hashable, msg: str, *args: object) -> bool:
+        return self._emit(logging.INFO, key, msg, args)
+
+    def _emit(self, level: int, key: Hashable, msg: str, args: tuple[object, ...]) -> bool:
+        if not self.first(key):
+            return False
+        self._logger.log(level, msg, *args, stacklevel=3)  # the record names our caller
+        return True
