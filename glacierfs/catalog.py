@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from glacierfs.diskcache import DiskCache
+from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import BadResponse, GlacierfsError
 from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
 from glacierfs.logs import LogOnce

@@ -32,21 +32,21 @@ from pathlib import Path
 
 import trio
 
-from glacierfs import fs as fuse
+from glacierfs import fuse_adapter as fuse
 from glacierfs import logs, trusted
+from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
-from glacierfs.damage import DamagedJobs
-from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError, ShuttingDown
-from glacierfs.filesystem import Access, Filesystem
-from glacierfs.memcache import MemoryCache
 from glacierfs.mounttable import MountWatch
-from glacierfs.names import Names
-from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.names.sources import Names
+from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
+from glacierfs.view.damage import DamagedJobs
+from glacierfs.view.filesystem import Access, Filesystem
 
 log = logging.getLogger("glacierfs")
 

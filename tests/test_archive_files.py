@@ -15,19 +15,19 @@ from typing import TypeVar
 import pytest
 import trio
 
-from glacierfs.archive_files import ArchiveFiles
-from glacierfs.archives import Archive, assemble
+from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import OutputPart
-from glacierfs.damage import DamagedJobs
-from glacierfs.diskcache import DiskCache
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
-from glacierfs.memcache import MemoryCache
-from glacierfs.prefetch import Prefetcher
-from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.read.prefetch import Prefetcher
+from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
+from glacierfs.view.archive_files import ArchiveFiles
+from glacierfs.view.archives import Archive, assemble
+from glacierfs.view.damage import DamagedJobs
 
 T = TypeVar("T")
 DATA = random.Random(5).randbytes(5 * MIB + 1000)

@@ -7,8 +7,8 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.archives import assemble, choose, covers, plan, probe_job
 from glacierfs.jobs import Job
+from glacierfs.view.archives import assemble, choose, covers, plan, probe_job
 
 MIB = 1 << 20
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/v"

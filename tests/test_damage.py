@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from glacierfs.damage import DamagedJobs
-from glacierfs.diskcache import DiskCache
+from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
+from glacierfs.view.damage import DamagedJobs
 
 MIB = 1 << 20
 SENT, GOT = "a" * 64, "b" * 64

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.descriptions import DecodedName, decode_description, parse_mtime
+from glacierfs.names.decoders import DecodedName, decode_description, parse_mtime
 
 STAMP = "20190102T030405Z"
 WHEN = datetime(2019, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()

@@ -24,7 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from glacierfs.diskcache import SHARED, DiskCache
+from glacierfs.cache.disk import SHARED, DiskCache
 from glacierfs.errors import ConfigError
 from glacierfs.treehash import MIB
 
@@ -381,7 +381,7 @@ def test_full_disk_fails_puts_with_one_warning_until_one_succeeds(
     root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = FillableDisk()
-    caplog.set_level(logging.INFO, logger="glacierfs.diskcache")
+    caplog.set_level(logging.INFO, logger="glacierfs.cache.disk")
     with DiskCache(root, 64 * MIB, pwrite=disk.pwrite) as cache:
         disk.full = True
         assert not put(cache, "a", 0, 2)
@@ -472,7 +472,7 @@ def test_second_cache_on_the_same_root_is_refused_until_the_first_closes(root: P
 
 def test_cache_held_by_another_process_is_refused_with_its_pid(root: Path) -> None:
     holder = (
-        "import sys; from pathlib import Path; from glacierfs.diskcache import DiskCache\n"
+        "import sys; from pathlib import Path; from glacierfs.cache.disk import DiskCache\n"
         "cache = DiskCache(Path(sys.argv[1]), 1 << 20); print('ready', flush=True)\n"
         "sys.stdin.read(); cache.close()\n"
     )
@@ -670,7 +670,7 @@ def test_every_leaf_present_after_kill_9_is_whole(root: Path) -> None:
     putter = inspect.getsource(content) + (
         "import hashlib, sys\n"
         "from pathlib import Path\n"
-        "from glacierfs.diskcache import DiskCache\n"
+        "from glacierfs.cache.disk import DiskCache\n"
         "MIB = 1 << 20\n"
         "cache = DiskCache(Path(sys.argv[1]), 6 * MIB)\n"
         "for n in range(10**9):\n"
@@ -703,7 +703,7 @@ def test_put_killed_between_write_and_commit_leaves_no_leaf_and_no_bytes(root: P
     crasher = inspect.getsource(content) + (
         "import hashlib, os, signal, sys\n"
         "from pathlib import Path\n"
-        "from glacierfs.diskcache import DiskCache\n"
+        "from glacierfs.cache.disk import DiskCache\n"
         "MIB = 1 << 20\n"
         "def write_then_die(fd, data, offset):\n"
         "    os.pwrite(fd, data, offset)\n"

@@ -25,6 +25,8 @@ import pyfuse3
 import pytest
 import trio
 
+from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import OutputPart
 from glacierfs.config import (
@@ -35,16 +37,14 @@ from glacierfs.config import (
     DEFAULT_MEMORY_CACHE,
     DEFAULT_READ_AHEAD,
 )
-from glacierfs.diskcache import DiskCache
-from glacierfs.filesystem import Access, Filesystem
-from glacierfs.fs import DIR_TIMEOUT, FILE_TIMEOUT, Operations
+from glacierfs.fuse_adapter import DIR_TIMEOUT, FILE_TIMEOUT, Operations
 from glacierfs.jobs import Job
-from glacierfs.memcache import MemoryCache
-from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
-from glacierfs.tree import ROOT_INODE, archive_id_name
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
+from glacierfs.view.filesystem import Access, Filesystem
+from glacierfs.view.tree import ROOT_INODE, archive_id_name
 
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/photos"
 UID, GID, UMASK = 1234, 5678, 0o022

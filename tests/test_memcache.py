@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.memcache import MemoryCache
+from glacierfs.cache.memory import MemoryCache
 
 
 def test_get_returns_what_was_put() -> None:

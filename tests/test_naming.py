@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glacierfs.naming import (
+from glacierfs.names.safe import (
     MAX_DEPTH,
     MAX_NAME_BYTES,
     Wanted,

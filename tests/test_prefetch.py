@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.prefetch import Prefetcher
+from glacierfs.read.prefetch import Prefetcher
 from glacierfs.treehash import MIB
 
 

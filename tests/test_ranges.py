@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glacierfs.prefetch import Prefetcher
 from glacierfs.ranges import byte_range, leaf_span, plan
+from glacierfs.read.prefetch import Prefetcher
 from glacierfs.treehash import MIB, is_tree_hash_aligned
 
 

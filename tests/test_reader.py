@@ -23,8 +23,9 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
+from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import OutputPart
-from glacierfs.diskcache import DiskCache
 from glacierfs.errors import (
     GlacierfsError,
     IntegrityError,
@@ -33,9 +34,8 @@ from glacierfs.errors import (
     UnverifiableRead,
 )
 from glacierfs.jobs import Job
-from glacierfs.memcache import MemoryCache
-from glacierfs.names import ReaderStream
-from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.names.sources import ReaderStream
+from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from botocore.utils import calculate_tree_hash
 
-from glacierfs.diskcache import DiskCache
+from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import ConfigError
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.pacing import Unit

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import trio
 
+from glacierfs.cache.disk import DiskCache
 from glacierfs.catalog import Catalog
-from glacierfs.diskcache import DiskCache
 from glacierfs.errors import BadResponse
 from glacierfs.jobs import job_from_record, job_from_saved, job_to_record
 from glacierfs.retry import RetryPolicy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from glacierfs.jobs import Job
-from glacierfs.tree import FIRST_FILE_INODE, ROOT_INODE, Named, Tree
+from glacierfs.view.tree import FIRST_FILE_INODE, ROOT_INODE, Named, Tree
 
 MIB = 1 << 20
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/v"

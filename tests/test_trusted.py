@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from glacierfs import trusted
-from glacierfs.diskcache import DiskCache
+from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import ConfigError
 
 MIB = 1 << 20
@@ -141,7 +141,7 @@ def test_a_data_file_that_is_a_symlink_is_never_written_through(
     tmp_path: Path, victim: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root, before = tmp_path / "cache", victim.lstat()
-    caplog.set_level(logging.WARNING, logger="glacierfs.diskcache")
+    caplog.set_level(logging.WARNING, logger="glacierfs.cache.disk")
     with DiskCache(root, 8 * MIB) as cache:
         data_file(root, "a").symlink_to(victim)
         assert not put_leaf(cache, "a", b"x" * 1000)
@@ -184,7 +184,7 @@ def test_after_a_crash_recovery_removes_a_planted_symlink_not_its_target(
     holder = (
         "import hashlib, sys\n"
         "from pathlib import Path\n"
-        "from glacierfs.diskcache import DiskCache\n"
+        "from glacierfs.cache.disk import DiskCache\n"
         "cache = DiskCache(Path(sys.argv[1]), 1 << 23)\n"
         "cache.put('a', 0, b'leaf', [hashlib.sha256(b'leaf').digest()], 'block')\n"
         "print('ready', flush=True)\n"

@@ -4,7 +4,7 @@ A mount holds the cache directory's lock for as long as it runs, and ``retrieve`
 plan beside it. The cache's index is SQLite in WAL mode, which lets a reader work
 beside the one writer: this view opens it read-only (``mode=ro``), never takes the
 lock, and writes nothing. What it reads is the disk cache's ``leaves`` table (one row
-per leaf present, the commit point of :mod:`glacierfs.diskcache`), keyed as
+per leaf present, the commit point of :mod:`glacierfs.cache.disk`), keyed as
 :attr:`glacierfs.jobs.Job.cache_key` names archive bytes.
 
 Planning must never think an archive uncached because it could not read the cache
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from glacierfs.diskcache import LAYOUT
+from glacierfs.cache.disk import LAYOUT
 from glacierfs.errors import ConfigError
 from glacierfs.jobs import Job
 from glacierfs.retrieve.selection import Archive

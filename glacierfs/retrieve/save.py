@@ -4,7 +4,7 @@ The disk cache has one writer at a time: whoever holds its lock. So:
 
 * **No one holds it**: ``retrieve`` opens it in-process and builds the disk cache,
   client, reader and catalog as :func:`glacierfs.daemon.serve` builds them, then saves
-  each output with :meth:`glacierfs.reader.Reader.hydrate`, the code path of
+  each output with :meth:`glacierfs.read.reader.Reader.hydrate`, the code path of
   ``-o hydrate``: every byte checked on arrival and the whole output against its job's
   tree hash. The catalog's refresh records each job with the cache, so a mount made
   later still lists an output after its job expired, and each archive's description
@@ -32,16 +32,16 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options, parse_mount_args
 from glacierfs.daemon import client_settings
-from glacierfs.diskcache import DiskCache
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.inventory import Entry, parse
-from glacierfs.memcache import MemoryCache
-from glacierfs.names import DESCRIPTIONS_META, ReaderStream
-from glacierfs.reader import Reader, ReaderSettings
+from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
+from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 

@@ -2,9 +2,9 @@
 them, filtered by the user's patterns, sizes, dates and shard. Pure code.
 
 Names are the paths the mount shows under ``archives/``: the description decoded by
-:func:`glacierfs.descriptions.decode_description`, made safe by
-:func:`glacierfs.naming.safe_components`, and made unique among all the inventory's
-archives by :func:`glacierfs.naming.assign_paths` (the oldest archive keeps a contested
+:func:`glacierfs.names.decoders.decode_description`, made safe by
+:func:`glacierfs.names.safe.safe_components`, and made unique among all the inventory's
+archives by :func:`glacierfs.names.safe.assign_paths` (the oldest archive keeps a contested
 name). An archive whose description gives no file name is named by its ArchiveId.
 
 Patterns are shell globs over those paths: ``*`` and ``?`` stay within one directory,
@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from glacierfs.descriptions import decode_description
 from glacierfs.inventory import Entry
-from glacierfs.naming import Wanted, assign_paths, safe_components, safe_name
+from glacierfs.names.decoders import decode_description
+from glacierfs.names.safe import Wanted, assign_paths, safe_components, safe_name
 
 
 @dataclass(frozen=True)

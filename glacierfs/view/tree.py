@@ -1,7 +1,7 @@
 """The directory tree a mount shows, built from the job catalog. Pure code.
 
     /jobs/<JobId>                 every readable job, by its exact id (the contract)
-    /archives/<path or ArchiveId> archives (see :mod:`glacierfs.archives`) by the name
+    /archives/<path or ArchiveId> archives (see :mod:`glacierfs.view.archives`) by the name
                                   their description gives, and the range jobs that
                                   complete no archive, as ``NAME.range-START-END``
     /inventories/<date>.json|csv  inventory jobs, by completion time
@@ -10,7 +10,7 @@ An archive whose name is not known yet is not in ``archives/`` at all (its jobs 
 in ``jobs/``): it appears once its name is known, rather than appearing under its
 ArchiveId and being renamed under a running copy. For the same reason a path, once
 shown, stays what it is while mounted: a newcomer that wants a path already shown
-gets the stable ``~TAG`` suffix instead (:mod:`glacierfs.naming`), and a range file
+gets the stable ``~TAG`` suffix instead (:mod:`glacierfs.names.safe`), and a range file
 stays even after other jobs complete its archive (at the next mount only the
 archive is shown). The caller persists :attr:`Tree.shown`, so that the next mount
 gives each file the path it had (unless its description now puts it elsewhere).
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from glacierfs.archives import Archive, assemble
 from glacierfs.jobs import Job
-from glacierfs.naming import Wanted, assign_paths, safe_name
+from glacierfs.names.safe import Wanted, assign_paths, safe_name
+from glacierfs.view.archives import Archive, assemble
 
 ROOT_INODE = 1
 FIRST_FILE_INODE = 1 << 32

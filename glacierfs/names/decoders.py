@@ -14,7 +14,7 @@ A description is untrusted text of up to 1,024 characters. Tools known here:
 :func:`decode_description` never raises: a description that looks like a format but
 does not decode (bad base64, bad XML, truncated JSON, wrong types) is plain text.
 XML with ``<!`` (a DOCTYPE, an ENTITY) is never parsed, so no entity is expanded.
-The path comes back as the tool wrote it; :mod:`glacierfs.naming` makes it safe.
+The path comes back as the tool wrote it; :mod:`glacierfs.names.safe` makes it safe.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ ahead of the expected offset (the kernel's own readahead reorders requests, and
 flight there is still wanted. Nothing fetched ahead is thrown away: every leaf goes
 to the disk cache, so a reader that stops early has cost bytes, never a refetch.
 
-The per-mount memory budget (in :mod:`glacierfs.reader`) bounds what all of this
+The per-mount memory budget (in :mod:`glacierfs.read.reader`) bounds what all of this
 holds in memory at once, whatever the number of handles.
 """
 

@@ -1,6 +1,6 @@
 """What the mount does, independent of FUSE: lookups, attributes, listings, reads.
 
-:mod:`glacierfs.fs` is a thin adapter from pyfuse3 to this class, so this logic is
+:mod:`glacierfs.fuse_adapter` is a thin adapter from pyfuse3 to this class, so this logic is
 tested without the kernel. Every method returns domain values or raises a
 :class:`~glacierfs.errors.GlacierfsError` carrying its errno.
 """
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from itertools import count
 
 from glacierfs import __version__
-from glacierfs.archive_files import ArchiveFiles
-from glacierfs.archives import Archive
 from glacierfs.catalog import Catalog
-from glacierfs.damage import DamagedJobs
 from glacierfs.errors import GlacierfsError
 from glacierfs.jobs import Job
-from glacierfs.prefetch import Prefetcher
-from glacierfs.reader import Reader
-from glacierfs.tree import ROOT_INODE, Namer, Node, Tree, archive_id_name
+from glacierfs.read.prefetch import Prefetcher
+from glacierfs.read.reader import Reader
+from glacierfs.view.archive_files import ArchiveFiles
+from glacierfs.view.archives import Archive
+from glacierfs.view.damage import DamagedJobs
+from glacierfs.view.tree import ROOT_INODE, Namer, Node, Tree, archive_id_name
 
 log = logging.getLogger(__name__)
 

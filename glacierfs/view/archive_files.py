@@ -1,14 +1,14 @@
 """Reading ``archives/PATH``: the archive, through the jobs that cover it.
 
 A read is cut into pieces, one per run of leaves read through the same job
-(:func:`glacierfs.archives.plan`), and each piece is read through the reader as a
+(:func:`glacierfs.view.archives.plan`), and each piece is read through the reader as a
 read of that job's file would be, with a prefetcher per job so that read-ahead
 follows each job's own output. The reader's internals are not reached into: which
 job a cached leaf is served to is asked of it (:meth:`Reader.cached_bytes` of a
 one-leaf job), so that a leaf is read through the job it was fetched for.
 
 Reads of jobs (of their own files too) pass through :meth:`ArchiveFiles.read_job`,
-which remembers checksum failures (:mod:`glacierfs.damage`).
+which remembers checksum failures (:mod:`glacierfs.view.damage`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from glacierfs.archives import Archive, plan
-from glacierfs.damage import DamagedJobs
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
-from glacierfs.prefetch import Prefetcher
-from glacierfs.reader import Reader
+from glacierfs.read.prefetch import Prefetcher
+from glacierfs.read.reader import Reader
 from glacierfs.treehash import MIB
+from glacierfs.view.archives import Archive, plan
+from glacierfs.view.damage import DamagedJobs
 
 CACHED, PARTLY_CACHED, REMOTE = "cached", "partly-cached", "remote"
 

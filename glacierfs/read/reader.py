@@ -18,10 +18,10 @@ Design.
   never returned and never cached.
 * Each leaf's digest and how it was verified (``block``: matched a response
   checksum; ``size``: only its length could be checked, where no checksum is due) are
-  kept with it, and the jobs it is good for (:mod:`glacierfs.trust`): a leaf serves
+  kept with it, and the jobs it is good for (:mod:`glacierfs.read.trust`): a leaf serves
   the job that fetched it, and every job of its archive once the archive's tree hash
   proves the archive whole. Leaves in memory and in flight are the job's own (keyed
-  by :func:`glacierfs.trust.slot`); only the disk cache's index shares them.
+  by :func:`glacierfs.read.trust.slot`); only the disk cache's index shares them.
 * When every leaf of an output is good for its job, their root is compared with the
   job's record without reading any data again, before the leaves that complete it are
   handed out: a mismatch fails that read and every later one with EIO.
@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 
 import trio
 
+from glacierfs.cache.disk import SHARED, CacheUsage, DiskCache
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import OutputPart
-from glacierfs.diskcache import SHARED, CacheUsage, DiskCache
 from glacierfs.errors import (
     BadResponse,
     GlacierfsError,
@@ -58,13 +59,9 @@ from glacierfs.errors import (
     UnverifiableRead,
 )
 from glacierfs.jobs import Job
-from glacierfs.memcache import MemoryCache
-from glacierfs.prefetch import Advice, Prefetcher
 from glacierfs.ranges import Run, byte_range, leaf_span, plan
-from glacierfs.retry import RetryPolicy, retrying
-from glacierfs.stats import Stats
-from glacierfs.treehash import MIB, combine, is_tree_hash_aligned, leaf_digests
-from glacierfs.trust import (
+from glacierfs.read.prefetch import Advice, Prefetcher
+from glacierfs.read.trust import (
     BLOCK,
     MISMATCH,
     SIZE,
@@ -75,6 +72,9 @@ from glacierfs.trust import (
     slot,
     usable,
 )
+from glacierfs.retry import RetryPolicy, retrying
+from glacierfs.stats import Stats
+from glacierfs.treehash import MIB, combine, is_tree_hash_aligned, leaf_digests
 
 log = logging.getLogger(__name__)
 

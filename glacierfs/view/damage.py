@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from glacierfs.diskcache import DiskCache
+from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job, job_to_record
 from glacierfs.treehash import MIB
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 DAMAGED_META = "damaged"
 
 _MISMATCH = re.compile(r"bytes (\d+)-(\d+): checksum mismatch: expected (\w+), received (\w+)")
-"""What :class:`~glacierfs.reader.Reader` says of a response that failed its checksum."""
+"""What :class:`~glacierfs.read.reader.Reader` says of a response that failed its checksum."""
 
 
 @dataclass(frozen=True)

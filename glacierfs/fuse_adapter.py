@@ -1,6 +1,6 @@
 """The pyfuse3 adapter: the only module that imports pyfuse3, and a thin one.
 
-Each handler calls :class:`~glacierfs.filesystem.Filesystem` and turns its result
+Each handler calls :class:`~glacierfs.view.filesystem.Filesystem` and turns its result
 into a reply, or its error into an errno, in one place (:func:`_replying`). An
 unexpected exception is logged with its traceback and answered with EIO: the daemon
 never dies because one request failed.
@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import pyfuse3
 
 from glacierfs.errors import GlacierfsError, ShuttingDown
-from glacierfs.filesystem import Attr, Filesystem
 from glacierfs.logs import LogOnce
+from glacierfs.view.filesystem import Attr, Filesystem
 
 log = logging.getLogger(__name__)
 

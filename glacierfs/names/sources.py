@@ -7,8 +7,8 @@ or the ``x-amz-archive-description`` header that comes with the output's first l
 read through the cache (so it is not fetched again when the file is read); only when
 that leaf is cached already does a one-byte request ask for the header. The leaf is
 fetched through the job the archive file reads it through
-(:func:`glacierfs.archives.probe_job`), never through a job known to fail its
-check (:mod:`glacierfs.damage`), and a failure is remembered.
+(:func:`glacierfs.view.archives.probe_job`), never through a job known to fail its
+check (:mod:`glacierfs.view.damage`), and a failure is remembered.
 Every description learnt is kept in the cache's metadata, so none is asked twice.
 Only the descriptions of archives that have jobs are kept in memory, whatever the
 size of the inventory. An archive whose description is not known has no name yet
@@ -29,17 +29,17 @@ from pathlib import Path
 
 import trio
 
-from glacierfs.archives import probe_job
-from glacierfs.damage import DamagedJobs
-from glacierfs.descriptions import decode_description
-from glacierfs.diskcache import DiskCache
+from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import GlacierfsError, IntegrityError, ShuttingDown
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import Job, disagreements
-from glacierfs.naming import safe_components
-from glacierfs.reader import Reader
-from glacierfs.tree import Named
+from glacierfs.names.decoders import decode_description
+from glacierfs.names.safe import safe_components
+from glacierfs.read.reader import Reader
 from glacierfs.treehash import MIB
+from glacierfs.view.archives import probe_job
+from glacierfs.view.damage import DamagedJobs
+from glacierfs.view.tree import Named
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Design.
 * A job record is untrusted: it can name any archive's tree hash, and the cache keeps an
   archive's bytes under that name. So a leaf is good for the job that fetched it (its
   response's checksum matched, or its length where no checksum is due), and the disk
-  cache's index names its owners (:mod:`glacierfs.diskcache`). The owner is the job's
+  cache's index names its owners (:mod:`glacierfs.cache.disk`). The owner is the job's
   archive as its vault names it (:attr:`Job.owner`): a renewed retrieval of the same
   ArchiveId in the same vault reads what an expired one cached, but a record naming
   another ArchiveId, vault or endpoint fetches its own copy (the same digest costs it
@@ -43,10 +43,10 @@ from dataclasses import dataclass, field
 
 import trio
 
-from glacierfs.diskcache import SHARED, DiskCache, LeafRow, merged
+from glacierfs.cache.disk import SHARED, DiskCache, LeafRow, merged
+from glacierfs.cache.memory import MemoryCache
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job, contradictions
-from glacierfs.memcache import MemoryCache
 from glacierfs.treehash import combine
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,6 @@
+"""The caches: verified leaves on disk, kept across mounts and expiries, and in memory.
+
+- :mod:`.disk`: the disk cache (one sparse file per object, an SQLite index whose rows
+  are the commit points, owners per leaf, eviction, crash recovery, metadata).
+- :mod:`.memory`: recently used leaves in memory, for the trio thread only.
+"""
