@@ -32,7 +32,7 @@ pytestmark = needs_fuse
 
 MIB = 1 << 20
 EXIT_BOUND = 5.0
-LONG_RETRIES = {"retries": "1000", "timeout": "600"}
+LONG_RETRIES = {"retries": "100", "timeout": "600"}
 """Retries that would go on for ten minutes: the exit must not wait for them."""
 
 REPEATS = 20
