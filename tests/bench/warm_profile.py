@@ -11,7 +11,7 @@ when fio is installed) random 4 KiB reads with ``--direct=1`` and 1 and 4 reader
 with the daemon's CPU seconds (user + system) beside each figure: on a shared machine
 they hold better than wall-clock time. ``--cold`` times cold reads into fresh caches
 instead. ``--baselines`` adds the same reads of the pyfuse3-from-memory ceiling and of
-the proposed read path's prototype (:mod:`tests.bench.ceiling`), and fio on the local
+the proposed read path's prototype (:mod:`tests.bench.prototype`), and fio on the local
 file. ``--profile DIR`` runs ``perf record`` (native and kernel stacks: where the CPU
 goes) or ``py-spy record`` (Python stacks, GIL waits counted as active) on the daemon
 during each read, when installed. ``--read-ahead-kb`` sets the kernel read-ahead of
@@ -42,10 +42,10 @@ from tests.support.mount import stop_process, unmount, wait_for
 def ceiling_mount(
     source: Path, root: Path, read_ahead_kb: int | None = None, *flags: str
 ) -> Iterator[tuple[Path, int]]:
-    """The pyfuse3-from-memory filesystem (:mod:`tests.bench.ceiling`) serving ``source``."""
+    """The pyfuse3-from-memory filesystem (:mod:`tests.bench.prototype`) serving ``source``."""
     mountpoint = root / f"ceiling-{time.monotonic_ns()}"
     mountpoint.mkdir()
-    command = [sys.executable, "-m", "tests.bench.ceiling", str(source), str(mountpoint), *flags]
+    command = [sys.executable, "-m", "tests.bench.prototype", str(source), str(mountpoint), *flags]
     process = subprocess.Popen(command)
     try:
         wait_for(lambda: os.path.ismount(mountpoint), "the ceiling mount")
