@@ -1,6 +1,6 @@
-"""The ceiling of this stack: a minimal pyfuse3 filesystem serving one file from memory.
+"""A minimal pyfuse3 filesystem serving one file from memory, and a prototype read path.
 
-Usage: python -m tests.bench.ceiling SOURCE MOUNTPOINT [--from-file]
+Usage: python -m tests.bench.prototype SOURCE MOUNTPOINT [--from-file]
 
 Serves the bytes of SOURCE (read into memory at start) as MOUNTPOINT/data, with the
 options glacierfs mounts with (``ro``, ``default_permissions``, ``keep_cache``), until
