@@ -20,7 +20,7 @@ import pyfuse3
 
 from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.logs import LogOnce
-from glacierfs.view.filesystem import Attr, Filesystem
+from glacierfs.view.filesystem import Attr, Filesystem, FsError
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,12 @@ _failures = LogOnce(log, every=REPEAT_QUIET)
 
 
 def _log_failure(operation: str, error: GlacierfsError) -> None:
-    """No news (a name or attribute that does not exist, a mount ending) is not logged."""
-    if isinstance(error, ShuttingDown) or error.errno in (errno.ENOENT, errno.ENODATA):
+    """What went wrong in the daemon or at the service, once a minute per message.
+
+    A plain answer to the caller's own request (no such name, not a directory, read-only,
+    a bad handle: :class:`FsError`) and the end of the mount are no news, not logged.
+    """
+    if isinstance(error, FsError | ShuttingDown) or error.errno in (errno.ENOENT, errno.ENODATA):
         return
     text = f"{operation}: {error}"
     _failures.warning(text, "%s", text)

@@ -127,6 +127,7 @@ def test_overlapping_ranges_each_serve_their_own_leaves_and_none_twice(disk: Dis
     assert len(service.requests) == asked
 
 
+@pytest.mark.expected_logs(r"is damaged", r"checksum mismatch")
 def test_a_leaf_that_fails_through_one_job_is_remembered_and_read_through_another(
     disk: DiskCache,
 ) -> None:

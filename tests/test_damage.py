@@ -39,6 +39,7 @@ def loaded(disk: DiskCache) -> DamagedJobs:
     return damage
 
 
+@pytest.mark.expected_logs(r"is damaged")
 def test_a_failure_is_remembered_with_the_digest_sent_and_skipped_while_the_record_holds(
     disk: DiskCache,
 ) -> None:
@@ -54,6 +55,7 @@ def test_a_failure_is_remembered_with_the_digest_sent_and_skipped_while_the_reco
     assert not again.skips(replace(JOB, job_id="K"))
 
 
+@pytest.mark.expected_logs(r"is damaged")
 def test_a_failure_the_message_does_not_explain_keeps_the_bytes_that_were_asked(
     disk: DiskCache,
 ) -> None:
@@ -63,6 +65,7 @@ def test_a_failure_the_message_does_not_explain_keeps_the_bytes_that_were_asked(
     assert (known.start, known.end, known.expected) == (MIB, 3 * MIB, None)
 
 
+@pytest.mark.expected_logs(r"is damaged")
 def test_reads_that_pass_their_check_shrink_the_damage_until_it_is_forgotten(
     disk: DiskCache,
 ) -> None:

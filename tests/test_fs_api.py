@@ -370,6 +370,7 @@ async def test_read_of_an_unknown_or_released_handle_is_a_bad_handle(ops: Operat
     assert await fuse_errno(ops.read(fh + 1000, 0, 10)) == errno.EBADF
 
 
+@pytest.mark.expected_logs(r"is damaged", r"checksum mismatch")
 async def test_bytes_that_fail_their_checksum_are_eio_and_never_served(
     ops: Operations, glacier: Glacier, fs: Filesystem, caplog: pytest.LogCaptureFixture
 ) -> None:

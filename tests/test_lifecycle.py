@@ -32,8 +32,9 @@ pytestmark = needs_fuse
 
 MIB = 1 << 20
 EXIT_BOUND = 5.0
-LONG_RETRIES = {"retries": "1000", "timeout": "600"}
-"""Retries that would go on for ten minutes: the exit must not wait for them."""
+LONG_RETRIES = {"retries": "100", "timeout": "600", "names_wait": "1"}
+"""Retries that would go on for ten minutes: the exit must not wait for them. The mount
+is announced after a second of learning names, the header probes going on behind it."""
 
 REPEATS = 20
 

@@ -262,6 +262,7 @@ def test_unverifiable_bytes_are_served_and_marked_size_by_default(disk: DiskCach
     assert run(reader, reader.verification, job) == "size"
 
 
+@pytest.mark.expected_logs(r"SHA256TreeHash is \w+, the output's tree hash")
 def test_whole_output_mismatch_fails_the_read_that_completes_it_and_every_later_one(
     disk: DiskCache,
 ) -> None:
@@ -280,6 +281,7 @@ def test_whole_output_mismatch_fails_the_read_that_completes_it_and_every_later_
         run(fresh, fresh.read, record, 0, 100)
 
 
+@pytest.mark.expected_logs(r"is not ArchiveSHA256TreeHash")
 def test_a_record_that_contradicts_itself_is_refused_without_a_request(disk: DiskCache) -> None:
     data = random.Random(11).randbytes(2 * MIB)
     record = replace(make_job(data), archive_tree_hash=tree_hash(b"another archive"))
@@ -311,6 +313,7 @@ def read_range(reader: Reader, job: Job, start: int, stop: int) -> bytes:
     return run(reader, go)  # type: ignore[no-any-return]
 
 
+@pytest.mark.expected_logs(r"SHA256TreeHash is \w+, the output's tree hash")
 def test_a_job_claiming_another_archive_gets_none_of_its_leaves_and_gives_it_none(
     disk: DiskCache,
 ) -> None:
@@ -345,6 +348,7 @@ def test_a_renewed_retrieval_of_the_same_archive_reads_what_the_first_cached(
     assert fakes.outputs["renewed"].fetched == len(data) - 2 * MIB
 
 
+@pytest.mark.expected_logs(r"no x-amz-sha256-tree-hash")
 def test_a_missing_checksum_where_one_is_due_fails_and_nothing_is_served(
     disk: DiskCache,
 ) -> None:

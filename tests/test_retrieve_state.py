@@ -34,16 +34,23 @@ def test_the_index_view_sees_what_an_open_disk_cache_holds_without_its_lock(
     key = archive_key(archive, ARN)
     with DiskCache(tmp_path, 1 << 30) as disk:
         digests = leaf_digests(data)
-        assert disk.put(key, 0, data[: 2 * MIB], digests[:2], "block")
+        assert disk.put(key, 0, data[: 2 * MIB], digests[:2], "block", owner="test")
         with CacheIndex(tmp_path) as index:  # beside the holder of the lock
             assert index.leaves(key) == {0, 1}
             assert not index.verified(archive, ARN)
-            assert disk.put(key, 2, data[2 * MIB :], digests[2:], "block")
+            assert disk.put(key, 2, data[2 * MIB :], digests[2:], "block", owner="test")
             assert index.leaves(key) == {0, 1, 2, 3}
             assert index.verified(archive, ARN)
     liar = Archive("C", 2 * MIB, archive_of(b"x" * 2 * MIB).tree_hash, 0.0, "", "c")
     with DiskCache(tmp_path, 1 << 30) as disk:  # leaves under its key that are not its bytes
-        disk.put(archive_key(liar, ARN), 0, data[: 2 * MIB], leaf_digests(data[: 2 * MIB]), "size")
+        disk.put(
+            archive_key(liar, ARN),
+            0,
+            data[: 2 * MIB],
+            leaf_digests(data[: 2 * MIB]),
+            "size",
+            owner="test",
+        )
     with CacheIndex(tmp_path) as index:
         assert index.leaves(archive_key(liar, ARN)) == {0, 1}
         assert not index.verified(liar, ARN)
@@ -115,5 +122,5 @@ def test_the_index_view_made_before_the_cache_exists_sees_it_once_created(tmp_pa
     with CacheIndex(tmp_path) as index:
         assert index.leaves(key) == frozenset()
         with DiskCache(tmp_path, 1 << 30) as disk:
-            disk.put(key, 0, data, leaf_digests(data), "block")
+            disk.put(key, 0, data, leaf_digests(data), "block", owner="test")
         assert index.leaves(key) == {0}

@@ -31,7 +31,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a 
 
 
 def put_leaf(cache: DiskCache, key: str, data: bytes = b"leaf") -> bool:
-    return cache.put(key, 0, data, [hashlib.sha256(data).digest()], "block")
+    return cache.put(key, 0, data, [hashlib.sha256(data).digest()], "block", owner="test")
 
 
 def data_file(root: Path, key: str) -> Path:
@@ -137,6 +137,7 @@ def test_a_directory_of_another_user_on_the_way_is_refused(tmp_path: Path) -> No
 # --- what the disk cache opens under its root -------------------------------------------
 
 
+@pytest.mark.expected_logs(r"cannot be written")
 def test_a_data_file_that_is_a_symlink_is_never_written_through(
     tmp_path: Path, victim: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -152,6 +153,7 @@ def test_a_data_file_that_is_a_symlink_is_never_written_through(
     assert [r.getMessage() for r in caplog.records if "not a regular file" in r.getMessage()]
 
 
+@pytest.mark.expected_logs(r"cannot be written")
 def test_a_data_file_that_is_a_fifo_is_unusable_and_never_blocks(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     with DiskCache(root, 8 * MIB) as cache:
@@ -160,6 +162,7 @@ def test_a_data_file_that_is_a_fifo_is_unusable_and_never_blocks(tmp_path: Path)
         assert cache.get("a", 0) is None
 
 
+@pytest.mark.expected_logs(r"unreadable .*: dropped")
 def test_a_data_file_replaced_by_a_symlink_loses_its_leaves_and_the_link(
     tmp_path: Path, victim: Path
 ) -> None:
@@ -186,7 +189,7 @@ def test_after_a_crash_recovery_removes_a_planted_symlink_not_its_target(
         "from pathlib import Path\n"
         "from glacierfs.cache.disk import DiskCache\n"
         "cache = DiskCache(Path(sys.argv[1]), 1 << 23)\n"
-        "cache.put('a', 0, b'leaf', [hashlib.sha256(b'leaf').digest()], 'block')\n"
+        "cache.put('a', 0, b'leaf', [hashlib.sha256(b'leaf').digest()], 'block', owner='t')\n"
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"
     )

@@ -494,6 +494,10 @@ class Reader:
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
 
+    async def leaf_cached(self, job: Job, leaf: int) -> bool:
+        """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""
+        return usable(job, await self._object(job), leaf)
+
     def cache_usage(self) -> CacheUsage:
         return self._disk.usage()
 

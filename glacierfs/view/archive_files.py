@@ -4,8 +4,8 @@ A read is cut into pieces, one per run of leaves read through the same job
 (:func:`glacierfs.view.archives.plan`), and each piece is read through the reader as a
 read of that job's file would be, with a prefetcher per job so that read-ahead
 follows each job's own output. The reader's internals are not reached into: which
-job a cached leaf is served to is asked of it (:meth:`Reader.cached_bytes` of a
-one-leaf job), so that a leaf is read through the job it was fetched for.
+job a cached leaf is served to is asked of it (:meth:`Reader.leaf_cached`),
+so that a leaf is read through the job it was fetched for.
 
 Reads of jobs (of their own files too) pass through :meth:`ArchiveFiles.read_job`,
 which remembers checksum failures (:mod:`glacierfs.view.damage`).
@@ -14,7 +14,6 @@ which remembers checksum failures (:mod:`glacierfs.view.damage`).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
@@ -70,10 +69,8 @@ class ArchiveFiles:
             covering = archive.covering(leaf)
             if len(covering) < 2:
                 continue  # no choice to make
-            length = min(MIB, archive.size - leaf * MIB)
             for job in covering:
-                one = replace(job, range_start=leaf * MIB, size=length)
-                if await self.reader.cached_bytes(one):
+                if await self.reader.leaf_cached(job, leaf):
                     found.add((job.job_id, leaf))
         return found
 
