@@ -11,6 +11,7 @@ against (issue 16) kept the daemon spinning at 100% CPU for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -167,8 +168,11 @@ def blocked_reader(emulator: Emulator, vault: Callable[[str], str], mount_factor
     )
 
     def reading() -> bool:
-        fds = Path(f"/proc/{reader.pid}/fd")
-        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+        for fd in Path(f"/proc/{reader.pid}/fd").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # closed since it was listed
+                if os.readlink(fd) == str(path):
+                    return True
+        return False
 
     try:
         wait_for(reading, "the reader to open the file", alive=lambda: reader.poll() is None)
