@@ -107,9 +107,7 @@ class _Text:
         return ""
 
 
-# JSON
-
-
+# JSON: a reader of values from a refilled buffer, then the document's shape.
 class _JsonReader:
     """Whitespace, punctuation and whole values, out of a buffer refilled on demand."""
 
@@ -226,9 +224,7 @@ def _json_entry(item: object, number: int) -> Entry:
     return Entry(archive_id, description, date, size, tree_hash)
 
 
-# CSV
-
-
+# CSV: lines that can be put back, then records of Glacier's quoting.
 class _Lines:
     """Lines of text (without their ``\\n``), numbered, that can be put back."""
 

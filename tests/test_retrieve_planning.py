@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glacierfs.emulator.store import is_tree_node
+from glacierfs.emulator.outputs import is_tree_node
 from glacierfs.inventory import Entry
 from glacierfs.retrieve.coverage import Holding, live_job, live_jobs
 from glacierfs.retrieve.follow import Progress, render_summary

@@ -31,6 +31,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--account-id", default="123456789012", help="the account's 12-digit id")
     parser.add_argument("--region", default="us-east-1", help="the region in ARNs")
     parser.add_argument("--access-key", help="refuse requests signed with any other key id")
+    _timing_options(parser)
+    _fault_options(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def _timing_options(parser: argparse.ArgumentParser) -> None:
+    """When jobs complete and expire, how the clock runs, and how fast answers come."""
     parser.add_argument(
         "--job-delay",
         type=float,
@@ -61,6 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-page-size", type=int, default=50, help="most jobs/vaults a page")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--bandwidth", type=int, default=0, help="bytes/s per connection")
+
+
+def _fault_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fault",
         action="append",
@@ -69,8 +80,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"a fault to inject from the start; kinds: {', '.join(KINDS)}",
     )
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault rates")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,31 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="glacierfs-emulator: %(message)s",
     )
-    faults = Faults(args.fault_seed)
     try:
-        for text in args.fault:
-            faults.add(parse_fault(json.loads(text)))
-    except ValueError as error:
-        print(f"glacierfs-emulator: bad --fault: {error}", file=sys.stderr)
-        return 2
-    tier_delays = dict(REAL_TIMES) if args.real_tier_times else {}
-    try:
-        tier_delays.update(parse_tier_delay(text) for text in args.tier_delay)
-        clock = Clock(args.clock_speed)
+        faults = _faults(args)
+        tier_delays, clock = _timing(args)
     except ValueError as error:
         print(f"glacierfs-emulator: {error}", file=sys.stderr)
         return 2
-    state = args.state_dir or Path(tempfile.mkdtemp(prefix="glacierfs-emulator-"))
-    store = Store(
-        state,
-        account=args.account_id,
-        region=args.region,
-        job_delay=args.job_delay,
-        job_expiry=args.job_expiry,
-        max_page=args.max_page_size,
-        tier_delays=tier_delays,
-        clock=clock,
-    )
+    store = _store(args, tier_delays, clock)
     try:
         server = Emulator(
             (args.host, args.port),
@@ -117,12 +108,53 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{args.host}:{args.port}"
         print(f"glacierfs-emulator: cannot listen on {where}: {error}", file=sys.stderr)
         return 1
-    port = server.server_address[1]
+    _announce(args, server.server_address[1], store.root)
+    _serve(server, store)
+    return 0
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    faults = Faults(args.fault_seed)
+    try:
+        for text in args.fault:
+            faults.add(parse_fault(json.loads(text)))
+    except ValueError as error:
+        raise ValueError(f"bad --fault: {error}") from None
+    return faults
+
+
+def _timing(args: argparse.Namespace) -> tuple[dict[str, tuple[float, float]], Clock]:
+    tier_delays = dict(REAL_TIMES) if args.real_tier_times else {}
+    tier_delays.update(parse_tier_delay(text) for text in args.tier_delay)
+    return tier_delays, Clock(args.clock_speed)
+
+
+def _store(
+    args: argparse.Namespace, tier_delays: dict[str, tuple[float, float]], clock: Clock
+) -> Store:
+    state = args.state_dir or Path(tempfile.mkdtemp(prefix="glacierfs-emulator-"))
+    return Store(
+        state,
+        account=args.account_id,
+        region=args.region,
+        job_delay=args.job_delay,
+        job_expiry=args.job_expiry,
+        max_page=args.max_page_size,
+        tier_delays=tier_delays,
+        clock=clock,
+    )
+
+
+def _announce(args: argparse.Namespace, port: int, state: Path) -> None:
     if args.ready_file:
         temporary = args.ready_file.with_name(args.ready_file.name + ".tmp")
         temporary.write_text(f"{port}\n")
         os.replace(temporary, args.ready_file)
     print(f"glacierfs-emulator: http://{args.host}:{port} (state in {state})", file=sys.stderr)
+
+
+def _serve(server: Emulator, store: Store) -> None:
+    """Until SIGTERM or SIGINT; the state is saved on the way out."""
 
     def stop(signum: int, frame: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -134,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
         store.save()
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 server: the vault REST API, and an admin endpoint for tests.
+"""The HTTP/1.1 server and its request routing: the vault REST API, and an admin endpoint for tests.
 
 Requests must carry a SigV4 ``Authorization`` header (its signature is not checked;
 with ``--access-key`` any other key id is refused, as real credentials of another
@@ -32,79 +32,35 @@ Every answer's ``Date`` header is the emulated time, as the service's is its own
 
 from __future__ import annotations
 
-import collections
-import email.utils
 import json
-import logging
 import re
-import socket
-import struct
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from glacierfs.emulator.faults import BAD_JSON, ERRORS, Fault, Faults, parse_fault
-from glacierfs.emulator.store import ApiError, Output, Store, invalid, iso, missing, not_found
-
-log = logging.getLogger("glacierfs.emulator")
+from glacierfs.emulator.admin import Admin
+from glacierfs.emulator.counters import Counters
+from glacierfs.emulator.faults import ERRORS, Fault, Faults
+from glacierfs.emulator.jobs import Jobs
+from glacierfs.emulator.records import ApiError, invalid, missing, not_found
+from glacierfs.emulator.store import Store
+from glacierfs.emulator.transfer import Transfer
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
-BYTE_RANGE = re.compile(r"bytes=(\d+)-(\d*)\Z")
-PACE_CHUNK = 64 * 1024
 
-
-def _applied(entry: dict[str, Any]) -> list[str]:
-    """The faults that acted on a request: an error answer's own, or every one that struck
-    an answer that did not fail for another reason (a job not found has no body to cut)."""
-    if entry.get("fault"):
-        return [entry["fault"]]
-    return [] if entry.get("error") else list(entry.get("faults", []))
-
-
-class Counters:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.requests, self.bytes = 0, 0
-            self.operations: dict[str, dict[str, int]] = {}
-            self.jobs: dict[str, dict[str, int]] = {}
-            self.faults: dict[str, int] = {}
-            self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
-
-    def count(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self.requests += 1
-            self.bytes += entry["bytes"]
-            self.log.append(entry)
-            operation = self.operations.setdefault(entry["operation"], {"requests": 0, "bytes": 0})
-            operation["requests"] += 1
-            operation["bytes"] += entry["bytes"]
-            if entry.get("job"):  # a job's bytes are those of its output only
-                job = self.jobs.setdefault(entry["job"], {"requests": 0, "bytes": 0})
-                job["requests"] += 1
-                if entry["operation"] == "GetJobOutput":
-                    job["bytes"] += entry["bytes"]
-            for kind in _applied(entry):
-                self.faults[kind] = self.faults.get(kind, 0) + 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return json.loads(
-                json.dumps(
-                    {
-                        "requests": self.requests,
-                        "bytes": self.bytes,
-                        "operations": self.operations,
-                        "jobs": self.jobs,
-                        "faults": self.faults,
-                    }
-                )
-            )
+ROUTES = {
+    ("GET", 2, "vaults"): "ListVaults",
+    ("PUT", 3, "vaults"): "CreateVault",
+    ("GET", 3, "vaults"): "DescribeVault",
+    ("DELETE", 3, "vaults"): "DeleteVault",
+    ("POST", 4, "vaults", "archives"): "UploadArchive",
+    ("DELETE", 5, "vaults", "archives"): "DeleteArchive",
+    ("POST", 4, "vaults", "jobs"): "InitiateJob",
+    ("GET", 4, "vaults", "jobs"): "ListJobs",
+    ("GET", 5, "vaults", "jobs"): "DescribeJob",
+    ("GET", 6, "vaults", "jobs", "output"): "GetJobOutput",
+}
+"""Operation by (method, number of path parts, the fixed parts: 1, 3, 5)."""
 
 
 class Emulator(ThreadingHTTPServer):
@@ -123,24 +79,13 @@ class Emulator(ThreadingHTTPServer):
         bandwidth: int = 0,
     ) -> None:
         super().__init__(address, Handler)
-        self.store, self.faults, self.counters = store, faults, Counters()
+        self.store, self.jobs, self.faults = store, Jobs(store), faults
+        self.counters = Counters()
         self.access_key, self.latency_ms, self.bandwidth = access_key, latency_ms, bandwidth
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Emulator
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        moment = self.server.store.clock.now() if timestamp is None else timestamp
-        return email.utils.formatdate(moment, usegmt=True)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+class Handler(Admin, Transfer):
+    """One connection's requests: routed to the API's operations or to the admin endpoint."""
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -154,20 +99,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
-    # dispatch
-
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         parts = [unquote(p) for p in url.path.split("/")[1:]]
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body = self._read_body()
-        self._entry: dict[str, Any] = {
-            "operation": "Unknown",
-            "job": None,
-            "range": None,
-            "status": 0,
-            "bytes": 0,
-        }
+        self._entry = {"operation": "Unknown", "job": None, "range": None, "status": 0, "bytes": 0}
         try:
             if parts[:1] == ["_emulator"]:
                 self._admin(method, parts[1:], body)
@@ -190,8 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _api(self, method: str, parts: list[str], query: dict[str, str], body: bytes) -> None:
-        route = self._route(method, parts)
-        operation, vault, item = route
+        operation, vault, item = self._route(method, parts)
         self._entry["operation"] = operation
         if operation == "ListJobs":  # which listing: tests tell a full look from a refresh
             self._entry["query"] = query
@@ -212,19 +148,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, parts: list[str]) -> tuple[str, str, str | None]:
         shape = (method, len(parts), *(p for i, p in enumerate(parts) if i in (1, 3, 5)))
-        routes = {
-            ("GET", 2, "vaults"): "ListVaults",
-            ("PUT", 3, "vaults"): "CreateVault",
-            ("GET", 3, "vaults"): "DescribeVault",
-            ("DELETE", 3, "vaults"): "DeleteVault",
-            ("POST", 4, "vaults", "archives"): "UploadArchive",
-            ("DELETE", 5, "vaults", "archives"): "DeleteArchive",
-            ("POST", 4, "vaults", "jobs"): "InitiateJob",
-            ("GET", 4, "vaults", "jobs"): "ListJobs",
-            ("GET", 5, "vaults", "jobs"): "DescribeJob",
-            ("GET", 6, "vaults", "jobs", "output"): "GetJobOutput",
-        }
-        operation = routes.get(shape)  # type: ignore[arg-type]
+        operation = ROUTES.get(shape)  # type: ignore[arg-type]
         if operation is None:
             raise not_found(f"No such operation: {method} {self.path}")
         return operation, parts[2] if len(parts) > 2 else "", parts[4] if len(parts) > 4 else None
@@ -252,9 +176,9 @@ class Handler(BaseHTTPRequestHandler):
         body: bytes,
         struck: list[Fault],
     ) -> None:
-        store = self.server.store
+        store, jobs = self.server.store, self.server.jobs
         if operation == "GetJobOutput":
-            self._job_output(store.job(vault, item or ""), struck)
+            self._job_output(jobs.job(vault, item or ""), struck)
         elif operation == "ListVaults":
             self._json(200, store.list_vaults(query.get("limit"), query.get("marker")), struck)
         elif operation == "CreateVault":
@@ -274,9 +198,9 @@ class Handler(BaseHTTPRequestHandler):
             self._initiate(vault, body)
         elif operation == "ListJobs":
             args = (query.get(k) for k in ("completed", "statuscode", "limit", "marker"))
-            self._json(200, store.list_jobs(vault, *args), struck)
+            self._json(200, jobs.list_jobs(vault, *args), struck)
         elif operation == "DescribeJob":
-            self._json(200, store.describe(store.job(vault, item or "")), struck)
+            self._json(200, jobs.describe(jobs.job(vault, item or "")), struck)
 
     def _upload(self, vault: str, body: bytes) -> None:
         store = self.server.store
@@ -303,214 +227,13 @@ class Handler(BaseHTTPRequestHandler):
             raise invalid("The job parameters are not a JSON object")
         store = self.server.store
         self._entry.update(archive=params.get("ArchiveId"), tier=params.get("Tier"))
-        job = store.initiate(vault, params)
+        job = self.server.jobs.initiate(vault, params)
         self._entry["initiated"] = job.job_id
         headers = {
             "Location": f"/{store.account}/vaults/{vault}/jobs/{job.job_id}",
             "x-amz-job-id": job.job_id,
         }
         self._json(202, None, [], headers)
-
-    # answers
-
-    def _json(
-        self,
-        status: int,
-        document: Any,
-        struck: list[Fault],
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        data = b"" if document is None else json.dumps(document).encode()
-        if data and any(f.kind == BAD_JSON for f in struck):
-            data = data[: len(data) // 2]
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if data:
-            self.send_header("Content-Type", "application/json")
-        self._finish_headers(len(data))
-        self.wfile.write(data)
-        self._entry.update(status=status, bytes=len(data))
-
-    def _error(self, error: ApiError) -> None:
-        document = {"code": error.code, "message": error.message, "type": error.type}
-        self._json(error.status, document, [])
-        self._entry.update(bytes=0, error=error.code)  # an error serves no output bytes
-
-    def _finish_headers(self, length: int) -> None:
-        self.send_header("Content-Length", str(length))
-        self.send_header("x-amzn-RequestId", f"{time.monotonic_ns():x}")
-        self.end_headers()
-
-    def _job_output(self, job: Any, struck: list[Fault]) -> None:
-        output = self.server.store.output(job)
-        total = output.source.size
-        start, end, partial = self._requested(total)
-        self._entry["range"] = f"{start}-{end}"
-        self.send_response(206 if partial else 200)
-        self.send_header("Content-Type", output.content_type)
-        self.send_header("Accept-Ranges", "bytes")
-        if partial:
-            shift = 1 if any(f.kind == "bad-content-range" for f in struck) else 0
-            self.send_header("Content-Range", f"bytes {start + shift}-{end + shift}/{total}")
-        checksum = output.tree_hash(start, end)
-        if checksum is not None and not any(f.kind == "drop-checksum" for f in struck):
-            self.send_header("x-amz-sha256-tree-hash", checksum)
-        if output.description is not None:
-            self.send_header("x-amz-archive-description", output.description)
-        self._finish_headers(end - start + 1)
-        self._entry["status"] = 206 if partial else 200
-        self._stream(output, start, end + 1, struck)
-
-    def _requested(self, total: int) -> tuple[int, int, bool]:
-        header = self.headers.get("Range")
-        if header is None:
-            return 0, total - 1, False
-        match = BYTE_RANGE.match(header.strip())
-        if not match:
-            raise invalid(f"The requested range is not valid: {header}")
-        start = int(match.group(1))
-        end = int(match.group(2)) if match.group(2) else total - 1
-        if start > end or end >= total:
-            raise invalid(f"The requested range {header} is not within the output of {total} bytes")
-        return start, end, True
-
-    def _stream(self, output: Output, start: int, end: int, struck: list[Fault]) -> None:
-        length = end - start
-        body_faults = {f.kind: f for f in struck if f.kind in ("reset", "short", "flip", "stall")}
-        strikes = {
-            kind: min(fault.at if fault.at is not None else length // 2, max(length - 1, 0))
-            for kind, fault in body_faults.items()
-        }
-        caps = [self.server.bandwidth] + [f.bps for f in struck if f.kind == "bandwidth"]
-        pace = min((c for c in caps if c > 0), default=0)
-        sent, began = 0, time.monotonic()
-        for chunk in output.source.chunks(start, end):
-            piece = memoryview(chunk)
-            for kind, at in sorted(strikes.items(), key=lambda item: item[1]):
-                if not sent <= at < sent + len(piece):
-                    continue
-                if kind == "flip":
-                    flipped = bytearray(piece)
-                    flipped[at - sent] ^= 0xFF
-                    piece = memoryview(bytes(flipped))
-                elif kind == "stall":
-                    self._write(piece[: at - sent], pace, began, sent)
-                    sent, piece = at, piece[at - sent :]
-                    time.sleep(body_faults["stall"].ms / 1000)
-                else:
-                    self._write(piece[: at - sent], pace, began, sent)
-                    self._entry["bytes"] = at
-                    self._cut(reset=kind == "reset")
-                    return
-            sent = self._write(piece, pace, began, sent)
-            self._entry["bytes"] = sent
-
-    def _write(self, piece: memoryview, pace: int, began: float, sent: int) -> int:
-        if not pace:
-            self.wfile.write(piece)
-            return sent + len(piece)
-        for offset in range(0, len(piece), PACE_CHUNK):
-            part = piece[offset : offset + PACE_CHUNK]
-            self.wfile.write(part)
-            sent += len(part)
-            ahead = sent / pace - (time.monotonic() - began)
-            if ahead > 0:
-                time.sleep(ahead)
-        return sent
-
-    def _cut(self, reset: bool) -> None:
-        self.close_connection = True
-        if reset:  # SO_LINGER 0: close sends RST instead of FIN
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-
-    # admin
-
-    def _admin(self, method: str, parts: list[str], body: bytes) -> None:
-        try:
-            payload = json.loads(body) if body else {}
-        except ValueError:
-            raise invalid("the admin request body is not JSON") from None
-        store, server = self.server.store, self.server
-        match (method, *parts):
-            case ("GET", "health"):
-                self._json(200, {"ok": True}, [])
-            case ("POST", "seeded-archives"):
-                archive = store.seed(
-                    payload["vault"],
-                    int(payload["size"]),
-                    int(payload.get("seed", 0)),
-                    str(payload.get("description", "")),
-                )
-                answer = {"archiveId": archive.archive_id, "checksum": archive.tree_hash}
-                self._json(200, answer, [])
-            case ("GET", "archives", vault, archive_id, "content"):
-                self._archive_content(vault, archive_id)
-            case ("POST", "jobs", job_id, "complete"):
-                self._json(200, store.describe(store.complete(job_id)), [])
-            case ("POST", "jobs", job_id, "fail"):
-                job = store.fail(job_id, str(payload.get("message", "Job failed")))
-                self._json(200, store.describe(job), [])
-            case ("POST", "jobs", job_id, "expire"):
-                store.expire(job_id)
-                self._json(200, {"expired": job_id}, [])
-            case ("POST", "jobs", job_id, "set"):
-                self._json(200, store.describe(store.override(job_id, payload)), [])
-            case ("GET", "counters"):
-                self._json(200, server.counters.snapshot(), [])
-            case ("POST", "counters", "reset"):
-                server.counters.reset()
-                self._json(200, {"reset": True}, [])
-            case ("GET", "requests"):
-                self._json(200, list(server.counters.log), [])
-            case ("GET", "clock"):
-                self._json(200, _clock(store), [])
-            case ("POST", "clock"):
-                self._set_clock(payload)
-            case ("GET", "jobs"):
-                self._json(200, store.history(), [])
-            case ("GET", "faults"):
-                self._json(200, server.faults.listed(), [])
-            case ("POST", "faults"):
-                self._add_fault(payload)
-            case ("DELETE", "faults"):
-                server.faults.clear()
-                self._json(200, {"cleared": True}, [])
-            case ("DELETE", "faults", number) if number.isdigit():
-                if not server.faults.remove(int(number)):
-                    raise not_found(f"no fault {number}")
-                self._json(200, {"removed": int(number)}, [])
-            case _:
-                raise not_found(f"no admin operation {method} /_emulator/{'/'.join(parts)}")
-
-    def _add_fault(self, payload: Any) -> None:
-        try:
-            fault = self.server.faults.add(parse_fault(payload))
-        except (TypeError, ValueError) as error:
-            raise invalid(f"bad fault: {error}") from None
-        self._json(200, {"id": fault.id}, [])
-
-    def _set_clock(self, payload: Any) -> None:
-        clock = self.server.store.clock
-        try:
-            if "speed" in payload:
-                clock.set_speed(float(payload["speed"]))
-            if "advance" in payload:
-                clock.advance(float(payload["advance"]))
-        except ValueError as error:
-            raise invalid(f"bad clock request: {error}") from None
-        self.server.store.save()
-        self._json(200, _clock(self.server.store), [])
-
-    def _archive_content(self, vault: str, archive_id: str) -> None:
-        store = self.server.store
-        archive = store.archive(vault, archive_id)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self._finish_headers(archive.size)
-        for chunk in store.source(archive).chunks(0, archive.size):
-            self.wfile.write(chunk)
 
 
 def _asked_tier(body: bytes) -> str | None:
@@ -523,8 +246,3 @@ def _asked_tier(body: bytes) -> str | None:
         return None
     tier = params.get("Tier") or "Standard"
     return tier if isinstance(tier, str) else None
-
-
-def _clock(store: Store) -> dict[str, Any]:
-    now = store.clock.now()
-    return {"now": now, "iso": iso(now), "speed": store.clock.speed}
