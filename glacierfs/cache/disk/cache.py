@@ -2,9 +2,7 @@
 
 Concurrency. Every method may be called from any thread. One lock guards the SQLite
 connection and the state in memory of every part; ``pread``, ``pwrite`` and hashing
-run outside it, so reads of different leaves run in parallel. A read that overlapped
-the removal of a leaf of the same object (which may punch a hole under it) is told so
-by the object's generation count (:mod:`.leaves`), and reads again.
+run outside it, so reads of different leaves run in parallel (:mod:`.reads`).
 
 Failures. A full or failing disk makes ``put`` return False without a row and log one
 warning, until a put succeeds again. A read error is a miss and drops the leaf, so
@@ -13,7 +11,6 @@ that the next put writes it afresh. The daemon keeps serving from the network.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,15 +30,12 @@ from glacierfs.cache.disk.index import INDEX, Unwritable, WriteHealth
 from glacierfs.cache.disk.leaves import SHARED, LeafIndex, LeafRow
 from glacierfs.cache.disk.meta import MetaStore
 from glacierfs.cache.disk.puts import Claim, Puts, leaf_lengths
+from glacierfs.cache.disk.reads import Reads
 from glacierfs.errors import ConfigError
-from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
 
 Buffer = bytes | bytearray | memoryview
-
-READ_ATTEMPTS = 8
-"""Reads of a leaf raced by removals in its object before giving up with a miss."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +91,7 @@ class DiskCache:
         self._leaves = LeafIndex(index, self._blocks, self._eviction, self._health)
         self._puts = Puts(index, self._leaves, self._blocks, self._eviction, self._health, clock)
         self._meta = MetaStore(index, self._health.failed)
+        self._reads = Reads(self._lock, self._leaves, self._blocks, self._eviction)
         try:
             self._directory.begin_session()
             if self._leaves.used > self.capacity:
@@ -130,45 +125,21 @@ class DiskCache:
 
         With ``owner``, also None when the leaf is neither shared nor owned by it.
         """
-        found = self._get(key, index, owner)
+        found = self._reads.leaf(key, index, owner)
         return None if found is None else found[0]
 
     def get_leaf(self, key: str, index: int, owner: str) -> tuple[bytes, bytes] | None:
         """The leaf (if good for ``owner``, as :meth:`get`) and the digest its row has."""
-        return self._get(key, index, owner)
+        return self._reads.leaf(key, index, owner)
 
-    def _get(self, key: str, index: int, owner: str | None) -> tuple[bytes, bytes] | None:
-        for _ in range(READ_ATTEMPTS):
-            settled, found = self._read(key, index, owner)
-            if settled:
-                return found
-        return None
-
-    def _read(
-        self, key: str, index: int, owner: str | None
-    ) -> tuple[bool, tuple[bytes, bytes] | None]:
-        """One attempt: (True, (leaf, its row's digest) or None), or (False, None) when
-        raced by a removal."""
-        with self._lock:
-            generation = self._leaves.generation[key]
-            found = self._leaves.locate(key, index, owner)
-        if found is None:
-            return True, None
-        data = self._blocks.read(found.handle, index * MIB, found.length)
-        good = data is not None
-        if data is not None and not found.checked:
-            good = hashlib.sha256(data).digest() == found.digest
-        with self._lock:
-            self._blocks.release(found.handle)
-            if self._leaves.generation[key] != generation:
-                return False, None
-            if not good or data is None:
-                log.warning("disk cache: leaf %d of %s is damaged on disk: dropped", index, key)
-                self._leaves.remove_quietly([(key, index, found.length)])
-                return True, None
-            self._leaves.checked[(key, index)] = found.length
-            self._eviction.touch(key, index)
-        return True, (data, found.digest)
+    def read_range(
+        self, key: str, index: int, offset: int, length: int, owner: str
+    ) -> bytes | None:
+        """Bytes ``[offset, offset + length)`` of the leaf (if good for ``owner``), or None
+        as :meth:`get`. One pread of those bytes once the granules they touch have been
+        checked in this lifetime; else of those granules, which are checked first
+        (see :mod:`.reads`). ValueError for a range outside the leaf."""
+        return self._reads.range(key, index, offset, length, owner)
 
     def put(
         self,

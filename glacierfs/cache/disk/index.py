@@ -18,6 +18,7 @@ which the cache turns into a put that returns False and one warning.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import sqlite3
@@ -27,12 +28,14 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from glacierfs import trusted
+from glacierfs.cache.disk import granules
 from glacierfs.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-"""1: leaves and metadata. 2: each leaf names its owners (migrated: owned by no job)."""
+SCHEMA_VERSION = 3
+"""1: leaves and metadata. 2: each leaf names its owners (migrated: owned by no job).
+3: each leaf has the fast sums of its granules (migrated: none, filled in on first read)."""
 
 INDEX = "index.sqlite3"
 _INDEX_COMPANIONS = (f"{INDEX}-wal", f"{INDEX}-shm", f"{INDEX}-journal")
@@ -61,7 +64,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leaves (
     key TEXT NOT NULL, idx INTEGER NOT NULL, length INTEGER NOT NULL,
     digest BLOB NOT NULL, verified TEXT NOT NULL, used REAL NOT NULL,
-    owners TEXT NOT NULL DEFAULT '',
+    owners TEXT NOT NULL DEFAULT '', sums BLOB,
     PRIMARY KEY (key, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS leaves_by_use ON leaves (used);
@@ -140,7 +143,7 @@ def open_index(directory: int, path: Path) -> Index:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes; see module
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, 1, SCHEMA_VERSION):
+        if version not in (0, 1, 2, SCHEMA_VERSION):
             raise ConfigError(f"cache index {path} has schema {version}, not {SCHEMA_VERSION}")
         _migrate(db, version)
     except sqlite3.Error as error:
@@ -158,19 +161,38 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
     transaction: a crash leaves the old schema whole, and no row or byte is lost.
 
     1 -> 2: rows gain owners, none: no job vouched for a leaf then, so each is earned
-    again (see :mod:`.leaves`) before it is served."""
+    again (see :mod:`.leaves`) before it is served. 2 -> 3: rows gain granule sums, none:
+    each leaf is checked by its SHA-256 on its next read, and its sums filled in then.
+    Sums of another algorithm than :data:`~.granules.ALGORITHM` are dropped likewise."""
     db.execute("BEGIN IMMEDIATE")
     try:
         if version == 1:
             db.execute("ALTER TABLE leaves ADD COLUMN owners TEXT NOT NULL DEFAULT ''")
+        if version in (1, 2):
+            db.execute("ALTER TABLE leaves ADD COLUMN sums BLOB")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        _record_algorithm(db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+_ALGORITHM_NAME = ("glacierfs.cache", "granule-sums")
+"""Where the index names the algorithm of its sums, in the ``meta`` table."""
+
+
+def _record_algorithm(db: sqlite3.Connection) -> None:
+    query = "SELECT value FROM meta WHERE namespace = ? AND name = ?"
+    row = db.execute(query, _ALGORITHM_NAME).fetchone()
+    if row is not None and json.loads(row[0]) == granules.ALGORITHM:
+        return
+    db.execute("UPDATE leaves SET sums = NULL")
+    text = json.dumps(granules.ALGORITHM)
+    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?, ?)", (*_ALGORITHM_NAME, text))
 
 
 def _connect_index(directory: int, path: Path) -> sqlite3.Connection:

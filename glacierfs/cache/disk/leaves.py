@@ -32,6 +32,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from glacierfs.cache.disk import granules
 from glacierfs.cache.disk.blocks import BlockStore, Handle
 from glacierfs.cache.disk.eviction import Eviction, Victim
 from glacierfs.cache.disk.index import SHORT_OF_FILES, Index, Unwritable, WriteHealth
@@ -83,8 +84,14 @@ class Located:
 
     length: int
     digest: bytes
-    checked: bool  # read and verified before in this lifetime
+    sums: bytes | None  # granule sums; None for a row from before schema 3
+    checked: int  # bitmask of the granules verified before in this lifetime
     handle: Handle
+
+    @property
+    def whole(self) -> bool:
+        """Whether every granule is verified (so the whole leaf is)."""
+        return self.checked == granules.all_of(self.length)
 
 
 class LeafIndex:
@@ -101,7 +108,9 @@ class LeafIndex:
         self._health = health
         query = "SELECT COALESCE(SUM(length), 0) FROM leaves"
         self.used = int(index.execute(query).fetchone()[0])  # bytes of the leaves with rows
-        self.checked: dict[tuple[str, int], int] = {}  # leaves read and verified: lengths
+        # Granules read and verified in this lifetime, a bitmask per leaf, and the length
+        # the leaf had then (a leaf replaced by one of another length starts afresh).
+        self.checked: dict[tuple[str, int], tuple[int, int]] = {}
         self.generation: Counter[str] = Counter()  # removals per object
         self.writing: Counter[str] = Counter()  # puts in progress per object
         self.pending: Counter[tuple[str, int]] = Counter()  # leaves they are writing
@@ -134,16 +143,18 @@ class LeafIndex:
 
     def locate(self, key: str, index: int, owner: str | None) -> Located | None:
         """A leaf present (and good for ``owner``, when given), its data file held."""
-        query = "SELECT length, digest, owners FROM leaves WHERE key = ? AND idx = ?"
+        query = "SELECT length, digest, owners, sums FROM leaves WHERE key = ? AND idx = ?"
         row = self._index.execute(query, (key, index)).fetchone()
         if row is None:
             return None
         if owner is not None and not LeafRow(b"", "", row[2]).usable_by(owner):
             return None
-        length, digest = int(row[0]), bytes(row[1])
-        checked = self.checked.get((key, index)) == length
+        length, digest, sums = int(row[0]), bytes(row[1]), row[3] and bytes(row[3])
+        was, checked = self.checked.get((key, index), (length, 0))
+        checked = checked if was == length else 0
         try:
-            return Located(length, digest, checked, self._blocks.acquire(key, write=False))
+            handle = self._blocks.acquire(key, write=False)
+            return Located(length, digest, sums or None, checked, handle)
         except OSError as error:
             if error.errno in SHORT_OF_FILES:
                 log.debug("disk cache: opening the data file of %s: %s", key, error)
@@ -153,6 +164,24 @@ class LeafIndex:
             query = "SELECT key, idx, length FROM leaves WHERE key = ?"
             self.remove_quietly(self._index.execute(query, (key,)).fetchall())
         return None
+
+    def mark_checked(self, key: str, index: int, length: int, checked: int) -> None:
+        """Granules ``checked`` (a bitmask) of the leaf are verified, for this lifetime."""
+        was, before = self.checked.get((key, index), (length, 0))
+        self.checked[(key, index)] = (length, checked | (before if was == length else 0))
+
+    def forget_checks(self, key: str, index: int) -> None:
+        """The leaf's bytes changed or went: check it again on its next read."""
+        self.checked.pop((key, index), None)
+
+    def fill_sums(self, key: str, index: int, digest: bytes, sums: bytes) -> None:
+        """Store the sums of a leaf from before schema 3, found whole by its SHA-256."""
+        try:
+            with self._index.transaction() as db:
+                query = "UPDATE leaves SET sums = ? WHERE key = ? AND idx = ? AND digest = ?"
+                db.execute(query, (sums, key, index, digest))
+        except Unwritable as error:
+            log.debug("disk cache: sums of leaf %d of %s not saved: %s", index, key, error)
 
     # --- owners ----------------------------------------------------------------------
 
@@ -206,7 +235,7 @@ class LeafIndex:
         by_key: dict[str, list[int]] = {}
         for key, index, length in victims:
             self.used -= length
-            self.checked.pop((key, index), None)
+            self.forget_checks(key, index)
             self._eviction.forget(key, index)
             by_key.setdefault(key, []).append(index)
         for key, indices in by_key.items():

@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from glacierfs.cache.disk import granules
 from glacierfs.cache.disk.blocks import BlockStore, Handle
 from glacierfs.cache.disk.eviction import Eviction
 from glacierfs.cache.disk.index import UNWRITABLE_ERRNOS, Index, Unwritable, WriteHealth
@@ -33,6 +34,9 @@ from glacierfs.cache.disk.leaves import LeafIndex, merged
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
+
+_COLUMNS = "key, idx, length, digest, verified, used, owners, sums"
+_PLACES = ", ".join("?" * 8)
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Claim:
     reserved: int
     handle: Handle
     owner: str
+    sums: dict[int, bytes] = field(default_factory=dict)  # granule sums of leaves written
     done: bool = False
 
 
@@ -133,7 +138,10 @@ class Puts:
         self._leaves.remove(self._eviction.victims(excess, keep))
 
     def write(self, claim: Claim, view: memoryview) -> Unwritable | None:
-        """Write the claimed leaves of ``view``; an Unwritable when the disk refused."""
+        """Write the claimed leaves of ``view`` and sum their granules; an Unwritable when
+        the disk refused."""
+        for n in claim.todo:
+            claim.sums[n] = granules.sums(view[n * MIB : (n + 1) * MIB])
         try:
             for start, stop in _runs(claim.todo):
                 piece = view[start * MIB : stop * MIB]
@@ -151,7 +159,16 @@ class Puts:
         self.abandon(claim)
         key, first, now = claim.key, claim.first, self._clock()
         rows = [
-            (key, first + n, claim.lengths[n], digests[n], verified, now, claim.owner)
+            (
+                key,
+                first + n,
+                claim.lengths[n],
+                digests[n],
+                verified,
+                now,
+                claim.owner,
+                claim.sums[n],
+            )
             for n in claim.todo
         ]
         replaced = 0
@@ -160,7 +177,7 @@ class Puts:
                 with self._index.transaction() as db:
                     query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ? AND idx = ?"
                     replaced = sum(db.execute(query, row[:2]).fetchone()[0] for row in rows)
-                    insert = "INSERT OR REPLACE INTO leaves VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    insert = f"INSERT OR REPLACE INTO leaves ({_COLUMNS}) VALUES ({_PLACES})"
                     db.executemany(insert, rows)
             except Unwritable as error:
                 failure = error
@@ -170,7 +187,7 @@ class Puts:
             return False
         self._leaves.used += sum(row[2] for row in rows) - replaced
         for row in rows:
-            self._leaves.checked.pop((key, row[1]), None)
+            self._leaves.forget_checks(key, row[1])
         self._health.succeeded()
         return True
 
