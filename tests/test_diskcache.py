@@ -24,7 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from glacierfs.cache.disk import SHARED, DiskCache
+from glacierfs.cache.disk import SCHEMA_VERSION, SHARED, DiskCache
 from glacierfs.errors import ConfigError
 from glacierfs.treehash import MIB
 
@@ -494,8 +494,8 @@ def test_cache_held_by_another_process_is_refused_with_its_pid(root: Path) -> No
 def test_index_of_a_future_schema_is_refused(root: Path) -> None:
     DiskCache(root, MIB).close()
     with sqlite3.connect(root / "v1" / "index.sqlite3") as db:
-        db.execute("PRAGMA user_version = 3")
-    with pytest.raises(ConfigError, match="schema 3"):
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(ConfigError, match=f"schema {SCHEMA_VERSION + 1}"):
         DiskCache(root, MIB)
 
 
@@ -530,7 +530,7 @@ def test_schema_1_leaves_are_kept_and_owned_by_no_job(root: Path) -> None:
         assert writes.offsets == []
         assert [cache.get("a", i, owner=OWNER) == leaf("a", i) for i in range(3)] == [True] * 3
     with sqlite3.connect(root / "v1" / "index.sqlite3") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # --- ownership -----------------------------------------------------------------------

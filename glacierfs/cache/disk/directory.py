@@ -1,0 +1,148 @@
+"""The cache directory: its root held by descriptor, locked, and the session it records.
+
+Layout. Everything format-specific lives under ``root/v1/``; a future format takes
+``v2`` and never misreads this one::
+
+    root/lock                     flock()ed while a DiskCache is open; holds its pid
+    root/v1/index.sqlite3         SQLite, WAL: a row per leaf present, and metadata
+    root/v1/data/<sha256(key)>    one sparse file per object; leaf i at offset i * 1 MiB
+
+Held, not found again by path. The daemon often runs as root, so a path that another
+user could redirect would let them aim our writes at any file. The root's path is
+checked once, from ``/`` down (:mod:`glacierfs.trusted`: every directory must be ours
+or root's and writable by no one else, a root-owned sticky one like /tmp aside). The
+root itself must be ours alone. Then it is held open, and everything under it is
+opened relative to the held descriptors (root, ``v1``, ``data``) without following a
+symlink. The lock, the index and the data files must be regular files of ours with one
+link. Anything else is unusable: the cache is refused at start, or a data file becomes
+a miss that cannot be written.
+
+Crash recovery. The index's ``session`` table holds the pid of the open DiskCache and
+is emptied by a clean close. Found non-empty at open, the last one died: bytes written
+for rows that never committed are punched out, and data files without rows deleted
+(:meth:`CacheDirectory.recover`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from pathlib import Path
+
+from glacierfs import trusted
+from glacierfs.cache.disk.blocks import BlockStore, file_name
+from glacierfs.cache.disk.index import INDEX, Index, open_index
+from glacierfs.errors import ConfigError
+
+LAYOUT = "v1"
+
+
+class CacheDirectory:
+    """The root (held, locked), its ``v1`` and ``data`` directories, and the index."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._directories = [_open_root(root)]  # root, layout, data: all held open
+        try:
+            self._lock_fd = _take_lock(root, self._directories[0])
+            try:
+                self.index = self._open_layout()
+            except BaseException:
+                os.close(self._lock_fd)
+                raise
+        except BaseException:
+            _close_all(self._directories)
+            raise
+
+    def _open_layout(self) -> Index:
+        what = f"cache directory {self.root}"
+        layout = trusted.open_subdirectory(self._directories[0], LAYOUT, what)
+        self._directories.append(layout)
+        data = trusted.open_subdirectory(layout, "data", f"{what}/{LAYOUT}")
+        self._directories.append(data)
+        return open_index(layout, self.root / LAYOUT / INDEX)
+
+    @property
+    def data(self) -> int:
+        """The held ``data`` directory."""
+        return self._directories[2]
+
+    def crashed(self) -> bool:
+        """Whether the last DiskCache on this root was not closed."""
+        return self.index.execute("SELECT pid FROM session").fetchone() is not None
+
+    def recover(self, blocks: BlockStore) -> None:
+        """Delete data files without rows and punch out bytes without rows."""
+        present: dict[str, set[int]] = {}
+        for key, index in self.index.execute("SELECT key, idx FROM leaves"):
+            present.setdefault(file_name(key), set()).add(index)
+        blocks.keep_only(present)
+
+    def begin_session(self) -> None:
+        """Note this DiskCache as open (may raise :class:`~.index.Unwritable`)."""
+        with self.index.transaction() as db:
+            db.execute("DELETE FROM session")
+            db.execute("INSERT INTO session VALUES (?)", (os.getpid(),))
+
+    def end_session(self) -> None:
+        """Note a clean close (may raise :class:`~.index.Unwritable`)."""
+        with self.index.transaction() as db:
+            db.execute("DELETE FROM session")
+
+    def close(self) -> None:
+        """Close the index, release the lock and the directories."""
+        self.index.close()
+        os.close(self._lock_fd)
+        _close_all(self._directories)
+
+
+def _close_all(descriptors: list[int]) -> None:
+    while descriptors:
+        os.close(descriptors.pop())
+
+
+def _open_root(root: Path) -> int:
+    """The cache root, held by descriptor once its path is checked (see
+    :mod:`glacierfs.trusted`); created 0700 with any missing parents. It must be ours
+    alone: a root-owned sticky directory is fine on the way, not as the cache."""
+    fd = trusted.open_directory(root, f"cache directory {root}", create=True)
+    info = os.fstat(fd)
+    problem = None
+    if info.st_uid != os.geteuid():
+        problem = f"belongs to uid {info.st_uid}, not to uid {os.geteuid()}"
+    elif info.st_mode & 0o022:
+        mode = stat.S_IMODE(info.st_mode)
+        problem = f"is writable by group or others (mode {mode:04o}); make it 0700"
+    if problem is not None:
+        os.close(fd)
+        raise ConfigError(f"cache directory {root} {problem}")
+    return fd
+
+
+def _take_lock(root: Path, directory: int) -> int:
+    """Lock ``root`` for this DiskCache's lifetime; return the lock file's descriptor.
+
+    The lock is a regular file of ours with one link, opened without following a
+    symlink, or the cache is refused: it is truncated, so it must be nobody else's.
+    """
+    path = root / "lock"
+    try:
+        fd = trusted.open_file("lock", os.O_RDWR | os.O_CREAT, directory)
+    except OSError as error:
+        message = f"cache directory {root}: cannot open {path}: {error.strerror}"
+        raise ConfigError(message) from error
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if isinstance(error, BlockingIOError):
+            raise ConfigError(
+                f"cache directory {root} is in use by another glacierfs (pid {owner})"
+            ) from None
+        message = f"cache directory {root}: cannot lock {path}: {error.strerror}"
+        raise ConfigError(message) from error
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
