@@ -187,10 +187,10 @@ class Ledger:
         if self._verdicts.get(job.job_id) == verdict:
             return
         self._verdicts[job.job_id] = verdict
+        if verdict == MISMATCH:  # the why is known before anything awaits: a read refused
+            await self.note(job, f"{why or 'mismatch'}{REFUSED}")  # meanwhile names it
         await trio.to_thread.run_sync(self._disk.put_meta, VERIFIED_META, job.job_id, verdict)
-        if verdict == MISMATCH:
-            await self.note(job, f"{why or 'mismatch'}{REFUSED}")
-        elif verdict == TREE_HASH:
+        if verdict == TREE_HASH:
             log.info("job %s: whole output verified against its tree hash", job.job_id)
 
     async def note(self, job: Job, problem: str) -> None:
