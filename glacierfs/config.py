@@ -59,6 +59,11 @@ DEFAULT_MEMORY_BUDGET = 64 * MIB
 """Bytes in flight (requested, not yet stored) for the whole mount, whatever the number of
 files and readers."""
 
+DEFAULT_DISK_THREADS = 4
+"""Disk cache calls from the trio loop at once (:mod:`glacierfs.cache.aio`): enough to
+load a sequential reader's next leaves in parallel, few enough that a slow disk queues
+its callers instead of taking the worker threads the network and hashing need."""
+
 DEFAULT_REFRESH = 300.0
 """Seconds between job-list refreshes: jobs take hours to complete, so five minutes is
 prompt enough and costs one ListJobs call."""

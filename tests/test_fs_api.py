@@ -25,6 +25,7 @@ import pyfuse3
 import pytest
 import trio
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
@@ -131,9 +132,16 @@ def disk(tmp_path: Path) -> Iterator[DiskCache]:
 
 @pytest.fixture
 async def fs(glacier: Glacier, disk: DiskCache, nursery: trio.Nursery) -> Filesystem:
-    reader = Reader(glacier.fetch_part, disk, MemoryCache(DEFAULT_MEMORY_CACHE), SETTINGS, Stats())
-    reader.start(nursery)
-    catalog = Catalog(glacier.list_jobs, disk, ARN, FAST_RETRY)
+    aio = AsyncDisk(disk)
+    reader = await Reader.create(
+        glacier.fetch_part,
+        aio,
+        MemoryCache(DEFAULT_MEMORY_CACHE),
+        SETTINGS,
+        Stats(),
+        nursery=nursery,
+    )
+    catalog = Catalog(glacier.list_jobs, aio, ARN, FAST_RETRY)
     assert await catalog.refresh()
     return Filesystem(catalog, reader, Access(UID, GID, UMASK), namer=namer)
 

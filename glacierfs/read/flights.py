@@ -42,13 +42,10 @@ class Flight:
 class Flights:
     """The flights of a mount, by the leaves they cover, and the nursery they run in."""
 
-    def __init__(self, nursery: trio.Nursery | None = None) -> None:
+    def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._by_leaf: dict[LeafKey, Flight] = {}
         self._closing = False
-
-    def start(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
 
     def get(self, key: LeafKey) -> Flight | None:
         return self._by_leaf.get(key)
@@ -64,7 +61,6 @@ class Flights:
         *args: object,
     ) -> None:
         """Register a flight under its leaves and start it in the background nursery."""
-        assert self._nursery is not None, "Reader.start() was not called"
         for key in keys:
             self._by_leaf[key] = flight
         try:

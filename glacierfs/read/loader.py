@@ -21,12 +21,11 @@ Design.
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import trio
 
-from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.jobs import Job
@@ -49,7 +48,7 @@ class Loader:
         self,
         flights: Flights,
         fetcher: Fetcher,
-        disk: DiskCache,
+        disk: AsyncDisk,
         memory: MemoryCache,
         trust: Trust,
         settings: ReaderSettings,
@@ -58,7 +57,6 @@ class Loader:
         self._flights, self._fetcher, self._disk = flights, fetcher, disk
         self._memory, self._trust, self.stats = memory, trust, stats
         self._budget = ByteBudget(max(settings.memory_budget, settings.max_request) // MIB)
-        self._disk_io = trio.CapacityLimiter(4)
 
     def schedule(self, job: Job, state: ObjectState, first: int, stop: int, unit: int) -> None:
         """Start loading the leaves of ``first..stop-1`` that are not in memory or on the way.
@@ -92,10 +90,7 @@ class Loader:
         """Read one leaf from disk into memory; a miss leaves the flight empty."""
         key = slot(job)
         try:
-            async with self._disk_io:
-                found = await trio.to_thread.run_sync(
-                    self._disk.get_leaf, job.cache_key, leaf, job.owner
-                )
+            found = await self._disk.get_leaf(job.cache_key, leaf, job.owner)
             if found is not None:
                 data = found[0]
                 self._trust.see(job, leaf, found[1])
@@ -118,11 +113,9 @@ class Loader:
                 data, digests, how = await self._fetch(job, state, run, label)
                 self._publish(job, state, flight, first_leaf, data, digests, how)
                 with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
-                    async with self._disk_io:
-                        put = functools.partial(self._disk.put, owner=job.owner)
-                        await trio.to_thread.run_sync(
-                            put, job.cache_key, first_leaf, data, digests, how
-                        )
+                    await self._disk.put(
+                        job.cache_key, first_leaf, data, digests, how, owner=job.owner
+                    )
             with trio.CancelScope(shield=True):
                 await self._trust.check_whole(job, state)
         except GlacierfsError as error:

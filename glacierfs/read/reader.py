@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import trio
 
-from glacierfs.cache.disk import SHARED, CacheUsage, DiskCache
+from glacierfs.cache.aio import AsyncDisk
+from glacierfs.cache.disk import SHARED, CacheUsage
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.errors import LeafUnavailable, UnverifiableRead
 from glacierfs.jobs import Job
@@ -47,21 +48,40 @@ it, and looping on would spin the trio loop."""
 
 
 class Reader:
-    """Verified bytes of jobs' outputs, from memory, the disk cache or the service."""
+    """Verified bytes of jobs' outputs, from memory, the disk cache or the service.
+
+    Built by :meth:`create`, which takes the nursery its background work runs in.
+    """
+
+    @classmethod
+    async def create(
+        cls,
+        fetch_part: FetchPart,
+        disk: AsyncDisk,
+        memory: MemoryCache,
+        settings: ReaderSettings,
+        stats: Stats,
+        *,
+        nursery: trio.Nursery,
+    ) -> Reader:
+        """A reader whose flights run in ``nursery``: cancelling it ends them (call
+        :meth:`close` first, so that waiters outside it wake at once)."""
+        return cls(fetch_part, disk, memory, settings, stats, Flights(nursery))
 
     def __init__(
         self,
         fetch_part: FetchPart,
-        disk: DiskCache,
+        disk: AsyncDisk,
         memory: MemoryCache,
         settings: ReaderSettings,
         stats: Stats,
+        flights: Flights,
     ) -> None:
         self._disk = disk
         self._memory = memory
         self.settings = settings
         self.stats = stats
-        self._flights = Flights()
+        self._flights = flights
         self._objects: dict[str, ObjectState] = {}
         self._sighted: dict[str, trio.Event] = {}  # job ident -> set once the job is looked at
         self.trust = Trust(disk, memory)
@@ -75,10 +95,6 @@ class Reader:
     def descriptions(self) -> dict[str, str]:
         """Archive id -> description, from the headers of the responses so far."""
         return self._fetcher.descriptions
-
-    def start(self, nursery: trio.Nursery) -> None:
-        """Give the reader the nursery its background fetches run in."""
-        self._flights.start(nursery)
 
     def close(self) -> None:
         """The mount is ending: refuse new work, wake every waiter with ShuttingDown.
@@ -116,7 +132,7 @@ class Reader:
         key = job.cache_key
         state = self._objects.get(key)
         if state is None:
-            known = await trio.to_thread.run_sync(self._disk.leaves, key)
+            known = await self._disk.leaves(key)
             state = self._objects.setdefault(key, ObjectState(dict(known)))
         sighted = self._sighted.get(job.ident)
         if sighted is None:
@@ -203,8 +219,8 @@ class Reader:
         """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""
         return usable(job, await self._object(job), leaf)
 
-    def cache_usage(self) -> CacheUsage:
-        return self._disk.usage()
+    async def cache_usage(self) -> CacheUsage:
+        return await self._disk.usage()
 
     async def hydrate(self, job: Job) -> None:
         """Fetch every leaf of the output not yet cached; raise the first failure."""

@@ -191,7 +191,7 @@ class Filesystem:
     async def xattrs(self, inode: int) -> dict[str, bytes]:
         node = self._node(inode)
         if inode == ROOT_INODE:
-            return {STATS_XATTR: json.dumps(self.stats()).encode()}
+            return {STATS_XATTR: json.dumps(await self.stats()).encode()}
         if node.archive is not None:
             return await self.archives.xattrs(node.archive)
         if node.job is None:
@@ -219,15 +219,16 @@ class Filesystem:
             raise FsError(errno.ENODATA)
         return values[name]
 
-    def stats(self) -> dict[str, object]:
+    async def stats(self) -> dict[str, object]:
+        usage = await self.reader.cache_usage()
         return {
             "version": __version__,
             "pid": os.getpid(),
             "started": self.started,
             "jobs": len(self.catalog.jobs),
             "damaged": sorted(self.damage.known),
-            "cache_used": self.reader.cache_usage().used,
-            "cache_capacity": self.reader.cache_usage().capacity,
+            "cache_used": usage.used,
+            "cache_capacity": usage.capacity,
             **self.reader.stats.as_dict(),
         }
 
