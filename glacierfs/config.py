@@ -20,8 +20,7 @@ from pathlib import Path
 
 from glacierfs import __version__
 from glacierfs.errors import UsageError
-
-MIB = 1 << 20
+from glacierfs.treehash import MIB
 
 # --- Defaults, each with why it has its value -------------------------------------------
 

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from glacierfs.config import Options
+from glacierfs.config import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_CONNECTIONS,
+    DEFAULT_MAX_REQUEST,
+    DEFAULT_MEMORY_BUDGET,
+    DEFAULT_READ_AHEAD,
+    Options,
+)
 from glacierfs.read.prefetch import Prefetcher
 from glacierfs.retry import RetryPolicy
-from glacierfs.treehash import MIB
 
 
 @dataclass(frozen=True)
 class ReaderSettings:
-    block_size: int = MIB
-    max_request: int = 8 * MIB
-    read_ahead: int = 64 * MIB
-    connections: int = 8
-    memory_budget: int = 64 * MIB
+    """What a mount reads with; the defaults are the daemon's (:mod:`glacierfs.config`)."""
+
+    block_size: int = DEFAULT_BLOCK_SIZE
+    max_request: int = DEFAULT_MAX_REQUEST
+    read_ahead: int = DEFAULT_READ_AHEAD
+    connections: int = DEFAULT_CONNECTIONS
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
     strict: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 

@@ -18,7 +18,7 @@ from itertools import count
 
 from glacierfs import __version__
 from glacierfs.catalog import Catalog
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import FsError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
 from glacierfs.read.reader import Reader
@@ -33,14 +33,6 @@ XATTR_PREFIX = "user.glacier."
 STATS_XATTR = "user.glacierfs.stats"
 DAMAGED_XATTR = "user.glacierfs.damaged"
 PROBLEM_XATTR = "user.glacierfs.problem"
-
-
-class FsError(GlacierfsError):
-    """A plain errno for the kernel: no such file, read-only, not a directory."""
-
-    def __init__(self, number: int, message: str = "") -> None:
-        super().__init__(message or os.strerror(number))
-        self.errno = number
 
 
 @dataclass(frozen=True)
