@@ -3,4 +3,5 @@
 - :mod:`.disk`: the disk cache (one sparse file per object, an SQLite index whose rows
   are the commit points, owners per leaf, eviction, crash recovery, metadata).
 - :mod:`.memory`: recently used leaves in memory, for the trio thread only.
+- :mod:`.aio`: the disk cache from the trio loop, every call in a thread under one limiter.
 """
