@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.errors import BadResponse, GlacierfsError
 from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
 from glacierfs.logs import LogOnce
@@ -32,7 +32,7 @@ ListJobs = Callable[[], list[dict[str, Any]]]
 
 class Catalog:
     def __init__(
-        self, list_jobs: ListJobs, disk: DiskCache, vault_arn: str, retry: RetryPolicy
+        self, list_jobs: ListJobs, disk: AsyncDisk, vault_arn: str, retry: RetryPolicy
     ) -> None:
         self._list_jobs = list_jobs
         self._disk = disk
@@ -52,7 +52,7 @@ class Catalog:
             )
             return False
         listed = self._parse(records)
-        saved = await trio.to_thread.run_sync(self._disk.list_meta, self._namespace)
+        saved = await self._disk.list_meta(self._namespace)
         jobs = dict(listed)
         for job_id, record in saved.items():
             if job_id in listed or not isinstance(record, dict):
@@ -62,9 +62,7 @@ class Catalog:
                 jobs[job_id] = kept
         for job_id, job in listed.items():
             if job_id not in saved:
-                await trio.to_thread.run_sync(
-                    self._disk.put_meta, self._namespace, job_id, job_to_record(job)
-                )
+                await self._disk.put_meta(self._namespace, job_id, job_to_record(job))
             if job_id not in self.jobs:
                 log.info("job %s appeared (%s, %d bytes)", job_id, job.kind, job.size)
         changed = jobs.keys() != self.jobs.keys()
@@ -92,11 +90,11 @@ class Catalog:
             job = job_from_saved(record)
         except (TypeError, BadResponse):  # saved by an older version, or damaged
             return None
-        cached = await trio.to_thread.run_sync(self._disk.leaves, job.cache_key)
+        cached = await self._disk.leaves(job.cache_key)
         wanted = range(job.first_leaf, job.first_leaf + job.leaves)
         if all(leaf in cached for leaf in wanted):
             return job
         if job_id in self.jobs:
             log.info("job %s expired at the service and is not wholly cached: removed", job_id)
-        await trio.to_thread.run_sync(self._disk.delete_meta, self._namespace, job_id)
+        await self._disk.delete_meta(self._namespace, job_id)
         return None

@@ -26,6 +26,7 @@ from glacierfs import __version__
 from glacierfs.errors import (
     BadResponse,
     ConfigError,
+    CredentialsRejected,
     EndpointUnreachable,
     GlacierfsError,
     InsufficientCapacity,
@@ -60,10 +61,6 @@ CREDENTIAL_CODES = frozenset(
     }
 )
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-class CredentialsRejected(ConfigError):
-    """The service refused who we are."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from glacierfs import __version__
 from glacierfs.errors import UsageError
-
-MIB = 1 << 20
+from glacierfs.treehash import MIB
 
 # --- Defaults, each with why it has its value -------------------------------------------
 
@@ -58,6 +57,11 @@ many; 16 measured 9x the AWS CLI's single stream there, at 208 MiB peak RSS."""
 DEFAULT_MEMORY_BUDGET = 64 * MIB
 """Bytes in flight (requested, not yet stored) for the whole mount, whatever the number of
 files and readers."""
+
+DEFAULT_DISK_THREADS = 4
+"""Disk cache calls from the trio loop at once (:mod:`glacierfs.cache.aio`): enough to
+load a sequential reader's next leaves in parallel, few enough that a slow disk queues
+its callers instead of taking the worker threads the network and hashing need."""
 
 DEFAULT_REFRESH = 300.0
 """Seconds between job-list refreshes: jobs take hours to complete, so five minutes is

@@ -8,6 +8,7 @@ messages are one line, written for the user: the CLI prints ``str(error)`` alone
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
 
 
 class GlacierfsError(Exception):
@@ -25,6 +26,10 @@ class UsageError(GlacierfsError):
 
 class ConfigError(GlacierfsError):
     """The environment is unusable: mountpoint, cache directory, credentials."""
+
+
+class CredentialsRejected(ConfigError):
+    """The service refused who we are."""
 
 
 class ServiceError(GlacierfsError):
@@ -89,3 +94,11 @@ class UnverifiableRead(GlacierfsError):
 
 class InventoryError(GlacierfsError):
     """An inventory we cannot parse."""
+
+
+class FsError(GlacierfsError):
+    """A plain errno for the kernel: no such file, read-only, not a directory."""
+
+    def __init__(self, number: int, message: str = "") -> None:
+        super().__init__(message or _os.strerror(number))
+        self.errno = number

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from glacierfs.errors import GlacierfsError, ShuttingDown
+from glacierfs.errors import FsError, GlacierfsError, ShuttingDown
 from glacierfs.logs import LogOnce
-from glacierfs.view.filesystem import Attr, Filesystem, FsError
+from glacierfs.view.filesystem import Attr, Filesystem
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import TypeVar
 import pytest
 import trio
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import OutputPart
@@ -81,12 +82,14 @@ def disk(tmp_path: Path) -> Iterator[DiskCache]:
 def running(service: Service, disk: DiskCache, body: Callable[[ArchiveFiles], Awaitable[T]]) -> T:
     """Run ``body`` with archive files over a reader of ``service``, as a mount does."""
     settings = ReaderSettings(max_request=2 * MIB, read_ahead=4 * MIB, retry=FAST_RETRY)
-    reader = Reader(service, disk, MemoryCache(16 * MIB), settings, Stats())
 
     async def main() -> T:
+        aio = AsyncDisk(disk)
         async with trio.open_nursery() as nursery:
-            reader.start(nursery)
-            damage = DamagedJobs(disk)
+            reader = await Reader.create(
+                service, aio, MemoryCache(16 * MIB), settings, Stats(), nursery=nursery
+            )
+            damage = DamagedJobs(aio)
             await damage.load()
             result = await body(ArchiveFiles(reader, damage))
             nursery.cancel_scope.cancel()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
@@ -34,7 +35,7 @@ def disk(tmp_path: Path) -> Iterator[DiskCache]:
 
 
 def loaded(disk: DiskCache) -> DamagedJobs:
-    damage = DamagedJobs(disk)
+    damage = DamagedJobs(AsyncDisk(disk))
     trio.run(damage.load)
     return damage
 

@@ -25,17 +25,13 @@ import pyfuse3
 import pytest
 import trio
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import OutputPart
 from glacierfs.config import (
-    DEFAULT_BLOCK_SIZE,
-    DEFAULT_CONNECTIONS,
-    DEFAULT_MAX_REQUEST,
-    DEFAULT_MEMORY_BUDGET,
     DEFAULT_MEMORY_CACHE,
-    DEFAULT_READ_AHEAD,
 )
 from glacierfs.fuse_adapter import DIR_TIMEOUT, FILE_TIMEOUT, Operations
 from glacierfs.jobs import Job
@@ -49,14 +45,7 @@ from glacierfs.view.tree import ROOT_INODE, archive_id_name
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/photos"
 UID, GID, UMASK = 1234, 5678, 0o022
 FAST_RETRY = RetryPolicy(attempts=2, timeout=30, base_delay=0.001, max_delay=0.01)
-SETTINGS = ReaderSettings(  # what the daemon runs with, but retries that give up at once
-    block_size=DEFAULT_BLOCK_SIZE,
-    max_request=DEFAULT_MAX_REQUEST,
-    read_ahead=DEFAULT_READ_AHEAD,
-    connections=DEFAULT_CONNECTIONS,
-    memory_budget=DEFAULT_MEMORY_BUDGET,
-    retry=FAST_RETRY,
-)
+SETTINGS = ReaderSettings(retry=FAST_RETRY)  # the daemon's, but retries that give up at once
 CTX = pyfuse3.RequestContext()
 PHOTO = bytes(random.Random(1).randbytes(3 * MIB + 12345))  # four leaves, the last short
 NOTE = b"a small archive, one short leaf"
@@ -131,9 +120,16 @@ def disk(tmp_path: Path) -> Iterator[DiskCache]:
 
 @pytest.fixture
 async def fs(glacier: Glacier, disk: DiskCache, nursery: trio.Nursery) -> Filesystem:
-    reader = Reader(glacier.fetch_part, disk, MemoryCache(DEFAULT_MEMORY_CACHE), SETTINGS, Stats())
-    reader.start(nursery)
-    catalog = Catalog(glacier.list_jobs, disk, ARN, FAST_RETRY)
+    aio = AsyncDisk(disk)
+    reader = await Reader.create(
+        glacier.fetch_part,
+        aio,
+        MemoryCache(DEFAULT_MEMORY_CACHE),
+        SETTINGS,
+        Stats(),
+        nursery=nursery,
+    )
+    catalog = Catalog(glacier.list_jobs, aio, ARN, FAST_RETRY)
     assert await catalog.refresh()
     return Filesystem(catalog, reader, Access(UID, GID, UMASK), namer=namer)
 

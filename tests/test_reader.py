@@ -14,15 +14,16 @@ import logging
 import random
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import OutputPart
@@ -41,6 +42,9 @@ from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
 
 FAST_RETRY = RetryPolicy(attempts=4, timeout=30, base_delay=0.001, max_delay=0.01)
+SETTINGS = ReaderSettings(retry=FAST_RETRY)
+"""What the daemon reads with (config's defaults), but retries that give up at once."""
+T = TypeVar("T")
 
 
 class FakeOutput:
@@ -106,25 +110,86 @@ def disk(tmp_path: Path) -> Iterator[DiskCache]:
     cache.close()
 
 
-def make_reader(fake: FakeOutput, disk: DiskCache, strict: bool = False) -> Reader:
-    settings = ReaderSettings(strict=strict, retry=FAST_RETRY)
-    return Reader(fake, disk, MemoryCache(16 * MIB), settings, Stats())
+class Loop:
+    """One trio run in a thread for a whole test, as a mount has one: a reader built on it
+    keeps its flights, caches and verdicts across the test's calls."""
 
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._main,))
+        self._thread.start()
+        assert self._ready.wait(30), "the test's trio loop did not start"
 
-def run(reader: Reader, coro_fn, *args):  # type: ignore[no-untyped-def]
-    async def main():  # type: ignore[no-untyped-def]
+    async def _main(self) -> None:
+        self.token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            reader.start(nursery)
-            result = await coro_fn(*args)
+            self.nursery = nursery
+            self._ready.set()
+            await self._stop.wait()
             nursery.cancel_scope.cancel()
-        return result
 
-    try:
-        return trio.run(main)
-    except BaseExceptionGroup as group:  # the read ran in the nursery's body
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``fn(*args)`` on the loop, then the work it started in the background (read-ahead,
+        disk writes, verdicts) finished, so that what the test checks next is settled."""
+        return trio.from_thread.run(self._settled, fn, *args, trio_token=self.token)
+
+    async def _settled(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        try:
+            return await fn(*args)
+        finally:
+            with trio.move_on_after(30):  # a hang guard, not a timing check
+                while self.nursery.child_tasks:
+                    await wait_all_tasks_blocked(cushion=0.001)
+
+    def close(self) -> None:
+        trio.from_thread.run_sync(self._stop.set, trio_token=self.token)
+        self._thread.join()
+
+    def __enter__(self) -> Loop:
+        LOOPS.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        LOOPS.remove(self)
+        self.close()
+
+
+LOOPS: list[Loop] = []  # the running loops, innermost last: make_reader and run use it
+
+
+@pytest.fixture(autouse=True)
+def loop(disk: DiskCache) -> Iterator[Loop]:
+    """Ended before the disk cache is closed (it depends on it)."""
+    with Loop() as running:
+        yield running
+
+
+async def build(
+    fake: Callable[[Job, int, int], OutputPart],
+    disk: DiskCache,
+    settings: ReaderSettings,
+    nursery: trio.Nursery,
+) -> Reader:
+    return await Reader.create(
+        fake, AsyncDisk(disk), MemoryCache(16 * MIB), settings, Stats(), nursery=nursery
+    )
+
+
+def make_reader(
+    fake: Callable[[Job, int, int], OutputPart],
+    disk: DiskCache,
+    strict: bool = False,
+    settings: ReaderSettings | None = None,
+) -> Reader:
+    """A reader on the test's loop, with the settings the daemon uses but quick retries."""
+    settings = settings or replace(SETTINGS, strict=strict)
+    return LOOPS[-1].call(build, fake, disk, settings, LOOPS[-1].nursery)
+
+
+def run(reader: Reader, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``fn(*args)`` on the loop ``reader`` was built on."""
+    return LOOPS[-1].call(fn, *args)
 
 
 def read_all(reader: Reader, job: Job, chunk: int = 128 * 1024) -> bytes:
@@ -135,7 +200,7 @@ def read_all(reader: Reader, job: Job, chunk: int = 128 * 1024) -> bytes:
             out += await reader.read(job, len(out), chunk, prefetcher)
         return bytes(out)
 
-    return run(reader, go)  # type: ignore[no-any-return]
+    return run(reader, go)
 
 
 SIZES = [0, 1, MIB - 1, MIB, MIB + 1, int(7.3 * MIB)]
@@ -175,10 +240,10 @@ def test_random_reads_return_exact_bytes(disk: DiskCache) -> None:
 def test_a_cache_hit_makes_no_request_even_in_a_new_reader(tmp_path: Path) -> None:
     data = random.Random(3).randbytes(3 * MIB + 5)
     job = make_job(data)
-    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+    with DiskCache(tmp_path / "c", 1 << 30) as disk, Loop():
         assert read_all(make_reader(FakeOutput(data), disk), job) == data
     fake = FakeOutput(data)
-    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+    with DiskCache(tmp_path / "c", 1 << 30) as disk, Loop():
         reader = make_reader(fake, disk)
         assert read_all(reader, job) == data
         assert run(reader, reader.verification, job) == "tree-hash"
@@ -269,13 +334,14 @@ def test_whole_output_mismatch_fails_the_read_that_completes_it_and_every_later_
     data = random.Random(10).randbytes(3 * MIB)
     claimed = tree_hash(b"another archive")
     record = replace(make_job(data), tree_hash=claimed, archive_tree_hash=claimed)
-    reader = make_reader(FakeOutput(data), disk)
-    assert bytes(run(reader, reader.read, record, 0, 100)) == data[:100]
-    with pytest.raises(IntegrityError, match="SHA256TreeHash"):
-        read_all(reader, record, chunk=MIB)
-    with pytest.raises(IntegrityError):
-        run(reader, reader.read, record, 0, 100)
-    assert run(reader, reader.verification, record) == "mismatch"
+    with Loop():  # the first mount, ended before the next
+        reader = make_reader(FakeOutput(data), disk)
+        assert bytes(run(reader, reader.read, record, 0, 100)) == data[:100]
+        with pytest.raises(IntegrityError, match="SHA256TreeHash"):
+            read_all(reader, record, chunk=MIB)
+        with pytest.raises(IntegrityError):
+            run(reader, reader.read, record, 0, 100)
+        assert run(reader, reader.verification, record) == "mismatch"
     fresh = make_reader(FakeOutput(data), disk)  # a remount remembers it
     with pytest.raises(IntegrityError):
         run(fresh, fresh.read, record, 0, 100)
@@ -310,7 +376,7 @@ def read_range(reader: Reader, job: Job, start: int, stop: int) -> bytes:
             out += await reader.read(job, start + len(out), min(MIB, stop - start - len(out)))
         return bytes(out)
 
-    return run(reader, go)  # type: ignore[no-any-return]
+    return run(reader, go)
 
 
 @pytest.mark.expected_logs(r"SHA256TreeHash is \w+, the output's tree hash")
@@ -322,15 +388,16 @@ def test_a_job_claiming_another_archive_gets_none_of_its_leaves_and_gives_it_non
     genuine = make_job(genuine_data, job_id="genuine")
     claimer = replace(genuine, job_id="claimer", archive_id="another")  # claims it all
     fakes = Outputs(genuine=FakeOutput(genuine_data), claimer=FakeOutput(claimer_data))
-    reader = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
-    assert read_range(reader, claimer, 0, 2 * MIB) == claimer_data[: 2 * MIB]
-    assert read_all(reader, genuine) == genuine_data
-    assert fakes.outputs["genuine"].fetched == len(genuine_data)  # none of the claimer's
-    with pytest.raises(IntegrityError):  # its own first half and the archive's second
-        read_range(reader, claimer, 2 * MIB, 4 * MIB)
-    assert run(reader, reader.verification, claimer) == "mismatch"
-    assert run(reader, reader.verification, genuine) == "tree-hash"
-    fresh = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    with Loop():  # the first mount, ended before the next
+        reader = make_reader(fakes, disk)
+        assert read_range(reader, claimer, 0, 2 * MIB) == claimer_data[: 2 * MIB]
+        assert read_all(reader, genuine) == genuine_data
+        assert fakes.outputs["genuine"].fetched == len(genuine_data)  # none of the claimer's
+        with pytest.raises(IntegrityError):  # its own first half and the archive's second
+            read_range(reader, claimer, 2 * MIB, 4 * MIB)
+        assert run(reader, reader.verification, claimer) == "mismatch"
+        assert run(reader, reader.verification, genuine) == "tree-hash"
+    fresh = make_reader(fakes, disk)
     assert read_all(fresh, genuine) == genuine_data  # shared now: from the disk
     assert fakes.outputs["genuine"].fetched == len(genuine_data)
 
@@ -342,7 +409,7 @@ def test_a_renewed_retrieval_of_the_same_archive_reads_what_the_first_cached(
     fakes = Outputs(first=FakeOutput(data), renewed=FakeOutput(data))
     first = make_job(data, job_id="first")
     renewed = make_job(data, job_id="renewed")
-    reader = Reader(fakes, disk, MemoryCache(16 * MIB), ReaderSettings(retry=FAST_RETRY), Stats())
+    reader = make_reader(fakes, disk)
     assert read_range(reader, first, 0, 2 * MIB) == data[: 2 * MIB]
     assert read_all(reader, renewed) == data
     assert fakes.outputs["renewed"].fetched == len(data) - 2 * MIB
@@ -368,12 +435,12 @@ def test_leaves_from_before_owners_are_adopted_by_a_job_they_prove_whole(
     request, once their tree hash is the job's (or the archive's)."""
     data = random.Random(24).randbytes(5 * MIB + 9)
     job = make_job(data)
-    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+    with DiskCache(tmp_path / "c", 1 << 30) as disk, Loop():
         assert read_all(make_reader(FakeOutput(data), disk), job) == data
     with sqlite3.connect(tmp_path / "c" / "v1" / "index.sqlite3") as db:
         db.execute("UPDATE leaves SET owners = ''")  # as the migration from schema 1 leaves them
     fake = FakeOutput(data)
-    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+    with DiskCache(tmp_path / "c", 1 << 30) as disk, Loop():
         reader = make_reader(fake, disk)
         assert read_all(reader, replace(job, job_id="renewed")) == data
         assert {row.owners for row in disk.leaves(job.cache_key).values()} == {"*"}
@@ -388,12 +455,12 @@ def test_a_range_job_adopts_leaves_of_before_owners_that_make_up_its_output(
     whole = make_job(archive)
     ranged = replace(whole, job_id="range", size=len(part), range_start=2 * MIB)
     ranged = replace(ranged, tree_hash=tree_hash(part))
-    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+    with DiskCache(tmp_path / "c", 1 << 30) as disk, Loop():
         assert read_all(make_reader(FakeOutput(part), disk), ranged) == part
     with sqlite3.connect(tmp_path / "c" / "v1" / "index.sqlite3") as db:
         db.execute("UPDATE leaves SET owners = ''")
     fake = FakeOutput(part)
-    with DiskCache(tmp_path / "c", 1 << 30) as disk:
+    with DiskCache(tmp_path / "c", 1 << 30) as disk, Loop():
         reader = make_reader(fake, disk)
         assert read_all(reader, ranged) == part
         assert run(reader, reader.verification, ranged) == "tree-hash"
@@ -407,13 +474,13 @@ def test_a_range_job_adopts_leaves_of_before_owners_that_make_up_its_output(
 class Background:
     """The reader's nursery inside a scope the test cancels, as the daemon does at exit."""
 
-    def __init__(self, reader: Reader) -> None:
-        self.reader, self.scope = reader, trio.CancelScope()
+    def __init__(self, fake: Callable[[Job, int, int], OutputPart], disk: DiskCache) -> None:
+        self.fake, self.disk, self.scope = fake, disk, trio.CancelScope()
 
-    async def run(self) -> None:
+    async def run(self, settings: ReaderSettings, *, task_status: trio.TaskStatus[Reader]) -> None:
         with self.scope:
             async with trio.open_nursery() as nursery:
-                self.reader.start(nursery)
+                task_status.started(await build(self.fake, self.disk, settings, nursery))
                 await trio.sleep_forever()
 
 
@@ -423,28 +490,28 @@ def test_close_wakes_a_waiting_read_with_shutting_down_and_abandons_the_fetch(
     data = random.Random(11).randbytes(2 * MIB)
     fake = FakeOutput(data)
     fake.gate = threading.Event()  # the GET hangs until the test is over
-    reader = make_reader(fake, disk)
     outcome: list[str] = []
 
-    async def read() -> None:
+    async def read(reader: Reader) -> None:
         try:
             await reader.read(make_job(data), 0, 100)
         except ShuttingDown as error:
             outcome.append(f"{error.errno}")
 
-    async def main() -> None:
+    async def main() -> Reader:
         with trio.fail_after(30):  # a hang guard, not a timing check
             async with trio.open_nursery() as outer:
-                background = Background(reader)
-                outer.start_soon(background.run)
+                background = Background(fake, disk)
+                reader = await outer.start(background.run, SETTINGS)
                 await wait_all_tasks_blocked()
-                outer.start_soon(read)
+                outer.start_soon(read, reader)
                 await wait_all_tasks_blocked()  # the read waits on the flight
                 reader.close()
                 background.scope.cancel()
+        return reader
 
     try:
-        trio.run(main)
+        reader = trio.run(main)
         assert outcome == [str(errno.ECONNABORTED)]
         assert fake.requests == []  # the GET's thread was still blocked: not waited for
         with pytest.raises(ShuttingDown):  # and new work is refused, without a request
@@ -461,10 +528,9 @@ def test_a_cancelled_fetch_wakes_a_reader_outside_its_nursery_with_an_error(
     data = random.Random(12).randbytes(MIB)
     fake = FakeOutput(data)
     fake.gate = threading.Event()
-    reader = make_reader(fake, disk)
     errors: list[type[BaseException]] = []
 
-    async def read() -> None:
+    async def read(reader: Reader) -> None:
         try:
             await reader.read(make_job(data), 0, 100)
         except GlacierfsError as error:
@@ -473,10 +539,10 @@ def test_a_cancelled_fetch_wakes_a_reader_outside_its_nursery_with_an_error(
     async def main() -> None:
         with trio.fail_after(30):
             async with trio.open_nursery() as outer:
-                background = Background(reader)
-                outer.start_soon(background.run)
+                background = Background(fake, disk)
+                reader = await outer.start(background.run, SETTINGS)
                 await wait_all_tasks_blocked()
-                outer.start_soon(read)
+                outer.start_soon(read, reader)
                 await wait_all_tasks_blocked()
                 background.scope.cancel()  # no close(): the flight itself must say so
 
@@ -504,11 +570,11 @@ def test_a_worker_thread_reading_a_retrying_output_ends_when_its_task_is_cancell
             retrying.set()
         return original(job, start, end)
 
-    settings = ReaderSettings(retry=RetryPolicy(attempts=10**6, timeout=600, base_delay=0.01))
-    reader = Reader(failing, disk, MemoryCache(16 * MIB), settings, Stats())
+    retry = RetryPolicy(attempts=10**6, timeout=600, base_delay=0.01)
+    settings = replace(SETTINGS, retry=retry)
     ended: list[str] = []
 
-    async def learn() -> None:
+    async def learn(reader: Reader) -> None:
         stream = io.BufferedReader(ReaderStream(reader, make_job(data)))
         try:
             await trio.to_thread.run_sync(stream.read)
@@ -521,9 +587,9 @@ def test_a_worker_thread_reading_a_retrying_output_ends_when_its_task_is_cancell
     async def main() -> None:
         with trio.fail_after(30):
             async with trio.open_nursery() as outer:
-                background = Background(reader)
-                outer.start_soon(background.run)
-                outer.start_soon(learn)
+                background = Background(failing, disk)
+                reader = await outer.start(background.run, settings)
+                outer.start_soon(learn, reader)
                 await trio.to_thread.run_sync(retrying.wait)
                 reader.close()
                 background.scope.cancel()

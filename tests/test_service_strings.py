@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.catalog import Catalog
 from glacierfs.errors import BadResponse
@@ -105,7 +106,7 @@ def test_the_catalog_hides_bad_records_and_logs_each_id_once(
         record(JobId=REAL_JOB_ID[:-1] + "X", ArchiveId="."),
     ]
     with DiskCache(tmp_path / "cache", 1 << 30) as disk:
-        catalog = Catalog(lambda: records, disk, "arn:vault", RetryPolicy())
+        catalog = Catalog(lambda: records, AsyncDisk(disk), "arn:vault", RetryPolicy())
 
         async def refresh_three_times() -> None:
             for _ in range(3):

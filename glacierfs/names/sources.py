@@ -29,7 +29,7 @@ from pathlib import Path
 
 import trio
 
-from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.errors import GlacierfsError, IntegrityError, ShuttingDown
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import Job, disagreements
@@ -86,7 +86,7 @@ class Names:
 
     def __init__(
         self,
-        disk: DiskCache,
+        disk: AsyncDisk,
         reader: Reader,
         probe: ProbeDescription,
         damage: DamagedJobs,
@@ -145,7 +145,7 @@ class Names:
         }
         before = len(self.descriptions)
         if missing:
-            saved = await trio.to_thread.run_sync(self._disk.list_meta, DESCRIPTIONS_META)
+            saved = await self._disk.list_meta(DESCRIPTIONS_META)
             self._take(missing, saved.items())
         if missing or unchecked:
             if self._inventory_file is not None:
@@ -159,7 +159,7 @@ class Names:
     async def _load_entries(self) -> None:
         if self._entries_loaded:
             return
-        saved = await trio.to_thread.run_sync(self._disk.list_meta, ENTRIES_META)
+        saved = await self._disk.list_meta(ENTRIES_META)
         for archive_id, value in saved.items():
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], int):
                 self.entries.setdefault(archive_id, (value[0], str(value[1])))
@@ -174,9 +174,7 @@ class Names:
             if unchecked.pop(entry.archive_id, None) is None:
                 continue
             self.entries[entry.archive_id] = (entry.size, entry.tree_hash)
-            await trio.to_thread.run_sync(
-                self._disk.put_meta, ENTRIES_META, entry.archive_id, [entry.size, entry.tree_hash]
-            )
+            await self._disk.put_meta(ENTRIES_META, entry.archive_id, [entry.size, entry.tree_hash])
 
     async def _cross_check(self, jobs: list[Job]) -> None:
         """Report each job whose record disagrees with its archive's inventory entry."""
@@ -199,9 +197,7 @@ class Names:
 
     async def _remember(self, archive_ids: list[str]) -> None:
         for archive_id in archive_ids:
-            await trio.to_thread.run_sync(
-                self._disk.put_meta, DESCRIPTIONS_META, archive_id, self.descriptions[archive_id]
-            )
+            await self._disk.put_meta(DESCRIPTIONS_META, archive_id, self.descriptions[archive_id])
 
     async def _from_inventory_file(
         self, missing: dict[str, Job | None], unchecked: dict[str, Job]
@@ -231,7 +227,7 @@ class Names:
         if not (missing or unchecked) or not inventories:
             return
         newest = inventories[0]
-        done = await trio.to_thread.run_sync(self._disk.get_meta, INVENTORIES_META, newest.job_id)
+        done = await self._disk.get_meta(INVENTORIES_META, newest.job_id)
         if done == ENTRIES_KEPT:
             return
 
@@ -251,9 +247,7 @@ class Names:
             log.error("inventory job %s not used for names: %s", newest.job_id, error)
             return
         await self._use(missing, unchecked, found)
-        await trio.to_thread.run_sync(
-            self._disk.put_meta, INVENTORIES_META, newest.job_id, ENTRIES_KEPT
-        )
+        await self._disk.put_meta(INVENTORIES_META, newest.job_id, ENTRIES_KEPT)
 
     async def _from_headers(self, missing: dict[str, Job | None]) -> None:
         async with trio.open_nursery() as nursery:

@@ -5,7 +5,7 @@
 - :mod:`.loader`: what a flight does: a leaf from disk, or a run fetched and stored;
 - :mod:`.fetch`: the retried GET, leaf hashes and the header check;
 - :mod:`.budget`: the bound on bytes requested and not yet stored;
-- :mod:`.settings`: request sizes, connections, strictness;
+- :mod:`.settings`: request sizes, connections, strictness (config's defaults);
 - :mod:`.prefetch`: read-ahead for one open file;
 - :mod:`.trust`: which job a cached leaf may serve, and whole-output verdicts.
 """

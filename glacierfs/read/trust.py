@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from glacierfs.cache.disk import SHARED, DiskCache, LeafRow, merged
+from glacierfs.cache.aio import AsyncDisk
+from glacierfs.cache.disk import SHARED, LeafRow, merged
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job, contradictions
@@ -157,7 +158,7 @@ class View:
 class Ledger:
     """Verdicts and problems of jobs, kept in the disk cache's metadata."""
 
-    def __init__(self, disk: DiskCache) -> None:
+    def __init__(self, disk: AsyncDisk) -> None:
         self._disk = disk
         self._verdicts: dict[str, str] = {}
         self._problems: dict[str, list[str]] = {}
@@ -165,11 +166,8 @@ class Ledger:
     async def load(self, job: Job) -> None:
         """What an earlier mount learnt of the job."""
 
-        def read() -> tuple[object, object]:
-            get = self._disk.get_meta
-            return get(VERIFIED_META, job.job_id), get(PROBLEMS_META, job.job_id)
-
-        saved, problems = await trio.to_thread.run_sync(read)
+        saved = await self._disk.get_meta(VERIFIED_META, job.job_id)
+        problems = await self._disk.get_meta(PROBLEMS_META, job.job_id)
         if isinstance(saved, str):
             self._verdicts.setdefault(job.job_id, saved)
         if isinstance(problems, list):
@@ -187,20 +185,28 @@ class Ledger:
         if self._verdicts.get(job.job_id) == verdict:
             return
         self._verdicts[job.job_id] = verdict
-        if verdict == MISMATCH:  # the why is known before anything awaits: a read refused
-            await self.note(job, f"{why or 'mismatch'}{REFUSED}")  # meanwhile names it
-        await trio.to_thread.run_sync(self._disk.put_meta, VERIFIED_META, job.job_id, verdict)
-        if verdict == TREE_HASH:
+        # a mismatch's reason is known with the verdict, before any await: a read that
+        # sees the verdict meanwhile is refused with it
+        noted = verdict == MISMATCH and self._keep(job, f"{why or 'mismatch'}{REFUSED}")
+        await self._disk.put_meta(VERIFIED_META, job.job_id, verdict)
+        if noted:
+            await self._disk.put_meta(PROBLEMS_META, job.job_id, self._problems[job.job_id])
+        elif verdict == TREE_HASH:
             log.info("job %s: whole output verified against its tree hash", job.job_id)
 
     async def note(self, job: Job, problem: str) -> None:
         """A disagreement about the job: logged once, kept, shown by ``status``."""
+        if self._keep(job, problem):
+            await self._disk.put_meta(PROBLEMS_META, job.job_id, self._problems[job.job_id])
+
+    def _keep(self, job: Job, problem: str) -> bool:
+        """Keep and log a problem; False when it was known."""
         known = self._problems.setdefault(job.job_id, [])
         if problem in known:
-            return
+            return False
         known.append(problem)
         log.error("job %s: %s", job.job_id, problem)
-        await trio.to_thread.run_sync(self._disk.put_meta, PROBLEMS_META, job.job_id, known)
+        return True
 
     def refuse(self, job: Job) -> None:
         """Raise IntegrityError when the job's output is known not to match its record."""
@@ -225,7 +231,7 @@ class Ledger:
 class Trust:
     """Who may read which leaf, and each job's verdict, for the reader (see the module)."""
 
-    def __init__(self, disk: DiskCache, memory: MemoryCache) -> None:
+    def __init__(self, disk: AsyncDisk, memory: MemoryCache) -> None:
         self._disk, self._memory = disk, memory
         self.ledger = Ledger(disk)
         self._views: dict[str, View] = {}  # job ident -> what its readers were handed
@@ -287,7 +293,7 @@ class Trust:
         root = await root_of(digests)
         if root.hex() != job.archive_tree_hash:
             return False
-        if not await trio.to_thread.run_sync(self._disk.share, job.cache_key, digests):
+        if not await self._disk.share(job.cache_key, digests):
             return False
         for i, digest in enumerate(digests):
             row = state.digests.get(i)
@@ -371,9 +377,7 @@ class Trust:
         if verdict != TREE_HASH and not legacy:
             return False
         for leaf, row in strangers:
-            adopted = await trio.to_thread.run_sync(
-                self._disk.adopt, job.cache_key, leaf, [row.digest], job.owner
-            )
+            adopted = await self._disk.adopt(job.cache_key, leaf, [row.digest], job.owner)
             if not adopted:
                 return False
             state.digests[leaf] = merged(row, row.digest, row.verified, job.owner) or row
@@ -393,7 +397,7 @@ class Trust:
             else:
                 del state.digests[leaf]
             self._memory.discard(slot(job), leaf)
-            await trio.to_thread.run_sync(self._disk.disown, job.cache_key, leaf, job.owner)
+            await self._disk.disown(job.cache_key, leaf, job.owner)
 
     async def verification(self, job: Job, state: ObjectState) -> str:
         """``tree-hash``, ``mismatch``, ``blocks``, ``size``, or ``none`` (nothing read)."""

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from glacierfs.retrieve.selection import Archive
+from glacierfs.treehash import MIB
 
-MIB = 1 << 20
 EXPIRY = 86400.0
 """Outputs last at least 24 hours after completion: expected expiry, for ordering saves."""
 

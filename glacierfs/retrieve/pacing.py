@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from glacierfs.retrieve.selection import Archive
+from glacierfs.treehash import MIB
 
-MIB = 1 << 20
 DAY = 86400.0
 
 DATE_SLACK = 1.0

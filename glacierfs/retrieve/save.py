@@ -32,6 +32,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
@@ -172,20 +173,7 @@ def open_access(options: Options, cache_root: Path, vault_arn: str) -> Access:
     return ThroughMount(mountpoint, holder)
 
 
-def reader_settings(options: Options, retry: RetryPolicy) -> ReaderSettings:
-    """The reader's settings from the options, as the daemon makes them."""
-    return ReaderSettings(
-        block_size=options.block_size,
-        max_request=options.max_request,
-        read_ahead=options.read_ahead,
-        connections=options.connections,
-        memory_budget=options.memory_budget,
-        strict=options.verify == "strict",
-        retry=retry,
-    )
-
-
-Work = Callable[[Reader, Catalog, DiskCache], Awaitable[T]]
+Work = Callable[[Reader, Catalog, AsyncDisk], Awaitable[T]]
 
 
 class InProcess:
@@ -200,20 +188,21 @@ class InProcess:
         client = GlacierClient(client_settings(options))
         try:
             retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
-            reader = Reader(
-                lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
-                disk,
-                MemoryCache(options.memory_cache),
-                reader_settings(options, retry),
-                Stats(),
-            )
-            catalog = Catalog(client.list_jobs, disk, self.vault_arn, retry)
 
             async def main() -> T:
+                aio = AsyncDisk(disk)
+                catalog = Catalog(client.list_jobs, aio, self.vault_arn, retry)
                 async with trio.open_nursery() as nursery:
-                    reader.start(nursery)
+                    reader = await Reader.create(
+                        lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
+                        aio,
+                        MemoryCache(options.memory_cache),
+                        ReaderSettings.from_options(options, retry),
+                        Stats(),
+                        nursery=nursery,
+                    )
                     await catalog.refresh()
-                    result = await work(reader, catalog, disk)
+                    result = await work(reader, catalog, aio)
                     nursery.cancel_scope.cancel()
                 return result
 
@@ -224,7 +213,7 @@ class InProcess:
 
     def newest_inventory(self) -> tuple[list[Entry], str] | None:
         async def work(
-            reader: Reader, catalog: Catalog, disk: DiskCache
+            reader: Reader, catalog: Catalog, disk: AsyncDisk
         ) -> tuple[list[Entry], str] | None:
             jobs = [j for j in catalog.jobs.values() if j.kind == "inventory"]
             if not jobs:
@@ -241,7 +230,7 @@ class InProcess:
         return self._run(work)
 
     def save(self, jobs: Sequence[ToSave], report: Report) -> None:
-        async def work(reader: Reader, catalog: Catalog, disk: DiskCache) -> None:
+        async def work(reader: Reader, catalog: Catalog, disk: AsyncDisk) -> None:
             limiter = trio.CapacityLimiter(SAVING_AT_ONCE)
             async with trio.open_nursery() as nursery:
                 for item in jobs:
@@ -253,7 +242,7 @@ class InProcess:
     async def _save_one(
         reader: Reader,
         catalog: Catalog,
-        disk: DiskCache,
+        disk: AsyncDisk,
         item: ToSave,
         limiter: trio.CapacityLimiter,
         report: Report,
@@ -271,9 +260,7 @@ class InProcess:
                 report(Saved(item.job_id, False, error=str(error)))
                 return
             if item.description:
-                await trio.to_thread.run_sync(
-                    disk.put_meta, DESCRIPTIONS_META, item.archive_id, item.description
-                )
+                await disk.put_meta(DESCRIPTIONS_META, item.archive_id, item.description)
             report(Saved(item.job_id, True, verdict, job.size, time.monotonic() - started))
 
 

@@ -17,9 +17,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import trio
-
-from glacierfs.cache.disk import DiskCache
+from glacierfs.cache.aio import AsyncDisk
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job, job_to_record
 from glacierfs.treehash import MIB
@@ -63,14 +61,14 @@ def _damage(value: Any) -> Damage | None:
 class DamagedJobs:
     """The jobs known to fail their check, kept in the cache's metadata (if given one)."""
 
-    def __init__(self, disk: DiskCache | None = None) -> None:
+    def __init__(self, disk: AsyncDisk | None = None) -> None:
         self._disk = disk
         self.known: dict[str, Damage] = {}
 
     async def load(self) -> None:
         if self._disk is None:
             return
-        saved = await trio.to_thread.run_sync(self._disk.list_meta, DAMAGED_META)
+        saved = await self._disk.list_meta(DAMAGED_META)
         for job_id, value in saved.items():
             damage = _damage(value) if isinstance(value, dict) else None
             if damage is not None:
@@ -116,7 +114,7 @@ class DamagedJobs:
             del self.known[job.job_id]
             log.info("job %s: its damaged bytes now pass their check", job.job_id)
             if self._disk is not None:
-                await trio.to_thread.run_sync(self._disk.delete_meta, DAMAGED_META, job.job_id)
+                await self._disk.delete_meta(DAMAGED_META, job.job_id)
         elif (first, last) != (damage.start // MIB, damage.end // MIB):
             end = min(last * MIB + MIB, job.size) - 1
             await self._save(job.job_id, replace(damage, start=first * MIB, end=end))
@@ -124,4 +122,4 @@ class DamagedJobs:
     async def _save(self, job_id: str, damage: Damage) -> None:
         self.known[job_id] = damage
         if self._disk is not None:
-            await trio.to_thread.run_sync(self._disk.put_meta, DAMAGED_META, job_id, asdict(damage))
+            await self._disk.put_meta(DAMAGED_META, job_id, asdict(damage))

@@ -18,7 +18,7 @@ from itertools import count
 
 from glacierfs import __version__
 from glacierfs.catalog import Catalog
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import FsError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
 from glacierfs.read.reader import Reader
@@ -33,14 +33,6 @@ XATTR_PREFIX = "user.glacier."
 STATS_XATTR = "user.glacierfs.stats"
 DAMAGED_XATTR = "user.glacierfs.damaged"
 PROBLEM_XATTR = "user.glacierfs.problem"
-
-
-class FsError(GlacierfsError):
-    """A plain errno for the kernel: no such file, read-only, not a directory."""
-
-    def __init__(self, number: int, message: str = "") -> None:
-        super().__init__(message or os.strerror(number))
-        self.errno = number
 
 
 @dataclass(frozen=True)
@@ -191,7 +183,7 @@ class Filesystem:
     async def xattrs(self, inode: int) -> dict[str, bytes]:
         node = self._node(inode)
         if inode == ROOT_INODE:
-            return {STATS_XATTR: json.dumps(self.stats()).encode()}
+            return {STATS_XATTR: json.dumps(await self.stats()).encode()}
         if node.archive is not None:
             return await self.archives.xattrs(node.archive)
         if node.job is None:
@@ -219,15 +211,16 @@ class Filesystem:
             raise FsError(errno.ENODATA)
         return values[name]
 
-    def stats(self) -> dict[str, object]:
+    async def stats(self) -> dict[str, object]:
+        usage = await self.reader.cache_usage()
         return {
             "version": __version__,
             "pid": os.getpid(),
             "started": self.started,
             "jobs": len(self.catalog.jobs),
             "damaged": sorted(self.damage.known),
-            "cache_used": self.reader.cache_usage().used,
-            "cache_capacity": self.reader.cache_usage().capacity,
+            "cache_used": usage.used,
+            "cache_capacity": usage.capacity,
             **self.reader.stats.as_dict(),
         }
 
