@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from glacierfs import __version__
-from glacierfs.config import HELP, parse_mount_args
+from glacierfs.config import HELP
 from glacierfs.errors import GlacierfsError
+from glacierfs.options import parse_mount_args
 
 
 def run(argv: Sequence[str]) -> int:

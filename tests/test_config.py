@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.config import default_cache_dir, parse_mount_args, parse_size
+from glacierfs.config import default_cache_dir
 from glacierfs.errors import UsageError
+from glacierfs.options import parse_mount_args, parse_size
 
 MIB = 1 << 20
 

@@ -7,5 +7,6 @@
 - :mod:`.budget`: the bound on bytes requested and not yet stored;
 - :mod:`.settings`: request sizes, connections, strictness (config's defaults);
 - :mod:`.prefetch`: read-ahead for one open file;
-- :mod:`.trust`: which job a cached leaf may serve, and whole-output verdicts.
+- :mod:`.trust`: which job a cached leaf may serve, and how a job's output is judged;
+- :mod:`.ledger`: the verdicts and problems of jobs, kept with the cache.
 """

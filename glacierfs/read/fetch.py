@@ -26,7 +26,7 @@ import trio
 from glacierfs.client import OutputPart
 from glacierfs.errors import BadResponse, IntegrityError, JobExpired, SizeDisagreement
 from glacierfs.jobs import Job
-from glacierfs.read.trust import BLOCK, MISMATCH, SIZE, Ledger
+from glacierfs.read.ledger import BLOCK, MISMATCH, SIZE, Ledger
 from glacierfs.retry import RetryPolicy, retrying
 from glacierfs.stats import Stats
 from glacierfs.treehash import combine, is_tree_hash_aligned, leaf_digests

@@ -33,8 +33,9 @@ from glacierfs.ranges import Run, byte_range, plan
 from glacierfs.read.budget import ByteBudget
 from glacierfs.read.fetch import Fetched, Fetcher
 from glacierfs.read.flights import Flight, Flights
+from glacierfs.read.ledger import MISMATCH
 from glacierfs.read.settings import ReaderSettings
-from glacierfs.read.trust import MISMATCH, ObjectState, Trust, after_put, slot, usable
+from glacierfs.read.trust import ObjectState, Trust, after_put, slot, usable
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
 

@@ -32,10 +32,11 @@ from glacierfs.jobs import Job
 from glacierfs.ranges import leaf_span
 from glacierfs.read.fetch import Fetcher, FetchPart
 from glacierfs.read.flights import Flights
+from glacierfs.read.ledger import BLOCK, TREE_HASH
 from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Advice, Prefetcher
 from glacierfs.read.settings import ReaderSettings
-from glacierfs.read.trust import BLOCK, TREE_HASH, ObjectState, Trust, slot, usable
+from glacierfs.read.trust import ObjectState, Trust, slot, usable
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
 

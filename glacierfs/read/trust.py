@@ -30,9 +30,10 @@ Design.
   shown by ``status``, and the job's verification reads ``mismatch``, never verified.
 
 :class:`Trust` answers the reader's questions (may this job read this leaf; does what
-just arrived complete the job's output, and is it right); :class:`Ledger` keeps the
-verdicts and problems of jobs, in memory and in the cache's metadata, so that a remount
-knows them; :class:`View` is what one job's readers were handed.
+just arrived complete the job's output, and is it right);
+:class:`~glacierfs.read.ledger.Ledger` keeps the verdicts and problems of jobs, in memory
+and in the cache's metadata, so that a remount knows them; :class:`View` is what one
+job's readers were handed.
 """
 
 from __future__ import annotations
@@ -46,21 +47,12 @@ import trio
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import SHARED, LeafRow, merged
 from glacierfs.cache.memory import MemoryCache
-from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job, contradictions
+from glacierfs.read.ledger import BLOCK, BLOCKS, MISMATCH, SIZE, TREE_HASH, Ledger
 from glacierfs.treehash import combine
 
 log = logging.getLogger(__name__)
 
-BLOCK, SIZE = "block", "size"
-"""How a leaf was verified: by a response's checksum, or by its length alone."""
-
-TREE_HASH, MISMATCH, BLOCKS, NONE = "tree-hash", "mismatch", "blocks", "none"
-"""Verdicts (what ``user.glacierfs.verified`` says); ``mismatch`` is final."""
-
-VERIFIED_META = "verified"
-PROBLEMS_META = "problems"
-REFUSED = "; every read of it fails from now on"
 INLINE_ROOT = 1024
 """Leaves whose tree hash is combined on the trio loop (about 1 ms); more go to a thread."""
 
@@ -153,79 +145,6 @@ class View:
             self._digests[at : at + 32] = digest
             return True
         return seen == digest
-
-
-class Ledger:
-    """Verdicts and problems of jobs, kept in the disk cache's metadata."""
-
-    def __init__(self, disk: AsyncDisk) -> None:
-        self._disk = disk
-        self._verdicts: dict[str, str] = {}
-        self._problems: dict[str, list[str]] = {}
-
-    async def load(self, job: Job) -> None:
-        """What an earlier mount learnt of the job."""
-
-        saved = await self._disk.get_meta(VERIFIED_META, job.job_id)
-        problems = await self._disk.get_meta(PROBLEMS_META, job.job_id)
-        if isinstance(saved, str):
-            self._verdicts.setdefault(job.job_id, saved)
-        if isinstance(problems, list):
-            known = self._problems.setdefault(job.job_id, [])
-            known += [p for p in problems if isinstance(p, str) and p not in known]
-
-    def verdict(self, job: Job) -> str | None:
-        return self._verdicts.get(job.job_id)
-
-    def problems(self, job: Job) -> list[str]:
-        return list(self._problems.get(job.job_id, ()))
-
-    async def record(self, job: Job, verdict: str, why: str | None = None) -> None:
-        """Keep a verdict; a mismatch is also a problem, and is logged."""
-        if self._verdicts.get(job.job_id) == verdict:
-            return
-        self._verdicts[job.job_id] = verdict
-        # a mismatch's reason is known with the verdict, before any await: a read that
-        # sees the verdict meanwhile is refused with it
-        noted = verdict == MISMATCH and self._keep(job, f"{why or 'mismatch'}{REFUSED}")
-        await self._disk.put_meta(VERIFIED_META, job.job_id, verdict)
-        if noted:
-            await self._disk.put_meta(PROBLEMS_META, job.job_id, self._problems[job.job_id])
-        elif verdict == TREE_HASH:
-            log.info("job %s: whole output verified against its tree hash", job.job_id)
-
-    async def note(self, job: Job, problem: str) -> None:
-        """A disagreement about the job: logged once, kept, shown by ``status``."""
-        if self._keep(job, problem):
-            await self._disk.put_meta(PROBLEMS_META, job.job_id, self._problems[job.job_id])
-
-    def _keep(self, job: Job, problem: str) -> bool:
-        """Keep and log a problem; False when it was known."""
-        known = self._problems.setdefault(job.job_id, [])
-        if problem in known:
-            return False
-        known.append(problem)
-        log.error("job %s: %s", job.job_id, problem)
-        return True
-
-    def refuse(self, job: Job) -> None:
-        """Raise IntegrityError when the job's output is known not to match its record."""
-        if self._verdicts.get(job.job_id) == MISMATCH:
-            problems = self._problems.get(job.job_id) or ["its output does not match its record"]
-            why = next((p for p in problems if p.endswith(REFUSED)), problems[0])
-            raise IntegrityError(f"job {job.job_id}: {why}")
-
-    def verification(self, job: Job, hows: set[str]) -> str:
-        """What ``user.glacierfs.verified`` says, given how the leaves read so far were
-        verified (when the output is not whole yet)."""
-        if self._problems.get(job.job_id):
-            return MISMATCH
-        verdict = self._verdicts.get(job.job_id)
-        if verdict is not None:
-            return verdict
-        if not hows:
-            return NONE
-        return BLOCKS if hows == {BLOCK} else SIZE
 
 
 class Trust:

@@ -24,11 +24,10 @@ from glacierfs.config import (
     FOLLOW_POLL,
     Options,
     default_cache_dir,
-    parse_retrieve_options,
-    parse_size,
 )
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
+from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary

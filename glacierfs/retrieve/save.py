@@ -37,11 +37,12 @@ from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
-from glacierfs.config import Options, parse_mount_args
+from glacierfs.config import Options
 from glacierfs.daemon import client_settings
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.inventory import Entry, parse
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
+from glacierfs.options import parse_mount_args
 from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
