@@ -71,7 +71,9 @@ class Filesystem:
         file_inodes: dict[str, int] | None = None,
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
+        about: dict[str, object] | None = None,
     ) -> None:
+        self.about = dict(about or {})  # where the mount's parts are, for `status`
         self.catalog = catalog
         self.reader = reader
         self.access = access
@@ -229,6 +231,7 @@ class Filesystem:
             "cache_used": self.reader.cache_usage().used,
             "cache_capacity": self.reader.cache_usage().capacity,
             **self.reader.stats.as_dict(),
+            **self.about,
         }
 
     def statfs_totals(self) -> tuple[int, int]:
