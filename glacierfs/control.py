@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -24,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 
 from glacierfs.errors import ConfigError, GlacierfsError, UsageError
+from glacierfs.jobs import EXPIRY
+from glacierfs.retrieve.pending import READY, Pending, pending, read_requests
 
 CHUNK = 1 << 20
 
@@ -125,6 +128,52 @@ def gather(mountpoint: Path) -> tuple[dict[str, object], list[FileState], dict[s
     return mount_stats(mountpoint), job_files(mountpoint), friendly_names(mountpoint)
 
 
+def retrievals(stats: dict[str, object], files: list[FileState]) -> tuple[list[Pending], str]:
+    """The jobs ``retrieve`` started on the mount's cache that are not saved yet (those
+    the mount lists are ready), and why they cannot be read when they cannot."""
+    cache_dir, vault = stats.get("cache_dir"), stats.get("vault")
+    if not isinstance(cache_dir, str) or not isinstance(vault, str):
+        return [], ""  # a mount from before the figures named its cache
+    completed = {f.job_id: f.expires - EXPIRY.total_seconds() for f in files if f.expires}
+    try:
+        return pending(read_requests(Path(cache_dir), vault), completed), ""
+    except (OSError, sqlite3.Error) as error:
+        return [], f"retrieval state in {cache_dir} unreadable: {error}"
+
+
+def _when(moment: float, form: str = "%Y-%m-%d %H:%M") -> str:
+    return time.strftime(form, time.gmtime(moment))
+
+
+def render_retrievals(found: list[Pending], problem: str) -> list[str]:
+    """The retrievals section of ``status``: times are the service's, in UTC."""
+    if problem:
+        return ["", f"retrievals: {problem}"]
+    if not found:
+        return []
+    ready = sum(1 for p in found if p.state == READY)
+    lines = [
+        "",
+        f"retrievals (glacierfs retrieve): {len(found) - ready} in progress, {ready} ready",
+        f"{'JOB':<28} {'STATE':<11} {'TIER':<9} {'REQUESTED UTC':<16} "
+        f"{'EXPECTED UTC':<25} {'SIZE':>8}  NAME",
+    ]
+    for p in found:
+        job = p.job_id if len(p.job_id) <= 28 else p.job_id[:25] + "..."
+        if p.completed is not None:
+            expected = f"done {_when(p.completed, '%m-%d %H:%M')}"
+        elif p.expected is not None:
+            expected = " .. ".join(_when(t, "%m-%d %H:%M") for t in p.expected)
+        else:
+            expected = "?"
+        name = p.path if p.whole else f"{p.path} [{p.start}-{p.end}]"
+        lines.append(
+            f"{job:<28} {p.state:<11} {p.tier:<9} {_when(p.requested):<16} "
+            f"{expected:<25} {human(p.size):>8}  {name}"
+        )
+    return lines
+
+
 def render_status(mountpoint: Path) -> str:
     stats, files, names = gather(mountpoint)
     now = time.time()
@@ -152,6 +201,7 @@ def render_status(mountpoint: Path) -> str:
     for job_id, ranges in in_flight.items():
         lines.append(f"in flight: {job_id} {', '.join(ranges)}")
     lines += [f"damaged: {f.job_id}: {f.damaged}" for f in files if f.damaged]
+    lines += render_retrievals(*retrievals(stats, files))
     return "\n".join(lines)
 
 
@@ -172,7 +222,13 @@ def status_document(mountpoint: Path) -> dict[str, object]:
         }
         for f in states
     ]
-    return {"stats": stats, "files": files}
+    found, problem = retrievals(stats, states)
+    return {
+        "stats": stats,
+        "files": files,
+        "retrievals": [p.as_dict() for p in found],
+        "retrievals_problem": problem or None,
+    }
 
 
 def status(argv: Sequence[str]) -> int:

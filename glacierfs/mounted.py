@@ -137,6 +137,10 @@ class Mounted:
             file_inodes=inodes if isinstance(inodes, dict) else None,
             paths=paths if isinstance(paths, dict) else None,
             damage=self.damage,
+            about={
+                "cache_dir": str(self.disk.disk.root.absolute()),
+                "vault": self.catalog.namespace,
+            },
         )
         await self._save_tree()
         watch = MountWatch(options.mountpoint)

@@ -6,6 +6,7 @@ aligned ranges, and the result read back through a real mount."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import subprocess
@@ -246,18 +247,23 @@ def test_an_archive_larger_than_the_cap_comes_as_aligned_ranges_and_reads_back_w
         f"{8 * MIB}-{9 * MIB + 4}",
     ]
     mount = mount_factory(emulator.url, VAULT, cache_dir=cache)
-    # Today the mount shows each range job as its own file (one archive, one file is
-    # issue 13): read them through jobs/ and join them.
-    joined = tmp_path / "joined"
-    with joined.open("wb") as out:
-        for job in pieces:
-            out.write((mount.path / "jobs" / job["JobId"]).read_bytes())
     expected = tmp_path / "expected"
     expected.write_bytes(data)
-    cmp(joined, expected)
-    for job in pieces:
+    # The three range jobs make one file under the archive's name, read back whole.
+    whole = mount.path / "archives" / "big" / "video.mp4"
+    cmp(whole, expected)
+    assert set(os.getxattr(whole, "user.glacier.jobs").split()) == {
+        j["JobId"].encode() for j in pieces
+    }
+    assert os.getxattr(whole, "user.glacierfs.verified") == b"tree-hash"
+    offset = 0
+    for job in pieces:  # and each range, as its own job's file, is what it covers
         path = mount.path / "jobs" / job["JobId"]
-        assert __import__("os").getxattr(path, "user.glacierfs.verified") == b"tree-hash"
+        piece = path.read_bytes()
+        assert piece == data[offset : offset + len(piece)]
+        offset += len(piece)
+        assert os.getxattr(path, "user.glacierfs.verified") == b"tree-hash"
+    assert offset == len(data)
 
 
 @needs_fuse

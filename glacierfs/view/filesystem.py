@@ -63,7 +63,9 @@ class Filesystem:
         file_inodes: dict[str, int] | None = None,
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
+        about: dict[str, object] | None = None,
     ) -> None:
+        self.about = dict(about or {})  # where the mount's parts are, for `status`
         self.catalog = catalog
         self.reader = reader
         self.access = access
@@ -222,6 +224,7 @@ class Filesystem:
             "cache_used": usage.used,
             "cache_capacity": usage.capacity,
             **self.reader.stats.as_dict(),
+            **self.about,
         }
 
     def statfs_totals(self) -> tuple[int, int]:

@@ -1,0 +1,113 @@
+"""Retrievals in progress, for ``glacierfs status``: the jobs ``retrieve`` started on a
+cache that are not done yet, and when each should be.
+
+A mount lists only completed jobs; what is still on its way is known to the retrieval
+state kept with the cache (:mod:`.state`). ``status`` reads that state without taking its
+lock and without writing: a SQLite read-only connection, which in WAL mode reads the
+last committed state while ``retrieve --follow`` keeps writing. A job the state still
+holds as requested but the mount already lists has completed since: it is *ready*, with
+the service's completion time; the others are *in progress*, expected within their
+tier's typical times (:mod:`.pricing`) counted from when the service took the request.
+Times are the service's, as the state records them, so they are shown as dates and
+never compared with this host's clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from glacierfs.retrieve.pricing import PRICES
+from glacierfs.retrieve.state import REQUESTED, STATE_DIR, Request
+
+STATE_FILE = "state.sqlite3"
+
+BUSY_TIMEOUT = 2.0
+"""Seconds to wait on a writer: WAL readers do not wait, but a checkpoint or a state
+being created may hold the file briefly; status must answer, not hang."""
+
+IN_PROGRESS, READY = "in progress", "ready"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One job ``retrieve`` started whose output is not saved yet."""
+
+    job_id: str
+    archive_id: str
+    path: str
+    start: int
+    end: int
+    whole: bool
+    tier: str
+    requested: float
+    state: str  # IN_PROGRESS or READY
+    expected: tuple[float, float] | None  # when it should complete; None for an unknown tier
+    completed: float | None  # the service's CompletionDate, once the mount lists the job
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "job_id": self.job_id,
+            "archive_id": self.archive_id,
+            "path": self.path,
+            "range": None if self.whole else [self.start, self.end],
+            "size": self.size,
+            "tier": self.tier,
+            "requested": self.requested,
+            "state": self.state,
+            "expected": list(self.expected) if self.expected else None,
+            "completed": self.completed,
+        }
+
+
+def pending(requests: Iterable[Request], completed: Mapping[str, float]) -> list[Pending]:
+    """The requests not done yet, oldest first; ``completed`` maps the jobs the mount
+    lists (completed ones) to their completion times. Saved, expired and failed
+    requests are not pending: ``retrieve`` has dealt with them."""
+    found = [_one(r, completed.get(r.job_id)) for r in requests if r.status == REQUESTED]
+    return sorted(found, key=lambda p: (p.requested, p.job_id))
+
+
+def _one(r: Request, done: float | None) -> Pending:
+    expected: tuple[float, float] | None = None
+    if done is not None:
+        state, expected = READY, (done, done)
+    else:
+        state = IN_PROGRESS
+        tier = PRICES.get(r.tier)
+        if tier is not None:
+            expected = (r.requested + tier.ready[0], r.requested + tier.ready[1])
+    return Pending(
+        r.job_id, r.archive_id, r.path, r.start, r.end, r.whole, r.tier, r.requested,
+        state, expected, done,
+    )  # fmt: skip
+
+
+def read_requests(cache_dir: Path, vault: str) -> list[Request]:
+    """The vault's requests in the state kept in ``cache_dir``, read-only, no lock taken;
+    none when there is no state. Raises sqlite3.Error on a state that cannot be read."""
+    path = cache_dir / STATE_DIR / STATE_FILE
+    if not path.is_file():
+        return []
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if "requests" not in tables:
+            return []  # created, never written
+        rows = db.execute(
+            "SELECT job_id, archive_id, path, start, end, whole, tier, requested, again, status,"
+            " failures FROM requests WHERE vault = ? ORDER BY requested, job_id",
+            (vault,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [
+        Request(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], bool(r[8]), r[9], r[10])
+        for r in rows
+    ]
