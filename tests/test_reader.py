@@ -319,6 +319,23 @@ def test_strict_mode_refuses_bytes_no_checksum_covers(disk: DiskCache) -> None:
         run(reader, reader.read, unaligned_job(data), 0, 10)
 
 
+def test_strict_mode_refuses_a_cached_leaf_no_checksum_covers_on_a_range_read(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(8).randbytes(MIB + 3)
+    job = unaligned_job(data)
+    with Loop():  # a first mount, not strict, caches the leaves with only their size checked
+        reader = make_reader(FakeOutput(data, checksums=False), disk)
+        assert read_all(reader, job) == data
+    fake = FakeOutput(data, checksums=False)
+    strict = make_reader(fake, disk, strict=True)
+    before = disk.usage().bytes_read
+    with pytest.raises(UnverifiableRead):
+        run(strict, strict.read, job, 5, 10)  # random: a range read from the disk cache
+    assert disk.usage().bytes_read - before <= 64 * 1024  # a granule, not the leaf
+    assert fake.requests == []
+
+
 def test_unverifiable_bytes_are_served_and_marked_size_by_default(disk: DiskCache) -> None:
     data = random.Random(9).randbytes(MIB + 3)
     reader = make_reader(FakeOutput(data, checksums=False), disk)

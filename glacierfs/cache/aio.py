@@ -34,6 +34,11 @@ class AsyncDisk:
     async def get_leaf(self, key: str, index: int, owner: str) -> tuple[bytes, bytes] | None:
         return await self._run(self.disk.get_leaf, key, index, owner)
 
+    async def read_range(
+        self, key: str, index: int, offset: int, length: int, owner: str
+    ) -> bytes | None:
+        return await self._run(self.disk.read_range, key, index, offset, length, owner)
+
     async def put(
         self,
         key: str,

@@ -59,11 +59,21 @@ class Loader:
         self._memory, self._trust, self.stats = memory, trust, stats
         self._budget = ByteBudget(max(settings.memory_budget, settings.max_request) // MIB)
 
-    def schedule(self, job: Job, state: ObjectState, first: int, stop: int, unit: int) -> None:
+    def schedule(
+        self,
+        job: Job,
+        state: ObjectState,
+        first: int,
+        stop: int,
+        unit: int,
+        *,
+        from_disk: bool = True,
+    ) -> None:
         """Start loading the leaves of ``first..stop-1`` that are not in memory or on the way.
 
         Leaves on disk are read (and checked) by background tasks, so that a sequential
-        reader's next leaves load in parallel; the others are fetched in aligned runs.
+        reader's next leaves load in parallel (unless not ``from_disk``: a random read
+        takes only its bytes of them); the others are fetched in aligned runs.
         """
         self._flights.refuse_when_closing()
         key, base = slot(job), job.first_leaf
@@ -72,7 +82,7 @@ class Loader:
             leaf = base + i
             return (key, leaf) not in self._flights and self._memory.get(key, leaf) is None
 
-        for i in range(first, min(stop, job.leaves)):
+        for i in range(first, min(stop, job.leaves) if from_disk else first):
             if usable(job, state, base + i) and idle(i):
                 flight = Flight()
                 self._flights.launch(flight, [(key, base + i)], self._load, job, base + i, flight)

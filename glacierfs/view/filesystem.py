@@ -223,6 +223,7 @@ class Filesystem:
             "damaged": sorted(self.damage.known),
             "cache_used": usage.used,
             "cache_capacity": usage.capacity,
+            "disk_bytes_read": usage.bytes_read,
             **self.reader.stats.as_dict(),
             **self.about,
         }

@@ -40,12 +40,14 @@ Buffer = bytes | bytearray | memoryview
 
 @dataclass(frozen=True)
 class CacheUsage:
-    """How full the disk cache is: bytes of leaves present, leaves, objects, capacity."""
+    """How full the disk cache is: bytes of leaves present, leaves, objects, capacity;
+    and bytes read from its data files in this lifetime."""
 
     used: int
     leaves: int
     objects: int
     capacity: int
+    bytes_read: int = 0
 
 
 class DiskCache:
@@ -229,7 +231,8 @@ class DiskCache:
         """Bytes and leaves present, objects, capacity."""
         with self._lock:
             leaves, objects = self._leaves.counts()
-            return CacheUsage(self._leaves.used, leaves, objects, self.capacity)
+            used, read = self._leaves.used, self._reads.bytes_read
+            return CacheUsage(used, leaves, objects, self.capacity, read)
 
     # --- metadata --------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class Reads:
         self._leaves = leaves
         self._blocks = blocks
         self._eviction = eviction
+        self.bytes_read = 0  # from the data files, counted under the lock (status shows it)
 
     def leaf(self, key: str, index: int, owner: str | None) -> tuple[bytes, bytes] | None:
         """The whole leaf and its row's digest, or None (absent, not ``owner``'s, damaged)."""
@@ -79,7 +80,8 @@ class Reads:
             else:
                 good = hashlib.sha256(data).digest() == found.digest
                 sums = granules.sums(data) if good else None
-        if not self._settle(key, index, found, generation, good, granules.all_of(found.length)):
+        checked = granules.all_of(found.length)
+        if not self._settle(key, index, found, generation, good, checked, found.length):
             return False, None
         if data is None or not good:
             return True, None
@@ -111,24 +113,34 @@ class Reads:
         base = index * MIB
         if not unchecked:
             data = self._blocks.read(found.handle, base + offset, length)
-            good = data is not None
+            good, read = data is not None, length
         else:  # read the granules it touches, to check them
             start = wanted.start * granules.GRANULE
             stop = min(found.length, wanted.stop * granules.GRANULE)
+            read = stop - start
             covering = self._blocks.read(found.handle, base + start, stop - start)
             good = covering is not None and granules.matches(
                 memoryview(covering), wanted.start, found.sums, unchecked
             )
             data = None if covering is None else covering[offset - start : offset - start + length]
-        if not self._settle(key, index, found, generation, good, _mask(wanted)):
+        if not self._settle(key, index, found, generation, good, _mask(wanted), read):
             return False, None
         return True, data if good else None
 
     def _settle(
-        self, key: str, index: int, found: Located, generation: int, good: bool, checked: int
+        self,
+        key: str,
+        index: int,
+        found: Located,
+        generation: int,
+        good: bool,
+        checked: int,
+        read: int,
     ) -> bool:
-        """Record a read's outcome; False when it was raced by a removal."""
+        """Record a read's outcome (``read``: bytes asked of the data file); False when it
+        was raced by a removal."""
         with self._lock:
+            self.bytes_read += read
             self._blocks.release(found.handle)
             if self._leaves.generation[key] != generation:
                 return False

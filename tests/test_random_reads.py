@@ -1,0 +1,115 @@
+"""Random reads of a cached output, through a real mount, cost what they ask for.
+
+A warm 4 KiB read reads from the cache's data file the granule it touches (64 KiB, to
+check its XXH3 sum) the first time, and only its 4 KiB after: never the whole 1 MiB
+leaf. The daemon counts the bytes it reads from its data files (``disk_bytes_read`` in
+the root's stats xattr); these tests read that count through the mount.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from tests.support.emulator import Emulator
+from tests.support.mount import Mount, cmp, needs_fuse
+from tests.support.vault import retrieve
+
+pytestmark = needs_fuse
+
+KIB, MIB = 1 << 10, 1 << 20
+GRANULE = 64 * KIB
+VAULT = "random"
+READS = 100
+
+
+def disk_bytes_read(mount: Mount) -> int:
+    stats = json.loads(os.getxattr(mount.path, "user.glacierfs.stats"))
+    return int(stats["disk_bytes_read"])
+
+
+def scattered_offsets(size: int, count: int, seed: int) -> list[int]:
+    """4 KiB-aligned offsets, each more than 2 MiB from where the last read ended, so
+    that no two reads look sequential to the daemon's read-ahead."""
+    rng, offsets = random.Random(seed), []
+    while len(offsets) < count:
+        offset = rng.randrange(0, size // (4 * KIB)) * 4 * KIB
+        if not offsets or abs(offset - (offsets[-1] + 4 * KIB)) > 2 * MIB + 4 * KIB:
+            offsets.append(offset)
+    return offsets
+
+
+def read_direct(path: Path, offsets: list[int]) -> list[bytes]:
+    """4 KiB at each offset with O_DIRECT, so that each is one FUSE read of 4 KiB."""
+    buffer = mmap.mmap(-1, 4 * KIB)  # page-aligned, as O_DIRECT needs
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        found = []
+        for offset in offsets:
+            assert os.preadv(fd, [buffer], offset) == 4 * KIB
+            found.append(bytes(buffer))
+        return found
+    finally:
+        os.close(fd)
+        buffer.close()
+
+
+def hydrated(emulator: Emulator, mount_factory: Any, tmp_path: Path, size: int) -> Any:
+    """A job of a seeded archive of ``size`` bytes, read whole through a first mount
+    (so cached), that mount stopped: (job, expected file, cache dir)."""
+    emulator.client().create_vault(vaultName=VAULT)
+    archive, _ = emulator.seeded_archive(VAULT, size, 7, "")
+    job = retrieve(emulator.client(), VAULT, archive)
+    expected = emulator.save_content(VAULT, archive, tmp_path / "expected")
+    first: Mount = mount_factory(emulator.url, VAULT)
+    cmp(first.job_file(job), expected)
+    first.stop()
+    return job, expected, first.cache_dir
+
+
+def test_warm_random_4k_reads_read_a_granule_each_from_disk_not_a_leaf(
+    emulator: Emulator, mount_factory: Any, tmp_path: Path
+) -> None:
+    size = 64 * MIB
+    job, expected, cache_dir = hydrated(emulator, mount_factory, tmp_path, size)
+    fetched = emulator.output_totals()["bytes"]
+    second: Mount = mount_factory(emulator.url, VAULT, cache_dir=cache_dir)
+    offsets = scattered_offsets(size, READS, seed=3)
+    before = disk_bytes_read(second)
+    found = read_direct(second.job_file(job), offsets)
+    read = disk_bytes_read(second) - before
+    with expected.open("rb") as original:
+        for offset, data in zip(offsets, found, strict=True):
+            original.seek(offset)
+            assert data == original.read(4 * KIB), f"4 KiB at {offset}"
+    assert emulator.output_totals()["bytes"] == fetched  # all from the cache
+    assert 0 < read <= READS * GRANULE + MIB  # a whole leaf each would be 100 MiB
+    again = disk_bytes_read(second)
+    assert read_direct(second.job_file(job), offsets) == found
+    assert disk_bytes_read(second) - again <= READS * 4 * KIB + MIB  # checked: just the bytes
+
+
+def test_a_damaged_granule_is_never_served_by_a_random_read(
+    emulator: Emulator, mount_factory: Any, tmp_path: Path
+) -> None:
+    job, expected, cache_dir = hydrated(emulator, mount_factory, tmp_path, 8 * MIB)
+    (data_file,) = (cache_dir / "v1" / "data").iterdir()
+    at = 5 * MIB + 3 * GRANULE + 123
+    with data_file.open("r+b") as damaged:
+        damaged.seek(at)
+        byte = damaged.read(1)
+        damaged.seek(at)
+        damaged.write(bytes([byte[0] ^ 0x01]))
+    fetched = emulator.job_bytes(job)
+    second: Mount = mount_factory(emulator.url, VAULT, cache_dir=cache_dir)
+    offset = at - at % (4 * KIB)
+    (found,) = read_direct(second.job_file(job), [offset])
+    with expected.open("rb") as original:
+        original.seek(offset)
+        assert found == original.read(4 * KIB)
+    assert emulator.job_bytes(job) - fetched == MIB  # the damaged leaf, fetched again
+    cmp(second.job_file(job), expected)
