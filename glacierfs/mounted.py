@@ -26,7 +26,6 @@ from glacierfs import fuse_adapter as fuse
 from glacierfs import logs
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
-from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
@@ -34,9 +33,7 @@ from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.mounttable import MountWatch
 from glacierfs.names.sources import Names
 from glacierfs.read.reader import Reader
-from glacierfs.read.settings import ReaderSettings
 from glacierfs.retry import RetryPolicy
-from glacierfs.stats import Stats
 from glacierfs.view.damage import DamagedJobs
 from glacierfs.view.filesystem import Access, Filesystem
 
@@ -67,14 +64,7 @@ async def run(
         nursery = await stack.enter_async_context(trio.open_nursery())
         # last: backoffs end, download threads are abandoned, disk writes finish
         stack.callback(nursery.cancel_scope.cancel)
-        reader = await Reader.create(
-            lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
-            aio,
-            MemoryCache(options.memory_cache),
-            ReaderSettings.from_options(options, retry),
-            Stats(),
-            nursery=nursery,
-        )
+        reader = await Reader.for_client(client, aio, options, retry, nursery=nursery)
         stack.callback(reader.close)  # first: no new work; every waiter fails with ShuttingDown
         damage = DamagedJobs(aio)
         names = Names(

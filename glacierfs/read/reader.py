@@ -34,6 +34,8 @@ import trio
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import SHARED, CacheUsage
 from glacierfs.cache.memory import MemoryCache
+from glacierfs.client import GlacierClient
+from glacierfs.config import Options
 from glacierfs.errors import LeafUnavailable, UnverifiableRead
 from glacierfs.jobs import Job
 from glacierfs.ranges import leaf_span
@@ -44,6 +46,7 @@ from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Advice, Prefetcher
 from glacierfs.read.settings import ReaderSettings
 from glacierfs.read.trust import ObjectState, Trust, slot, usable
+from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
 
@@ -75,6 +78,26 @@ class Reader:
         """A reader whose flights run in ``nursery``: cancelling it ends them (call
         :meth:`close` first, so that waiters outside it wake at once)."""
         return cls(fetch_part, disk, memory, settings, stats, Flights(nursery))
+
+    @classmethod
+    async def for_client(
+        cls,
+        client: GlacierClient,
+        disk: AsyncDisk,
+        options: Options,
+        retry: RetryPolicy,
+        *,
+        nursery: trio.Nursery,
+    ) -> Reader:
+        """The reader a mount, or ``retrieve`` saving outputs, reads a vault's jobs with."""
+        return await cls.create(
+            lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
+            disk,
+            MemoryCache(options.memory_cache),
+            ReaderSettings.from_options(options, retry),
+            Stats(),
+            nursery=nursery,
+        )
 
     def __init__(
         self,

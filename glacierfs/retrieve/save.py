@@ -34,7 +34,6 @@ import trio
 
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
-from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
@@ -43,9 +42,8 @@ from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.inventory import Entry, parse
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
 from glacierfs.options import parse_mount_args
-from glacierfs.read.reader import Reader, ReaderSettings
+from glacierfs.read.reader import Reader
 from glacierfs.retry import RetryPolicy
-from glacierfs.stats import Stats
 
 T = TypeVar("T")
 
@@ -194,14 +192,7 @@ class InProcess:
                 aio = AsyncDisk(disk)
                 catalog = Catalog(client.list_jobs, aio, self.vault_arn, retry)
                 async with trio.open_nursery() as nursery:
-                    reader = await Reader.create(
-                        lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
-                        aio,
-                        MemoryCache(options.memory_cache),
-                        ReaderSettings.from_options(options, retry),
-                        Stats(),
-                        nursery=nursery,
-                    )
+                    reader = await Reader.for_client(client, aio, options, retry, nursery=nursery)
                     await catalog.refresh()
                     result = await work(reader, catalog, aio)
                     nursery.cancel_scope.cancel()
