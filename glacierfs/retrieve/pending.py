@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glacierfs.retrieve.pricing import PRICES
-from glacierfs.retrieve.state import REQUESTED, STATE_DIR, Request
-
-STATE_FILE = "state.sqlite3"
+from glacierfs.retrieve.state import REQUESTED, STATE_DIR, STATE_FILE, Request, requests_in
 
 BUSY_TIMEOUT = 2.0
 """Seconds to wait on a writer: WAL readers do not wait, but a checkpoint or a state
@@ -100,14 +98,6 @@ def read_requests(cache_dir: Path, vault: str) -> list[Request]:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if "requests" not in tables:
             return []  # created, never written
-        rows = db.execute(
-            "SELECT job_id, archive_id, path, start, end, whole, tier, requested, again, status,"
-            " failures FROM requests WHERE vault = ? ORDER BY requested, job_id",
-            (vault,),
-        ).fetchall()
+        return requests_in(db, vault)
     finally:
         db.close()
-    return [
-        Request(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], bool(r[8]), r[9], r[10])
-        for r in rows
-    ]

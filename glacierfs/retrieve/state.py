@@ -32,6 +32,7 @@ from glacierfs.errors import ConfigError
 from glacierfs.retrieve.pacing import Requested, Unit
 
 STATE_DIR = "retrieve"
+STATE_FILE = "state.sqlite3"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -98,7 +99,7 @@ class State:
         try:
             os.makedirs(cache_root, mode=0o700, exist_ok=True)
             self.directory.mkdir(mode=0o700, exist_ok=True)
-            path = self.directory / "state.sqlite3"
+            path = self.directory / STATE_FILE
             os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -192,15 +193,7 @@ class State:
         ]
 
     def requests(self) -> list[Request]:
-        rows = self._db.execute(
-            "SELECT job_id, archive_id, path, start, end, whole, tier, requested, again, status,"
-            " failures FROM requests WHERE vault = ? ORDER BY requested, job_id",
-            (self.vault,),
-        )
-        return [
-            Request(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], bool(r[8]), r[9], r[10])
-            for r in rows
-        ]
+        return requests_in(self._db, self.vault)
 
     def mark(self, job_id: str, status: str, note: str | None = None) -> None:
         with self._transaction() as db:
@@ -231,3 +224,17 @@ class State:
     def set_fact(self, name: str, value: float) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (name, value))
+
+
+def requests_in(db: sqlite3.Connection, vault: str) -> list[Request]:
+    """The vault's requests, oldest first, from a state database (also read read-only by
+    :mod:`glacierfs.retrieve.pending`)."""
+    rows = db.execute(
+        "SELECT job_id, archive_id, path, start, end, whole, tier, requested, again, status,"
+        " failures FROM requests WHERE vault = ? ORDER BY requested, job_id",
+        (vault,),
+    )
+    return [
+        Request(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], bool(r[8]), r[9], r[10])
+        for r in rows
+    ]
