@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from glacierfs.errors import ConfigError, GlacierfsError, UsageError
+from glacierfs.humane import short_size, utc
 from glacierfs.jobs import EXPIRY
 from glacierfs.retrieve.pending import READY, Pending, pending, read_requests
 
@@ -95,14 +96,6 @@ def job_files(mountpoint: Path, paths: Sequence[str] = ()) -> list[FileState]:
     return sorted(seen.values(), key=lambda s: (s.expires, s.job_id))
 
 
-def human(size: float) -> str:
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(size) < 1024 or unit == "T":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{size:.1f}T"
-
-
 def left(seconds: float) -> str:
     if seconds <= 0:
         return "expired"
@@ -141,10 +134,6 @@ def retrievals(stats: dict[str, object], files: list[FileState]) -> tuple[list[P
         return [], f"retrieval state in {cache_dir} unreadable: {error}"
 
 
-def _when(moment: float, form: str = "%Y-%m-%d %H:%M") -> str:
-    return time.strftime(form, time.gmtime(moment))
-
-
 def render_retrievals(found: list[Pending], problem: str) -> list[str]:
     """The retrievals section of ``status``: times are the service's, in UTC."""
     if problem:
@@ -161,15 +150,15 @@ def render_retrievals(found: list[Pending], problem: str) -> list[str]:
     for p in found:
         job = p.job_id if len(p.job_id) <= 28 else p.job_id[:25] + "..."
         if p.completed is not None:
-            expected = f"done {_when(p.completed, '%m-%d %H:%M')}"
+            expected = f"done {utc(p.completed, '%m-%d %H:%M')}"
         elif p.expected is not None:
-            expected = " .. ".join(_when(t, "%m-%d %H:%M") for t in p.expected)
+            expected = " .. ".join(utc(t, "%m-%d %H:%M") for t in p.expected)
         else:
             expected = "?"
         name = p.path if p.whole else f"{p.path} [{p.start}-{p.end}]"
         lines.append(
-            f"{job:<28} {p.state:<11} {p.tier:<9} {_when(p.requested):<16} "
-            f"{expected:<25} {human(p.size):>8}  {name}"
+            f"{job:<28} {p.state:<11} {p.tier:<9} {utc(p.requested, '%Y-%m-%d %H:%M'):<16} "
+            f"{expected:<25} {short_size(p.size):>8}  {name}"
         )
     return lines
 
@@ -183,7 +172,7 @@ def render_status(mountpoint: Path) -> str:
         job = f.job_id if len(f.job_id) <= 28 else f.job_id[:25] + "..."
         verified = "damaged" if f.damaged else f.verified
         lines.append(
-            f"{job:<28} {human(f.size):>8} {share:6.1f}% {verified:<10} "
+            f"{job:<28} {short_size(f.size):>8} {share:6.1f}% {verified:<10} "
             f"{left(f.expires - now):>10}  {names.get(f.job_id, '')}"
         )
     fetched, served = int(str(stats["bytes_fetched"])), int(str(stats["bytes_served"]))
@@ -191,8 +180,8 @@ def render_status(mountpoint: Path) -> str:
     ratio = 100.0 * hits / served if served else 0.0
     lines += [
         "",
-        f"fetched {human(fetched)} in {stats['requests']} requests, served {human(served)} "
-        f"({ratio:.1f}% from cache), {stats['retries']} retries, "
+        f"fetched {short_size(fetched)} in {stats['requests']} requests, "
+        f"served {short_size(served)} ({ratio:.1f}% from cache), {stats['retries']} retries, "
         f"{stats['checksum_failures']} checksum failures",
     ]
     lines += [f"problem: {f.job_id}: {f.problem}" for f in files if f.problem]
@@ -277,8 +266,8 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else 0
         bar = "#" * int(share * 30)
         return (
-            f"[{bar:<30}] {100 * share:5.1f}% {human(self.done)}/{human(self.total)} "
-            f"{human(rate)}/s ETA {int(eta)}s"
+            f"[{bar:<30}] {100 * share:5.1f}% {short_size(self.done)}/{short_size(self.total)} "
+            f"{short_size(rate)}/s ETA {int(eta)}s"
         )
 
     def draw(self, final: bool = False) -> None:
@@ -315,12 +304,12 @@ def hydrate(argv: Sequence[str]) -> int:
     used = int(str(stats.get("cache_used", 0)))
     if capacity and needed > capacity - used:
         print(
-            f"glacierfs hydrate: warning: {human(needed)} to fetch but the cache has "
-            f"{human(max(capacity - used, 0))} free of {human(capacity)}: older leaves "
+            f"glacierfs hydrate: warning: {short_size(needed)} to fetch but the cache has "
+            f"{short_size(max(capacity - used, 0))} free of {short_size(capacity)}: older leaves "
             "will be evicted (raise cache_size)",
             file=sys.stderr,
         )
-    print(f"hydrating {len(files)} files, {human(needed)} to fetch", file=sys.stderr)
+    print(f"hydrating {len(files)} files, {short_size(needed)} to fetch", file=sys.stderr)
     progress = Progress(sum(f.size for f in files))
     failures: list[str] = []
 

@@ -27,12 +27,13 @@ from glacierfs.config import (
 )
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
+from glacierfs.humane import size
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
 from glacierfs.retrieve.pacing import DAY, MIB, Limits
-from glacierfs.retrieve.plan import Plan, plan_document, render_plan, size
+from glacierfs.retrieve.plan import Plan, plan_document, render_plan
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
 from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select

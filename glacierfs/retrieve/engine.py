@@ -26,10 +26,11 @@ from typing import Any
 
 from glacierfs.client import GlacierClient
 from glacierfs.errors import InsufficientCapacity, JobExpired, ServiceError, TransientServiceError
+from glacierfs.humane import size
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
-from glacierfs.retrieve.plan import Plan, make_plan, size
+from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.pricing import TierPrice, cost, price
 from glacierfs.retrieve.save import ToSave
 from glacierfs.retrieve.selection import Archive

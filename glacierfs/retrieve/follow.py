@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from glacierfs.errors import ConfigError, TransientServiceError
+from glacierfs.humane import size
 from glacierfs.retrieve.engine import Engine, Snapshot
-from glacierfs.retrieve.plan import Plan, size
+from glacierfs.retrieve.plan import Plan
 from glacierfs.retrieve.pricing import dollars, duration
 from glacierfs.retrieve.save import Access, Saved, ToSave
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from glacierfs.humane import size, utc
 from glacierfs.retrieve.coverage import Holding
 from glacierfs.retrieve.pacing import DAY, Limits, Requested, Unit, take_batch, units_for
 from glacierfs.retrieve.pricing import (
@@ -99,18 +99,6 @@ def make_plan(
     return plan
 
 
-def size(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(nbytes) < 1024 or unit == "TiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
-
-
-def _when(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def render_plan(plan: Plan, vault: str) -> list[str]:
     """The plan in lines for people: what, what is skipped and why, how, how much, when."""
     tier = plan.tier
@@ -137,7 +125,7 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
     lines.append(
         f"  now: {len(plan.batch)} jobs, {size(plan.batch_bytes)}, "
         f"{dollars(plan.batch_cost())}; outputs ready {duration(low)} to {duration(high)} "
-        f"after the request (by {_when(plan.now + high)})"
+        f"after the request (by {utc(plan.now + high)})"
     )
     return lines + _notes(plan)
 

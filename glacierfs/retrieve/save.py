@@ -39,6 +39,7 @@ from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.daemon import client_settings
 from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.humane import utc
 from glacierfs.inventory import Entry, parse
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
 from glacierfs.options import parse_mount_args
@@ -217,7 +218,7 @@ class InProcess:
                 return list(parse(stream, newest.inventory_format))
 
             entries = await trio.to_thread.run_sync(read)
-            return entries, f"inventory job {newest.job_id[:16]}... of {_date(newest.completed)}"
+            return entries, f"inventory job {newest.job_id[:16]}... of {utc(newest.completed)}"
 
         return self._run(work)
 
@@ -317,7 +318,3 @@ def _read_through(path: Path) -> int:
         return offset
     finally:
         os.close(fd)
-
-
-def _date(moment: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(moment))
