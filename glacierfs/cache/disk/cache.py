@@ -187,6 +187,60 @@ class DiskCache:
         with self._lock:
             return self._puts.commit(claim, digests, verified, failure)
 
+    # --- streamed puts (the protocol: see :mod:`.puts`) --------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """False while the disk refuses writes (since the last failed put)."""
+        return not self._health.failing
+
+    def begin_put(self, key: str, first: int, lengths: Sequence[int], owner: str) -> Claim | None:
+        """Claim leaves ``first ..`` of ``key`` (of ``lengths``) for a streamed put, before
+        its bytes arrive; None when the cache cannot take them (no room, or the disk
+        refuses): keep the bytes elsewhere."""
+        if first < 0:
+            raise ValueError(f"leaf index {first} is negative")
+        with self._lock:
+            if self._closed:
+                return None
+            try:
+                return self._puts.begin(key, first, list(lengths), owner, self.capacity)
+            except Unwritable as error:
+                self._health.failed(error)
+                return None
+
+    def write_leaf(self, claim: Claim, n: int, view: Buffer, digest: bytes) -> bool:
+        """Write leaf ``first + n`` of the claim, not yet verified, whose SHA-256 is
+        ``digest``; False when the cache did not take it (keep its bytes elsewhere).
+        Outside the lock: call it from the one thread that streams the claim."""
+        return self._puts.write_leaf(claim, n, memoryview(view).cast("B"), digest)
+
+    def commit(self, claim: Claim, digests: Sequence[bytes], verified: str) -> set[int]:
+        """The claim's bytes are verified (``digests``, one per leaf, checked ``verified``):
+        commit their rows in one transaction. The offsets of the leaves now there for the
+        claim's owner (written, or already present with the same digest)."""
+        with self._lock:
+            if self._closed:
+                self._abandon_closed(claim)
+                return set()
+            return self._puts.commit_stream(claim, digests, verified)
+
+    def abandon(self, claim: Claim) -> None:
+        """Commit nothing of the claim (its bytes failed their check, or never came
+        whole) and punch out what was written."""
+        with self._lock:
+            if self._closed:
+                self._abandon_closed(claim)
+            else:
+                self._puts.abandon_stream(claim)
+
+    def _abandon_closed(self, claim: Claim) -> None:
+        """After close: no index to write, so the written bytes are punched by hand."""
+        if claim.handle is not None and not claim.done:
+            for n in claim.todo:
+                self._blocks.punch_leaf(claim.handle.fd, claim.first + n)
+        self._puts.abandon(claim)
+
     def contains(self, key: str, index: int) -> bool:
         """Whether the leaf has a row (its bytes are checked only when read)."""
         with self._lock:
