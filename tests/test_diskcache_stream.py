@@ -179,12 +179,16 @@ def test_a_disk_that_fills_mid_stream_keeps_the_leaves_written_before(root: Path
 
 def test_a_stream_that_outlives_the_cache_commits_nothing(root: Path) -> None:
     cache = DiskCache(root, 64 * MIB)
-    claim = cache.begin_put("a", 0, [MIB], OWNER)
+    claim = cache.begin_put("a", 0, [MIB, MIB], OWNER)
     assert claim is not None
     data = content("a", 0)
     assert cache.write_leaf(claim, 0, memoryview(data), sha(data))
     cache.close()  # the mount ended while the fetch's thread went on
-    assert cache.commit(claim, [sha(data)], "block") == set()
-    assert not data_at(data_file(root, "a"), 0, MIB)
-    with DiskCache(root, 64 * MIB) as again:
+    late = content("a", 1)
+    assert not cache.write_leaf(claim, 1, memoryview(late), sha(late))  # no write after close
+    assert cache.commit(claim, [sha(data), sha(late)], "block") == set()
+    with DiskCache(root, 64 * MIB) as again:  # not closed cleanly: what it wrote goes
         assert again.leaves("a") == {}
+        assert not data_at(data_file(root, "a"), 0, 2 * MIB)
+    with DiskCache(root, 64 * MIB) as later:  # and that one was closed cleanly
+        assert later.usage().used == 0

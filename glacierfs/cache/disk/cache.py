@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 Buffer = bytes | bytearray | memoryview
 
+CLOSE_WAIT = 30.0
+"""Seconds ``close`` waits for streamed pwrites under way (each writes one leaf to the page
+cache: milliseconds, unless the disk hangs)."""
+
 
 @dataclass(frozen=True)
 class CacheUsage:
@@ -71,6 +75,9 @@ class DiskCache:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._closed = False
+        self._writes = threading.Condition()  # pwrites of streamed puts in progress
+        self._writing = 0
+        self._stopping = False  # set by close: no streamed pwrite starts any more
         self._directory = CacheDirectory(self.root)
         try:
             self._start(clock, pwrite)
@@ -103,14 +110,22 @@ class DiskCache:
             self._health.failed(error)
 
     def close(self) -> None:
-        """Write last-use times, close the index and the files, release the directory."""
+        """Write last-use times, close the index and the files, release the directory.
+
+        With streamed puts still in progress (a fetch's thread outliving its mount), the
+        pwrites under way are waited for and no more start; the session is left open, so
+        that the next open punches out what they wrote."""
+        with self._writes:
+            self._stopping = True
+            self._writes.wait_for(lambda: not self._writing, timeout=CLOSE_WAIT)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._eviction.flush()
-            with suppress(Unwritable):
-                self._directory.end_session()
+            if not self._leaves.writing:  # else a put's thread may write on: recover next time
+                with suppress(Unwritable):
+                    self._directory.end_session()
             self._blocks.close()
             self._directory.close()
 
@@ -213,7 +228,16 @@ class DiskCache:
         """Write leaf ``first + n`` of the claim, not yet verified, whose SHA-256 is
         ``digest``; False when the cache did not take it (keep its bytes elsewhere).
         Outside the lock: call it from the one thread that streams the claim."""
-        return self._puts.write_leaf(claim, n, memoryview(view).cast("B"), digest)
+        with self._writes:
+            if self._stopping:
+                return False
+            self._writing += 1
+        try:
+            return self._puts.write_leaf(claim, n, memoryview(view).cast("B"), digest)
+        finally:
+            with self._writes:
+                self._writing -= 1
+                self._writes.notify_all()
 
     def commit(self, claim: Claim, digests: Sequence[bytes], verified: str) -> set[int]:
         """The claim's bytes are verified (``digests``, one per leaf, checked ``verified``):
@@ -235,10 +259,8 @@ class DiskCache:
                 self._puts.abandon_stream(claim)
 
     def _abandon_closed(self, claim: Claim) -> None:
-        """After close: no index to write, so the written bytes are punched by hand."""
-        if claim.handle is not None and not claim.done:
-            for n in claim.todo:
-                self._blocks.punch_leaf(claim.handle.fd, claim.first + n)
+        """After close: give the claim back; the next open punches out what it wrote (the
+        session was left open), never this one, which another cache may now be using."""
         self._puts.abandon(claim)
 
     def contains(self, key: str, index: int) -> bool:
