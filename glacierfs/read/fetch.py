@@ -108,7 +108,7 @@ class Whole:
     def finish(self) -> None:
         if self._at != len(self._data):
             sent = len(self._data)
-            raise TransientServiceError(f"{self._what}: received {sent} of {self._at} bytes")
+            raise TransientServiceError(f"{self._what}: received {sent} bytes, more than asked")
 
     def close(self) -> None:
         pass
