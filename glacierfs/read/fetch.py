@@ -17,9 +17,10 @@ Design.
   connection commits nothing: the written bytes are punched out, the claim given back,
   and the fetch retried (:mod:`glacierfs.retry`); if the mismatch persists, the read
   fails with EIO. A byte that failed its checksum is never committed nor returned.
-* Leaves the cache did not take (no room, a full disk, another digest already stored
-  there) are kept in memory as ``bytes`` for the flight's waiters (:class:`Landed`
-  ``held``); the loader counts them against its byte budget where it can.
+* A range the cache cannot claim is not fetched here (:class:`DiskRefused`): the loader
+  fetches it into memory, under its byte budget. Leaves the cache did not take after
+  all (the disk filled up during the response, another digest is stored there) are
+  kept in memory as ``bytes`` for the flight's waiters (:class:`Landed` ``held``).
 * Each leaf comes back with its digest and how it was verified: ``block`` (it matched a
   response checksum) or ``size`` (only its length could be checked, where the spec
   promises no checksum). A range the spec says carries a checksum and arrives without
@@ -114,6 +115,11 @@ class Whole:
         pass
 
 
+class DiskRefused(Exception):
+    """The disk cache cannot claim the range (no room beside the puts in progress, or the
+    disk refuses): nothing was fetched; fetch it into memory instead."""
+
+
 class Buffers:
     """Reusable 1 MiB buffers: one per fetch in progress (at most one per connection),
     kept for the next, so that no leaf allocates (and faults in) fresh memory."""
@@ -205,6 +211,8 @@ class Fetcher:
         size = end - start + 1
         lengths = [min(MIB, size - offset) for offset in range(0, size, MIB)]
         claim = sink.disk.begin_put(sink.key, sink.first, lengths, sink.owner) if sink else None
+        if sink is not None and claim is None:
+            raise DiskRefused(f"job {job.job_id} bytes {start}-{end}: the disk cache has no room")
         try:
             digests, held, tree_hash = self._receive(job, start, end, lengths, sink, claim)
             how = _verdict(job, start, end, tree_hash, digests)

@@ -24,6 +24,7 @@ Design.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 import trio
 
@@ -34,7 +35,7 @@ from glacierfs.jobs import Job
 from glacierfs.logs import LogOnce
 from glacierfs.ranges import Run, byte_range, plan
 from glacierfs.read.budget import ByteBudget
-from glacierfs.read.fetch import Fetcher, Landed, Sink
+from glacierfs.read.fetch import DiskRefused, Fetcher, Landed, Sink
 from glacierfs.read.flights import Flight, Flights
 from glacierfs.read.ledger import MISMATCH
 from glacierfs.read.settings import ReaderSettings
@@ -43,6 +44,12 @@ from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
+
+STREAM_HEADROOM = 2
+"""Fetches stream into the disk cache only when it holds this many times what a mount can
+have fetched and not yet read (its read-ahead, and a request per connection): in a
+smaller cache, leaves fetched ahead would be evicted before they are read, and fetched
+again. A smaller cache keeps them in memory, under the byte budget, as before."""
 
 
 class Loader:
@@ -63,6 +70,8 @@ class Loader:
         # only for runs held in memory, when the disk cannot take them
         self._budget = ByteBudget(max(settings.memory_budget, settings.max_request) // MIB)
         self._held_log = LogOnce(log)
+        ahead = settings.read_ahead + settings.connections * settings.max_request
+        self._streams = disk.disk.capacity >= STREAM_HEADROOM * ahead
 
     def schedule(
         self,
@@ -125,11 +134,14 @@ class Loader:
         key, first_leaf = slot(job), job.first_leaf + run[0]
         label = "{}-{}".format(*byte_range(run, job.size))
         try:
-            if self._disk.disk.writable:
-                landed = await self._fetch(job, state, run, label, streamed=True)
+            landed = None
+            if self._streams and self._disk.disk.writable:
+                with suppress(DiskRefused):
+                    landed = await self._fetch(job, state, run, label, streamed=True)
+            if landed is not None:
                 await self._land(job, state, flight, first_leaf, landed)
             else:
-                if self._held_log.first("held"):
+                if self._streams and self._held_log.first("held"):
                     log.info("the disk takes no fetched leaves: held in memory for their readers")
                 async with self._budget.hold(run[1]):
                     landed = await self._fetch(job, state, run, label, streamed=False)
