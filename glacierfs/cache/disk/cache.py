@@ -4,7 +4,12 @@ Concurrency. Every method may be called from any thread. One lock guards the SQL
 connection and the state in memory of every part; ``pread``, ``pwrite`` and hashing
 run outside it, so reads of different leaves run in parallel (:mod:`.reads`).
 
-Failures. A full or failing disk makes ``put`` return False without a row and log one
+Streamed puts. A fetch claims its leaves before its GET (``begin_put``), writes each
+leaf as it arrives (``write_leaf``, outside the lock, from the fetch's thread), then
+``commit`` or ``abandon``: see :mod:`.puts` for the protocol.
+
+Failures. A full or failing disk makes ``put`` return False without a row (a streamed
+put: ``write_leaf`` False, and only the leaves written before are committed) and log one
 warning, until a put succeeds again. A read error is a miss and drops the leaf, so
 that the next put writes it afresh. The daemon keeps serving from the network.
 """
