@@ -9,10 +9,11 @@ domain errors of :mod:`glacierfs.errors`, and credentials never appear in a mess
 
 from __future__ import annotations
 
+import http.client
 import logging
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -72,6 +73,60 @@ class OutputPart:
     description: str | None
 
 
+class OutputStream:
+    """The body of one Get Job Output response, read into the caller's buffers.
+
+    ``readinto`` on http.client's response under urllib3's (``raw._fp``) puts the
+    socket's bytes in the caller's reusable buffer, with no fresh ``bytes`` per read.
+    A body cut short fails (IncompleteRead, or an early end); :meth:`finish` checks the
+    count and the end, and only then gives the connection back to the pool;
+    :meth:`close` before that closes it (its unread bytes would spoil the next request).
+    """
+
+    def __init__(self, what: str, job_id: str, response: dict[str, Any], expected: int) -> None:
+        checksum = response.get("checksum") or None
+        description = response.get("archiveDescription")
+        self.tree_hash: str | None = checksum.lower() if checksum else None
+        self.description: str | None = description if isinstance(description, str) else None
+        self._what, self._job_id, self._expected = what, job_id, expected
+        self._raw = response["body"]._raw_stream  # urllib3's response
+        self._fp = self._raw._fp  # http.client's
+        self._received = 0
+        self._released = False
+
+    def readinto(self, view: memoryview) -> None:
+        """Fill all of ``view`` with the next bytes of the body."""
+        filled = 0
+        with translated(self._what, self._job_id, body=True):
+            while filled < len(view):
+                got = self._fp.readinto(view[filled:]) if self._fp is not None else 0
+                if not got:
+                    received = self._received + filled
+                    raise TransientServiceError(
+                        f"{self._what}: received {received} of {self._expected} bytes"
+                    )
+                filled += got
+        self._received += filled
+
+    def finish(self) -> None:
+        """The body was read to its end: check it has no more bytes; release the connection."""
+        if self._received != self._expected:
+            message = f"{self._what}: received {self._received} of {self._expected} bytes"
+            raise TransientServiceError(message)
+        with translated(self._what, self._job_id, body=True):
+            if self._fp is not None and not self._fp.isclosed() and self._fp.read(1):
+                raise BadResponse(f"{self._what}: the body is longer than {self._expected} bytes")
+            self._raw.release_conn()
+        self._released = True
+
+    def close(self) -> None:
+        """Close the connection unless :meth:`finish` gave it back to the pool."""
+        if not self._released:
+            self._released = True
+            with suppress(Exception):
+                self._raw.close()
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     vault: str
@@ -124,6 +179,8 @@ def translated(what: str, job_id: str | None = None, body: bool = False) -> Iter
         exc.HTTPClientError,
     ) as error:
         raise TransientServiceError(f"{what}: connection failed: {error}") from None
+    except http.client.HTTPException as error:  # IncompleteRead: the body ended early
+        raise TransientServiceError(f"{what}: connection failed: {error!r}") from None
     except botocore.parsers.ResponseParserError as error:
         raise BadResponse(f"{what}: unreadable response: {_first_line(error)}") from None
     except (OSError, ValueError) as error:
@@ -275,12 +332,11 @@ class GlacierClient:
             raise BadResponse(f"{what}: the service answered no job id")
         return job_id
 
-    def get_output(self, job_id: str, start: int, end: int, total: int) -> OutputPart:
-        """Bytes ``start..end`` (inclusive) of a job's output of ``total`` bytes.
-
-        The byte count is checked against the request, ``Content-Length`` and
-        ``Content-Range`` before anything is returned; a mismatch is transient
-        (a cut connection) or BadResponse (a service that answered another range).
+    def open_output(self, job_id: str, start: int, end: int, total: int) -> OutputStream:
+        """Bytes ``start..end`` (inclusive) of a job's output of ``total`` bytes, its body
+        to be read by the caller. ``Content-Range`` and ``Content-Length`` are checked
+        against the request first (a mismatch is transient, a cut connection, or
+        BadResponse, a service that answered another range); the byte count as it is read.
         """
         what = f"job {job_id} bytes {start}-{end}"
         whole = start == 0 and end == total - 1
@@ -289,16 +345,17 @@ class GlacierClient:
             params["range"] = f"bytes={start}-{end}"
         with translated(what, job_id, body=True):
             response = self._call("get_job_output", **params)
-            body = response["body"]
-            try:
-                data = body.read()
-            finally:
+        body = response["body"]
+        try:
+            headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            length = headers.get("content-length")
+            sent = int(length) if length is not None and str(length).isdigit() else end - start + 1
+            self._check_part(what, response, start, end, total, whole, sent)
+            return OutputStream(what, job_id, response, end - start + 1)
+        except BaseException:
+            with translated(what, job_id, body=True):
                 body.close()
-        self._check_part(what, response, start, end, total, whole, len(data))
-        checksum = response.get("checksum") or None
-        return OutputPart(
-            data, checksum.lower() if checksum else None, response.get("archiveDescription")
-        )
+            raise
 
     def get_description(self, job_id: str) -> str | None:
         """The archive's description, from the header of a one-byte Get Job Output."""

@@ -1,9 +1,11 @@
-"""The mount-wide byte budget: bytes requested from the service and not yet stored.
+"""The mount-wide byte budget: bytes of requests held in memory, not in the disk cache.
 
-Design. Memory is bounded twice: the memory cache by ``memory_cache`` bytes, and the bytes
-of requests in progress by this budget, whatever the number of files and readers. A
-request holds its share from before its GET until its bytes are on disk, so a slow disk
-slows the fetches instead of piling responses up in memory. A request takes its whole
+Design. Fetched bytes stream into the disk cache through a few reusable buffers per
+connection (:mod:`glacierfs.read.fetch`), so requests in progress hold no response in
+memory. Only when the disk cannot take them (full, failing) are a request's leaves kept
+in memory for its waiters: such a request holds its share of this budget from before
+its GET until its bytes are handed out and offered to the disk, so a full disk slows
+the fetches instead of piling responses up in memory. A request takes its whole
 share under one lock, so two large requests never each hold half of the budget and wait
 on each other forever.
 """

@@ -25,11 +25,13 @@ LeafKey = tuple[str, int]
 
 
 class Flight:
-    """One request in progress; its leaves are handed to waiters as they land."""
+    """One request in progress; its leaves are handed to waiters as they land: in the
+    disk cache (``stored``), or, when the disk could not take them, in ``leaves``."""
 
     def __init__(self) -> None:
         self.done = trio.Event()
-        self.leaves: dict[int, memoryview] = {}
+        self.leaves: dict[int, memoryview] = {}  # leaves held in memory for the waiters
+        self.stored: set[int] = set()  # leaves it committed to the disk cache: read them there
         self.error: GlacierfsError | None = None
 
     def fail(self, error: GlacierfsError) -> None:

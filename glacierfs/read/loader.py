@@ -9,7 +9,9 @@ Design.
   service checks alignment against.
 * Leaves on disk are read (and checked) by background flights of one leaf each, so that
   a sequential reader's next leaves load in parallel; the others are fetched in aligned
-  runs (:mod:`glacierfs.read.fetch`), under the byte budget (:mod:`glacierfs.read.budget`).
+  runs, streamed into the disk cache (:mod:`glacierfs.read.fetch`), where the flight's
+  waiters then read them. When the disk cannot take a run, it is held in memory for its
+  waiters, under the byte budget (:mod:`glacierfs.read.budget`), and logged once.
 * When every leaf of an output is good for its job, their root is compared with the
   job's record without reading any data again, before the leaves that complete it are
   handed out: a mismatch fails that read and every later one with EIO
@@ -22,6 +24,7 @@ Design.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 import trio
 
@@ -29,9 +32,10 @@ from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.jobs import Job
+from glacierfs.logs import LogOnce
 from glacierfs.ranges import Run, byte_range, plan
 from glacierfs.read.budget import ByteBudget
-from glacierfs.read.fetch import Fetched, Fetcher
+from glacierfs.read.fetch import DiskRefused, Fetcher, Landed, Sink
 from glacierfs.read.flights import Flight, Flights
 from glacierfs.read.ledger import MISMATCH
 from glacierfs.read.settings import ReaderSettings
@@ -40,6 +44,12 @@ from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
+
+STREAM_HEADROOM = 2
+"""Fetches stream into the disk cache only when it holds this many times what a mount can
+have fetched and not yet read (its read-ahead, and a request per connection): in a
+smaller cache, leaves fetched ahead would be evicted before they are read, and fetched
+again. A smaller cache keeps them in memory, under the byte budget, as before."""
 
 
 class Loader:
@@ -57,7 +67,11 @@ class Loader:
     ) -> None:
         self._flights, self._fetcher, self._disk = flights, fetcher, disk
         self._memory, self._trust, self.stats = memory, trust, stats
+        # only for runs held in memory, when the disk cannot take them
         self._budget = ByteBudget(max(settings.memory_budget, settings.max_request) // MIB)
+        self._held_log = LogOnce(log)
+        ahead = settings.read_ahead + settings.connections * settings.max_request
+        self._streams = disk.disk.capacity >= STREAM_HEADROOM * ahead
 
     def schedule(
         self,
@@ -114,19 +128,24 @@ class Loader:
             self._flights.land(flight, [(key, leaf)])
 
     async def _fly(self, job: Job, state: ObjectState, run: Run, flight: Flight) -> None:
-        """Fetch one aligned run of leaves, hand them out, store them, judge the output."""
+        """Fetch one aligned run of leaves into the disk cache, hand them out, judge the
+        output. When the disk cannot take them, the run is held in memory (under the
+        byte budget) for its waiters only."""
         key, first_leaf = slot(job), job.first_leaf + run[0]
         label = "{}-{}".format(*byte_range(run, job.size))
         try:
-            # the budget covers the bytes until they are on disk: a slow disk
-            # slows the fetches instead of piling up in memory
-            async with self._budget.hold(run[1]):
-                data, digests, how = await self._fetch(job, state, run, label)
-                self._publish(job, state, flight, first_leaf, data, digests, how)
-                with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
-                    await self._disk.put(
-                        job.cache_key, first_leaf, data, digests, how, owner=job.owner
-                    )
+            landed = None
+            if self._streams and self._disk.disk.writable:
+                with suppress(DiskRefused):
+                    landed = await self._fetch(job, state, run, label, streamed=True)
+            if landed is not None:
+                await self._land(job, state, flight, first_leaf, landed)
+            else:
+                if self._streams and self._held_log.first("held"):
+                    log.info("the disk takes no fetched leaves: held in memory for their readers")
+                async with self._budget.hold(run[1]):
+                    landed = await self._fetch(job, state, run, label, streamed=False)
+                    await self._land(job, state, flight, first_leaf, landed)
             with trio.CancelScope(shield=True):
                 await self._trust.check_whole(job, state)
         except GlacierfsError as error:
@@ -140,44 +159,57 @@ class Loader:
         finally:
             self._flights.land(flight, [(key, first_leaf + n) for n in range(run[1])])
 
-    async def _fetch(self, job: Job, state: ObjectState, run: Run, label: str) -> Fetched:
-        """The run's bytes, checked; and if they complete the output, the output checked
-        against the job's record (a mismatch refuses the job: IntegrityError)."""
+    async def _fetch(
+        self, job: Job, state: ObjectState, run: Run, label: str, *, streamed: bool
+    ) -> Landed:
+        """The run's bytes, checked (and, ``streamed``, written to the disk cache); and if
+        they complete the output, the output checked against the job's record (a
+        mismatch refuses the job: IntegrityError)."""
         start, end = byte_range(run, job.size)
+        first = job.first_leaf + start // MIB
+        sink = Sink(self._disk.disk, job.cache_key, first, job.owner) if streamed else None
         self.stats.in_flight.setdefault(job.job_id, []).append(label)
         try:
-            data, digests, how = await self._fetcher.fetch(job, start, end, self._trust.ledger)
+            landed = await self._fetcher.fetch(job, start, end, self._trust.ledger, sink)
         finally:
             self._drop_in_flight(job.job_id, label)
-        first = job.first_leaf + start // MIB
         landing = {
-            first + n: after_put(job, state, first + n, digest, how)
-            for n, digest in enumerate(digests)
+            first + n: after_put(job, state, first + n, landed.digests[n], landed.how)
+            for n in sorted(landed.stored | set(landed.held))
         }
         if await self._trust.judge(job, state, landing) == MISMATCH:
             self._trust.ledger.refuse(job)
-        return data, digests, how
+        return landed
 
-    def _publish(
-        self,
-        job: Job,
-        state: ObjectState,
-        flight: Flight,
-        first_leaf: int,
-        data: bytes,
-        digests: list[bytes],
-        how: str,
+    async def _land(
+        self, job: Job, state: ObjectState, flight: Flight, first_leaf: int, landed: Landed
     ) -> None:
-        """Hand verified leaves to the readers waiting on the flight, and to memory."""
-        view, key = memoryview(data), slot(job)
-        for n, digest in enumerate(digests):
-            leaf = first_leaf + n
-            piece = view[n * MIB : (n + 1) * MIB]
-            flight.leaves[leaf] = piece
-            self._memory.put(key, leaf, bytes(piece))  # a copy: the cache counts it
-            state.digests[leaf] = after_put(job, state, leaf, digest, how)
+        """Hand verified leaves to the flight's waiters: those stored, from the disk cache;
+        those held, from memory. Then try the disk with the held ones (shielded: bytes
+        downloaded are kept, even at unmount)."""
+        for n in sorted(landed.stored | set(landed.held)):
+            leaf, digest = first_leaf + n, landed.digests[n]
+            if n in landed.held:  # the memory cache keeps it for the next reads (no copy)
+                flight.leaves[leaf] = memoryview(landed.held[n])
+                self._memory.put(slot(job), leaf, landed.held[n])
+            else:
+                flight.stored.add(leaf)
+            state.digests[leaf] = after_put(job, state, leaf, digest, landed.how)
             self._trust.see(job, leaf, digest)
-        flight.done.set()
+        # wake the waiters, and let reads of the stored leaves find them on disk from now
+        self._flights.land(
+            flight, [(slot(job), first_leaf + n) for n in range(len(landed.digests))]
+        )
+        with trio.CancelScope(shield=True):
+            for n, data in sorted(landed.held.items()):
+                await self._disk.put(
+                    job.cache_key,
+                    first_leaf + n,
+                    data,
+                    [landed.digests[n]],
+                    landed.how,
+                    owner=job.owner,
+                )
 
     def _drop_in_flight(self, job_id: str, label: str) -> None:
         ranges = self.stats.in_flight.get(job_id, [])

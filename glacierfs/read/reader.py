@@ -91,7 +91,7 @@ class Reader:
     ) -> Reader:
         """The reader a mount, or ``retrieve`` saving outputs, reads a vault's jobs with."""
         return await cls.create(
-            lambda job, start, end: client.get_output(job.job_id, start, end, job.size),
+            lambda job, start, end: client.open_output(job.job_id, start, end, job.size),
             disk,
             MemoryCache(options.memory_cache),
             ReaderSettings.from_options(options, retry),
@@ -229,6 +229,8 @@ class Reader:
                 raise flight.error
             if leaf in flight.leaves:
                 return flight.leaves[leaf]
+            if leaf in flight.stored:
+                continue  # fetched into the disk cache: the next round reads it there
             if self._memory.get(key, leaf) is None:
                 self._forget(state, leaf)  # not on disk after all: evicted or damaged
         raise LeafUnavailable(

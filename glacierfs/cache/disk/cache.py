@@ -4,7 +4,12 @@ Concurrency. Every method may be called from any thread. One lock guards the SQL
 connection and the state in memory of every part; ``pread``, ``pwrite`` and hashing
 run outside it, so reads of different leaves run in parallel (:mod:`.reads`).
 
-Failures. A full or failing disk makes ``put`` return False without a row and log one
+Streamed puts. A fetch claims its leaves before its GET (``begin_put``), writes each
+leaf as it arrives (``write_leaf``, outside the lock, from the fetch's thread), then
+``commit`` or ``abandon``: see :mod:`.puts` for the protocol.
+
+Failures. A full or failing disk makes ``put`` return False without a row (a streamed
+put: ``write_leaf`` False, and only the leaves written before are committed) and log one
 warning, until a put succeeds again. A read error is a miss and drops the leaf, so
 that the next put writes it afresh. The daemon keeps serving from the network.
 """
@@ -36,6 +41,10 @@ from glacierfs.errors import ConfigError
 log = logging.getLogger(__name__)
 
 Buffer = bytes | bytearray | memoryview
+
+CLOSE_WAIT = 30.0
+"""Seconds ``close`` waits for streamed pwrites under way (each writes one leaf to the page
+cache: milliseconds, unless the disk hangs)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,9 @@ class DiskCache:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._closed = False
+        self._writes = threading.Condition()  # pwrites of streamed puts in progress
+        self._writing = 0
+        self._stopping = False  # set by close: no streamed pwrite starts any more
         self._directory = CacheDirectory(self.root)
         try:
             self._start(clock, pwrite)
@@ -103,14 +115,22 @@ class DiskCache:
             self._health.failed(error)
 
     def close(self) -> None:
-        """Write last-use times, close the index and the files, release the directory."""
+        """Write last-use times, close the index and the files, release the directory.
+
+        With streamed puts still in progress (a fetch's thread outliving its mount), the
+        pwrites under way are waited for and no more start; the session is left open, so
+        that the next open punches out what they wrote."""
+        with self._writes:
+            self._stopping = True
+            self._writes.wait_for(lambda: not self._writing, timeout=CLOSE_WAIT)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._eviction.flush()
-            with suppress(Unwritable):
-                self._directory.end_session()
+            if not self._leaves.writing:  # else a put's thread may write on: recover next time
+                with suppress(Unwritable):
+                    self._directory.end_session()
             self._blocks.close()
             self._directory.close()
 
@@ -186,6 +206,67 @@ class DiskCache:
             raise
         with self._lock:
             return self._puts.commit(claim, digests, verified, failure)
+
+    # --- streamed puts (the protocol: see :mod:`.puts`) --------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """False while the disk refuses writes (since the last failed put)."""
+        return not self._health.failing
+
+    def begin_put(self, key: str, first: int, lengths: Sequence[int], owner: str) -> Claim | None:
+        """Claim leaves ``first ..`` of ``key`` (of ``lengths``) for a streamed put, before
+        its bytes arrive; None when the cache cannot take them (no room, or the disk
+        refuses): keep the bytes elsewhere."""
+        if first < 0:
+            raise ValueError(f"leaf index {first} is negative")
+        with self._lock:
+            if self._closed:
+                return None
+            try:
+                return self._puts.begin(key, first, list(lengths), owner, self.capacity)
+            except Unwritable as error:
+                self._health.failed(error)
+                return None
+
+    def write_leaf(self, claim: Claim, n: int, view: Buffer, digest: bytes) -> bool:
+        """Write leaf ``first + n`` of the claim, not yet verified, whose SHA-256 is
+        ``digest``; False when the cache did not take it (keep its bytes elsewhere).
+        Outside the lock: call it from the one thread that streams the claim."""
+        with self._writes:
+            if self._stopping:
+                return False
+            self._writing += 1
+        try:
+            return self._puts.write_leaf(claim, n, memoryview(view).cast("B"), digest)
+        finally:
+            with self._writes:
+                self._writing -= 1
+                self._writes.notify_all()
+
+    def commit(self, claim: Claim, digests: Sequence[bytes], verified: str) -> set[int]:
+        """The claim's bytes are verified (``digests``, one per leaf, checked ``verified``):
+        commit their rows in one transaction. The offsets of the leaves now there for the
+        claim's owner (written, or already present with the same digest)."""
+        with self._lock:
+            if self._closed:
+                self._abandon_closed(claim)
+                return set()
+            return self._puts.commit_stream(claim, digests, verified)
+
+    def abandon(self, claim: Claim) -> None:
+        """Commit nothing of the claim (its bytes failed their check, or never came
+        whole) and punch out what was written."""
+        with self._lock:
+            if self._closed:
+                self._abandon_closed(claim)
+            else:
+                self._puts.abandon_stream(claim)
+
+    def _abandon_closed(self, claim: Claim) -> None:
+        """After close: give the claim back; the next open punches out what it wrote (the
+        session was left open), never this one, which another cache may now be using."""
+        self._puts.abandon(claim)
 
     def contains(self, key: str, index: int) -> bool:
         """Whether the leaf has a row (its bytes are checked only when read)."""

@@ -97,6 +97,10 @@ class WriteHealth:
                 error,
             )
 
+    @property
+    def failing(self) -> bool:
+        return self._failing
+
     def succeeded(self) -> None:
         if self._failing:
             self._failing = False

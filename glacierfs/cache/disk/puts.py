@@ -16,6 +16,27 @@ writes of one leaf ever interleave), evicts to make room, and reserves the bytes
 that concurrent puts never take the cache past its capacity. The bytes are written
 outside the lock. A full or failing disk (ENOSPC, EDQUOT, EROFS, EACCES, EIO on a
 write or a commit) makes the put return False without a row.
+
+Streamed puts. A fetch streams its response into the cache leaf by leaf, so the same
+protocol is cut in four calls (:class:`~glacierfs.cache.disk.DiskCache` ``begin_put``,
+``write_leaf``, ``commit``, ``abandon``):
+
+1. ``begin_put`` claims, *before the GET*, the leaves of the range that have no row and
+   that no other put is writing (their bytes reserved, evicting if needed; the leaves
+   marked pending, so that eviction and recovery leave them alone), and notes the
+   digests of those that have a row. None when there is no room: the caller keeps the
+   bytes in memory instead.
+2. ``write_leaf`` (outside the lock, from the fetch's thread) writes one leaf's bytes at
+   its place, unverified, and sums its granules; a leaf with a row is never written
+   (its bytes are only hashed by the caller), and False tells the caller the cache did
+   not take the leaf (another digest is stored there, another put writes it, or the
+   disk refused): the caller keeps those bytes itself.
+3. ``commit``, once the whole response is verified, inserts the rows of every leaf
+   written in one transaction (the commit point), and gives the owner the leaves
+   present with the same digest; it answers which leaves are now there for the owner.
+4. ``abandon``, for a response that failed its check or was cut, commits nothing and
+   punches what was written. A ``kill -9`` between 1 and 3 leaves bytes without rows,
+   which the next open punches out as for any put.
 """
 
 from __future__ import annotations
@@ -48,10 +69,14 @@ class Claim:
     todo: list[int]  # offsets from ``first`` of the leaves to write
     lengths: list[int]
     reserved: int
-    handle: Handle
+    handle: Handle | None  # None when there is nothing to write
     owner: str
     sums: dict[int, bytes] = field(default_factory=dict)  # granule sums of leaves written
     done: bool = False
+    present: dict[int, bytes] = field(default_factory=dict)  # offset -> digest of its row
+    written: set[int] = field(default_factory=set)  # offsets whose bytes are written
+    failure: Unwritable | None = None  # the disk refused a write: nothing more is written
+    open: frozenset[int] = frozenset()  # ``todo`` of a streamed put, for lookups
 
 
 class Puts:
@@ -91,19 +116,48 @@ class Puts:
         todo = self._to_write(key, first, digests, verified, owner)
         if not todo:
             return True
+        claim = self._reserve(key, first, todo, lengths, owner, capacity)
+        return False if claim is None else claim
+
+    def begin(
+        self, key: str, first: int, lengths: list[int], owner: str, capacity: int
+    ) -> Claim | None:
+        """The claim of a streamed put (see the module); None when there is no room.
+
+        Raises :class:`Unwritable` when the data file cannot be opened for writing."""
+        stored = self._leaves.rows(key, first, first + len(lengths))
+        present = {
+            n: stored[first + n][1].digest for n in range(len(lengths)) if first + n in stored
+        }
+        todo = [
+            n
+            for n in range(len(lengths))
+            if n not in present and not self._leaves.pending[(key, first + n)]
+        ]
+        claim = self._reserve(key, first, todo, lengths, owner, capacity)
+        if claim is not None:
+            claim.present, claim.open = present, frozenset(todo)
+        return claim
+
+    def _reserve(
+        self, key: str, first: int, todo: list[int], lengths: list[int], owner: str, capacity: int
+    ) -> Claim | None:
+        """Make room for leaves ``todo`` and mark them pending; None when there is none."""
         needed = sum(lengths[n] for n in todo)
         excess = self._leaves.used + self.reserved + needed - capacity
         if excess > 0:
-            self._eviction_room(excess, (key, first, first + len(digests)))
+            self._eviction_room(excess, (key, first, first + len(lengths)))
         if self._leaves.used + self.reserved + needed > capacity:
             log.debug("disk cache: no room for %d bytes of %s beside puts in progress", needed, key)
-            return False
-        try:
-            handle = self._blocks.acquire(key, write=True)
-        except OSError as error:
-            if error.errno not in UNWRITABLE_ERRNOS:
-                raise
-            raise Unwritable(f"{error.strerror} opening the data file of {key}") from error
+            return None
+        handle = None
+        if todo:
+            try:
+                handle = self._blocks.acquire(key, write=True)
+            except OSError as error:
+                if error.errno not in UNWRITABLE_ERRNOS:
+                    raise
+                raise Unwritable(f"{error.strerror} opening the data file of {key}") from error
         self._leaves.writing[key] += 1
         self._leaves.pending.update((key, first + n) for n in todo)
         self.reserved += needed
@@ -140,6 +194,7 @@ class Puts:
     def write(self, claim: Claim, view: memoryview) -> Unwritable | None:
         """Write the claimed leaves of ``view`` and sum their granules; an Unwritable when
         the disk refused."""
+        assert claim.handle is not None
         for n in claim.todo:
             claim.sums[n] = granules.sums(view[n * MIB : (n + 1) * MIB])
         try:
@@ -150,13 +205,61 @@ class Puts:
             if error.errno not in UNWRITABLE_ERRNOS:
                 raise
             return Unwritable(f"{error.strerror} writing {claim.key}")
+        claim.written.update(claim.todo)
         return None
+
+    def write_leaf(self, claim: Claim, n: int, view: memoryview, digest: bytes) -> bool:
+        """Write leaf ``n`` of a streamed put (unverified) at its place; False when the
+        cache did not take it (see the module). Outside the lock."""
+        if n not in claim.open:
+            return claim.present.get(n) == digest
+        if claim.failure is not None:
+            return False
+        assert claim.handle is not None
+        claim.sums[n] = granules.sums(view)
+        try:
+            self._blocks.write(claim.handle, view, (claim.first + n) * MIB)
+        except OSError as error:
+            if error.errno not in UNWRITABLE_ERRNOS:
+                raise
+            claim.failure = Unwritable(f"{error.strerror} writing {claim.key}")
+            return False
+        claim.written.add(n)
+        return True
 
     def commit(
         self, claim: Claim, digests: Sequence[bytes], verified: str, failure: Unwritable | None
     ) -> bool:
         """Commit the rows of a put whose bytes are written (unless ``failure``)."""
         self.abandon(claim)
+        if failure is None:
+            failure = self._insert(claim, digests, verified)
+        if failure is not None:
+            self._leaves.discard_bytes(claim.key, [claim.first + n for n in claim.todo])
+            self._health.failed(failure)
+            return False
+        self._health.succeeded()
+        return True
+
+    def commit_stream(self, claim: Claim, digests: Sequence[bytes], verified: str) -> set[int]:
+        """Commit a verified streamed put (see the module): the offsets of the leaves now
+        there for its owner."""
+        self.abandon(claim)
+        failure = self._insert(claim, digests, verified)
+        unwritten = [claim.first + n for n in claim.todo if failure or n not in claim.written]
+        if unwritten:
+            self._leaves.discard_bytes(claim.key, unwritten)
+        refused = failure or claim.failure
+        if refused is not None:
+            self._health.failed(refused)
+        else:
+            self._health.succeeded()
+        if failure is not None:
+            return set()
+        return set(claim.written) | self._adopt_present(claim, digests, verified)
+
+    def _insert(self, claim: Claim, digests: Sequence[bytes], verified: str) -> Unwritable | None:
+        """Insert the rows of the leaves written, in one transaction (the commit point)."""
         key, first, now = claim.key, claim.first, self._clock()
         rows = [
             (
@@ -169,27 +272,46 @@ class Puts:
                 claim.owner,
                 claim.sums[n],
             )
-            for n in claim.todo
+            for n in sorted(claim.written)
         ]
-        replaced = 0
-        if failure is None:
-            try:
-                with self._index.transaction() as db:
-                    query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ? AND idx = ?"
-                    replaced = sum(db.execute(query, row[:2]).fetchone()[0] for row in rows)
-                    insert = f"INSERT OR REPLACE INTO leaves ({_COLUMNS}) VALUES ({_PLACES})"
-                    db.executemany(insert, rows)
-            except Unwritable as error:
-                failure = error
-        if failure is not None:
-            self._leaves.discard_bytes(key, [row[1] for row in rows])
-            self._health.failed(failure)
-            return False
+        if not rows:
+            return None
+        try:
+            with self._index.transaction() as db:
+                query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ? AND idx = ?"
+                replaced = sum(db.execute(query, row[:2]).fetchone()[0] for row in rows)
+                insert = f"INSERT OR REPLACE INTO leaves ({_COLUMNS}) VALUES ({_PLACES})"
+                db.executemany(insert, rows)
+        except Unwritable as error:
+            return error
         self._leaves.used += sum(row[2] for row in rows) - replaced
         for row in rows:
             self._leaves.forget_checks(key, row[1])
-        self._health.succeeded()
-        return True
+        return None
+
+    def _adopt_present(self, claim: Claim, digests: Sequence[bytes], verified: str) -> set[int]:
+        """Give the owner the leaves that had a row with these digests (still there)."""
+        key, first, now = claim.key, claim.first, self._clock()
+        stored = self._leaves.rows(key, first, first + len(claim.lengths))
+        same, owned = set(), []
+        for n in claim.present:
+            row = stored.get(first + n, (0, None))[1]
+            if row is None or row.digest != digests[n]:
+                continue  # gone, or other bytes: the caller kept this leaf itself
+            after = merged(row, digests[n], verified, claim.owner)
+            self._eviction.note(key, first + n, now)
+            same.add(n)
+            if after is not None and after != row:
+                owned.append((after.verified, after.owners, key, first + n))
+        if owned:
+            try:
+                with self._index.transaction() as db:
+                    update = "UPDATE leaves SET verified = ?, owners = ? WHERE key = ? AND idx = ?"
+                    db.executemany(update, owned)
+            except Unwritable as error:
+                self._health.failed(error)
+                return set()
+        return same
 
     def abandon(self, claim: Claim) -> None:
         """Give back what a put claimed."""
@@ -200,7 +322,15 @@ class Puts:
         _decrement(self._leaves.writing, claim.key)
         for n in claim.todo:
             _decrement(self._leaves.pending, (claim.key, claim.first + n))
-        self._blocks.release(claim.handle)
+        if claim.handle is not None:
+            self._blocks.release(claim.handle)
+
+    def abandon_stream(self, claim: Claim) -> None:
+        """Give back a streamed put's claim and punch the bytes it wrote: no row."""
+        if claim.done:
+            return
+        self.abandon(claim)
+        self._leaves.discard_bytes(claim.key, [claim.first + n for n in claim.todo])
 
 
 def leaf_lengths(size: int, count: int) -> list[int]:
