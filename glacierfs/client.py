@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class OutputPart:
     data: bytes
     tree_hash: str | None
     description: str | None
+    first_byte: float | None = None
+    """``time.monotonic()`` when the response's headers arrived: the link model's latency."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,7 @@ class GlacierClient:
             params["range"] = f"bytes={start}-{end}"
         with translated(what, job_id, body=True):
             response = self._call("get_job_output", **params)
+            first_byte = time.monotonic()
             body = response["body"]
             try:
                 data = body.read()
@@ -297,7 +301,10 @@ class GlacierClient:
         self._check_part(what, response, start, end, total, whole, len(data))
         checksum = response.get("checksum") or None
         return OutputPart(
-            data, checksum.lower() if checksum else None, response.get("archiveDescription")
+            data,
+            checksum.lower() if checksum else None,
+            response.get("archiveDescription"),
+            first_byte,
         )
 
     def get_description(self, job_id: str) -> str | None:

@@ -2,15 +2,19 @@
 
 Design.
 
-* A fetch runs in a worker thread under the connection limiter: the GET, the byte count
-  checks (:mod:`glacierfs.client`), the leaf hashes, and the comparison of their root
-  with ``x-amz-sha256-tree-hash``. A mismatch is retried (:mod:`glacierfs.retry`) and, if
-  it persists, fails the read with EIO: a byte that failed its checksum is never
-  returned and never cached.
+* A fetch runs in a worker thread on one of the mount's connections, granted by the
+  :class:`~glacierfs.read.scheduler.Scheduler` (demand first, then fair shares between
+  streams; the request's ticket comes with its task, :data:`~.scheduler.REQUEST`): the
+  GET, the byte count checks (:mod:`glacierfs.client`), the leaf hashes, and the
+  comparison of their root with ``x-amz-sha256-tree-hash``. A mismatch is retried
+  (:mod:`glacierfs.retry`) and, if it persists, fails the read with EIO: a byte that
+  failed its checksum is never returned and never cached.
 * Each leaf comes back with its digest and how it was verified: ``block`` (it matched a
   response checksum) or ``size`` (only its length could be checked, where the spec
   promises no checksum). A range the spec says carries a checksum and arrives without
   one is as unproven as a corrupt one.
+* Each response's timing (request sent, headers in, body read) feeds the mount's
+  :class:`~glacierfs.read.link.LinkModel`, which sizes requests and read-ahead.
 * What the service says twice is compared: an output whose whole length is not what the
   job's record says is a problem of the job, kept in its ledger, and no more requests
   are made for it. When the mount ends, a download's worker thread is abandoned and its
@@ -19,6 +23,7 @@ Design.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import trio
@@ -27,6 +32,8 @@ from glacierfs.client import OutputPart
 from glacierfs.errors import BadResponse, IntegrityError, JobExpired, SizeDisagreement
 from glacierfs.jobs import Job
 from glacierfs.read.ledger import BLOCK, MISMATCH, SIZE, Ledger
+from glacierfs.read.link import LinkModel
+from glacierfs.read.scheduler import REQUEST, Scheduler
 from glacierfs.retry import RetryPolicy, retrying
 from glacierfs.stats import Stats
 from glacierfs.treehash import combine, is_tree_hash_aligned, leaf_digests
@@ -45,7 +52,8 @@ class Fetcher:
         self, fetch_part: FetchPart, connections: int, retry: RetryPolicy, stats: Stats
     ) -> None:
         self._fetch_part = fetch_part
-        self._network = trio.CapacityLimiter(connections)
+        self.scheduler = Scheduler(connections)
+        self.link = LinkModel()
         self._retry = retry
         self.stats = stats
         self.descriptions: dict[str, str] = {}  # archive id -> description, from headers
@@ -56,7 +64,7 @@ class Fetcher:
         what = f"job {job.job_id} bytes {start}-{end}"
 
         async def attempt() -> Fetched:
-            async with self._network:
+            async with self.scheduler.connection(REQUEST.get()):
                 # abandoned when cancelled (the mount ends): its bytes are dropped
                 return await trio.to_thread.run_sync(
                     self._fetch_and_hash, job, start, end, abandon_on_cancel=True
@@ -83,7 +91,9 @@ class Fetcher:
 
     def _fetch_and_hash(self, job: Job, start: int, end: int) -> Fetched:
         """In a worker thread: one GET, its leaf hashes, and their check."""
+        sent = time.monotonic()
         part = self._fetch_part(job, start, end)
+        self.heard(sent, part.first_byte, time.monotonic(), len(part.data))
         if job.archive_id and part.description is not None:
             self.descriptions[job.archive_id] = part.description
         self.stats.requests += 1
@@ -109,6 +119,12 @@ class Fetcher:
                 f"expected {part.tree_hash}, received {received}"
             )
         return part.data, digests, BLOCK
+
+    def heard(self, sent: float, first_byte: float | None, last_byte: float, size: int) -> None:
+        """A response's timing (``time.monotonic`` seconds: request sent, headers in, body
+        read) for the link model; a response with no header time tells nothing."""
+        if first_byte is not None:
+            self.link.record(first_byte - sent, size, last_byte - first_byte)
 
 
 async def _size_disagreement(job: Job, error: SizeDisagreement, ledger: Ledger) -> BadResponse:

@@ -12,8 +12,10 @@ from glacierfs.config import (
     DEFAULT_READ_AHEAD,
     Options,
 )
+from glacierfs.ranges import floor_power_of_two
 from glacierfs.read.prefetch import Prefetcher
 from glacierfs.retry import RetryPolicy
+from glacierfs.treehash import MIB
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,10 @@ class ReaderSettings:
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     strict: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    holds_responses: bool = True
+    """Whether a response is held whole in memory until it is stored (today's fetch):
+    then requests are sized so that one per connection fits in the memory budget
+    (:meth:`largest_request`). False once fetches stream to the disk cache."""
 
     @classmethod
     def from_options(cls, options: Options, retry: RetryPolicy) -> ReaderSettings:
@@ -42,4 +48,13 @@ class ReaderSettings:
         )
 
     def prefetcher(self) -> Prefetcher:
-        return Prefetcher(self.block_size, self.max_request, self.read_ahead)
+        return Prefetcher()
+
+    def largest_request(self) -> int:
+        """The most a request may be: ``max_request``; and while responses are held in
+        memory, a connection's share of the memory budget (every connection busy with
+        read-ahead would otherwise wait on the budget, not on the link), at least a block."""
+        if not self.holds_responses:
+            return self.max_request
+        share = floor_power_of_two(max(self.memory_budget // self.connections // MIB, 1)) * MIB
+        return max(min(self.max_request, share), self.block_size)
