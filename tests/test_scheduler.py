@@ -21,11 +21,11 @@ class Fakes:
         self.finished: set[str] = set()
         self._gates: dict[str, trio.Event] = {}
 
-    def start(self, name: str, ticket: Ticket) -> None:
+    def start(self, name: str, ticket: Ticket, units: int = 1) -> None:
         gate = self._gates[name] = trio.Event()
 
         async def fetch() -> None:
-            async with self.scheduler.connection(ticket):
+            async with self.scheduler.connection(ticket, units):
                 self.granted.append(name)
                 await gate.wait()
 
@@ -48,11 +48,11 @@ async def test_one_stream_alone_uses_every_connection() -> None:
         for n, ticket in reversed(list(enumerate(tickets))):  # tasks start in any order
             fakes.start(f"a{n}", ticket)
         await fakes.settle()
-        assert scheduler.in_use == 4 and stream.in_flight == 4
+        assert scheduler.in_use == 4 and scheduler.in_flight(stream) == 4
         for n in range(10):
             await fakes.finish(fakes.granted[n])
-            assert stream.in_flight == min(4, 10 - n - 1)
-        assert stream.requests == 10
+            assert scheduler.in_flight(stream) == min(4, 10 - n - 1)
+        assert scheduler.granted[stream] == 10
         # the free connections go to whichever task asks first; the queue keeps the order
         # the tickets were made in, nearest the reader first
         waited = [int(name[1:]) for name in fakes.granted[4:]]
@@ -69,7 +69,8 @@ async def test_two_streams_share_the_connections_and_neither_starves() -> None:
         for n in range(12):
             fakes.start(f"b{n}", Ticket(second, demand=False))
         await fakes.settle()
-        assert (first.in_flight, second.in_flight) == (4, 0)  # nothing is preempted
+        # nothing is preempted
+        assert (scheduler.in_flight(first), scheduler.in_flight(second)) == (4, 0)
         done_a = done_b = 0
         while done_a < 12 or done_b < 12:
             # finish the oldest request in flight: A's first, as a link would
@@ -80,11 +81,11 @@ async def test_two_streams_share_the_connections_and_neither_starves() -> None:
             done_b += name.startswith("b")
             if done_a < 10 and done_b < 10 and done_a + done_b >= 2:
                 # while both still wait, each holds half the connections
-                assert (first.in_flight, second.in_flight) == (2, 2)
+                assert (scheduler.in_flight(first), scheduler.in_flight(second)) == (2, 2)
         grants = "".join(name[0] for name in fakes.granted)
         assert grants.startswith("aaaabb")  # B gets the first two connections that free
         assert "ab" in grants[6:] and "ba" in grants[6:]  # then they alternate
-        assert first.requests == second.requests == 12
+        assert scheduler.granted[first] == scheduler.granted[second] == 12
 
 
 async def test_demand_goes_before_read_ahead_and_in_order() -> None:
@@ -146,4 +147,34 @@ async def test_a_request_cancelled_while_waiting_leaves_the_queue() -> None:
         await fakes.finish("busy")
         assert fakes.granted == ["busy", "next"] and scheduler.in_use == 1
         await fakes.finish("next")
-        assert scheduler.in_use == 0 and stream.in_flight == 0
+        assert scheduler.in_use == 0 and scheduler.in_flight(stream) == 0
+
+
+async def test_a_budget_grants_whole_shares_and_a_large_request_is_not_starved() -> None:
+    budget, small, large = Scheduler(8), Stream(), Stream()
+    async with trio.open_nursery() as nursery:
+        fakes = Fakes(budget, nursery)
+        fakes.start("small0", Ticket(small, demand=False), 4)
+        await fakes.settle()
+        fakes.start("large", Ticket(large, demand=False), 8)
+        await fakes.settle()
+        fakes.start("small1", Ticket(small, demand=False), 4)
+        await fakes.settle()
+        # the large request waits at the head, holding nothing; the small one waits behind
+        assert fakes.granted == ["small0"] and budget.in_use == 4
+        await fakes.finish("small0")
+        assert fakes.granted == ["small0", "large"] and budget.in_use == 8
+        await fakes.finish("large")
+        assert fakes.granted[-1] == "small1"
+        await fakes.finish("small1")
+
+
+async def test_a_request_larger_than_the_budget_takes_all_of_it() -> None:
+    budget = Scheduler(4)
+    async with trio.open_nursery() as nursery:
+        fakes = Fakes(budget, nursery)
+        fakes.start("huge", Ticket(Stream(), demand=False), 32)
+        await fakes.settle()
+        assert fakes.granted == ["huge"] and budget.in_use == 4
+        await fakes.finish("huge")
+        assert budget.in_use == 0

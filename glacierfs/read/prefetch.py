@@ -6,9 +6,10 @@ which its read-ahead shares the mount's connections.
 
 * **Random access fetches only what it touches.** A first read, or one not near where
   the last one ended, makes no read-ahead: its own leaves are fetched as demand, one
-  leaf each, so random readers keep an amplification of 1.0. A read a little behind or
-  ahead of the expected offset (the kernel's readahead reorders requests, ``tar`` skips
-  small gaps) keeps the streak.
+  leaf each, so random readers keep an amplification of 1.0. A streak starts with a
+  read that begins exactly where the last one ended; once it has, a read a little behind
+  or ahead of the expected offset (the kernel's readahead reorders requests, ``tar``
+  skips small gaps) keeps it.
 * **Ramp.** Each following sequential read-ahead request doubles, 1, 2, 4, ... MiB, up
   to the request size ``S`` (:meth:`glacierfs.read.link.LinkModel.request_size`); the
   ramp's requests are all made at once, so they go out together, one per free
@@ -99,7 +100,9 @@ class Prefetcher:
         """Record a read of an output of ``leaves`` leaves; say what to request ahead."""
         now = self._clock()
         expected = self.next_offset
-        tolerance = max(self.streak, 2 * MIB)
+        # a streak starts only where the last read ended (random reads never ramp up by
+        # landing near each other); once started, reordered reads nearby keep it
+        tolerance = max(self.streak, 2 * MIB) if self.streak else 0
         sequential = expected is not None and expected - tolerance <= offset <= expected + tolerance
         self.next_offset = offset + size
         if not sequential:
