@@ -131,3 +131,13 @@ def test_every_request_is_aligned_inside_the_output_and_asked_once_per_streak(
             span = set(range(start, start + count))
             assert not span & asked
             asked |= span
+
+
+def test_before_the_rate_is_known_the_window_is_the_ramp_to_the_links_request_size() -> None:
+    held = Pace(request=4 * MIB, request_seconds=0.2, ceiling=1 << 30, ramp=31 * MIB)
+    reader = Prefetcher()
+    reader.advise(0, MIB, LEAVES, held)
+    advice = reader.advise(MIB, MIB, LEAVES, held)
+    assert advice.ahead == 31 * MIB  # the ramp to 16 MiB, in requests of at most 4 MiB
+    assert advice.runs[:4] == ((2, 1), (3, 1), (4, 4), (8, 4))
+    assert all(count <= 4 for _, count in advice.runs)

@@ -19,12 +19,12 @@ which its read-ahead shares the mount's connections.
   ``W = R x (L + S/B) x 1.5 + S``, with ``R`` the reader's consumption rate (an average
   over intervals of :data:`RATE_INTERVAL`), enough to keep the requests that carry ``R``
   in flight across a request's time with headroom; before ``R`` is known it is the
-  ramp's ``2S``. ``W`` doubles (at most once per request time) whenever the reader had
-  to wait on a fetch, and never shrinks while the streak lasts; it is capped by time
-  (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that stops has cost seconds of bytes,
-  cached but billed) and by the :class:`Pace`'s ceiling (the ``read_ahead`` option and an
-  eighth of the disk cache). Fetched bytes go to the disk cache, so memory does not
-  bound it: the mount's memory budget guards only bytes held in memory.
+  ramp's, about ``2S*``. ``W`` doubles (at most once per request time) whenever the
+  reader had to wait on a fetch, and never shrinks while the streak lasts; it is capped
+  by time (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that stops has cost seconds of
+  bytes, cached but billed) and by the :class:`Pace`'s ceiling (the ``read_ahead``
+  option and an eighth of the disk cache). Fetched bytes go to the disk cache, so memory
+  does not bound it: the mount's memory budget guards only bytes held in memory.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ class Pace:
     """``L + S/B``: how long one such request takes on one connection."""
     ceiling: int
     """The largest window, in bytes: the ``read_ahead`` option, an eighth of the cache."""
+    ramp: int = 0
+    """The window before the reader's rate is known: the ramp to the link's own request
+    size, ``1 + 2 + ... + S*`` (about ``2 S*``), even while requests are kept smaller
+    than ``S*`` (responses held in memory); at least ``2 S``."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class Prefetcher:
             self._grown_at = now
         self._waited = False
         fill = self.rate * pace.request_seconds * HEADROOM + pace.request if self.rate else 0
-        self.window = max(self.window, int(fill), 2 * pace.request)
+        self.window = max(self.window, int(fill), 2 * pace.request, pace.ramp)
         self.window = min(self.window, pace.ceiling)
         if self.rate:
             return min(self.window, int(self.rate * MAX_AHEAD_SECONDS))

@@ -167,9 +167,10 @@ class Reader:
 
     def pace(self) -> Pace:
         """What the link and the cache allow each stream now (:mod:`.prefetch`)."""
-        link = self._fetcher.link
-        request = link.request_size(self.settings.largest_request(), self.settings.block_size)
-        return Pace(request, link.request_seconds(request), self._ceiling)
+        link, block = self._fetcher.link, self.settings.block_size
+        request = link.request_size(self.settings.largest_request(), block)
+        ramp = 2 * link.request_size(self.settings.max_request, block) - block
+        return Pace(request, link.request_seconds(request), self._ceiling, ramp)
 
     def _ahead(
         self,
