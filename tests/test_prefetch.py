@@ -66,13 +66,13 @@ def test_the_window_is_bandwidth_times_delay_with_headroom_at_the_readers_rate()
 
 
 def test_a_reader_that_waits_grows_its_window_geometrically_up_to_the_time_cap() -> None:
-    clock, quick = Clock(), Pace(MIB, 0.05, ceiling=1 << 30)
+    clock, quick = Clock(), Pace(MIB, 0.5, ceiling=1 << 30, latency=0.05)
     reader = Prefetcher(clock)
     windows = []
     for offset in range(0, 60 * MIB, MIB):
         reader.waited()
         windows.append(reader.advise(offset, MIB, LEAVES, quick).ahead)
-        clock.now += 0.06  # 17 MB/s: the window formula alone would be 2.4 MB
+        clock.now += 0.06  # 17 MB/s: the window formula alone would be 14 MB
     assert windows[6] == 2 * windows[5] == 4 * windows[4] > 8 * MIB
     assert windows[-1] == int(MAX_AHEAD_SECONDS * reader.rate)  # 10 s of the reader's rate
 

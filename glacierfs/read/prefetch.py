@@ -19,8 +19,8 @@ which its read-ahead shares the mount's connections.
   ``W = R x (L + S/B) x 1.5 + S``, with ``R`` the reader's consumption rate (an average
   over intervals of :data:`RATE_INTERVAL`), enough to keep the requests that carry ``R``
   in flight across a request's time with headroom; before ``R`` is known it is the
-  ramp's, about ``2S*``. ``W`` doubles (at most once per request time) whenever the
-  reader had to wait on a fetch, and never shrinks while the streak lasts; it is capped
+  ramp's, about ``2S*``. ``W`` doubles (at most once per round trip, as TCP's slow
+  start does) whenever the reader had to wait on a fetch, and never shrinks while the streak lasts; it is capped
   by time (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that stops has cost seconds of
   bytes, cached but billed) and by the :class:`Pace`'s ceiling (the ``read_ahead``
   option and an eighth of the disk cache). Fetched bytes go to the disk cache, so memory
@@ -65,6 +65,8 @@ class Pace:
     """``L + S/B``: how long one such request takes on one connection."""
     ceiling: int
     """The largest window, in bytes: the ``read_ahead`` option, an eighth of the cache."""
+    latency: float = 0.0
+    """``L``: a round trip to the first byte; the window doubles at most once per ``L``."""
     ramp: int = 0
     """The window before the reader's rate is known: the ramp to the link's own request
     size, ``1 + 2 + ... + S*`` (about ``2 S*``), even while requests are kept smaller
@@ -138,7 +140,7 @@ class Prefetcher:
         self._mark = (now, 0)
 
     def _window(self, now: float, pace: Pace) -> int:
-        if self._waited and now - self._grown_at >= pace.request_seconds:
+        if self._waited and now - self._grown_at >= pace.latency:
             self.window *= 2
             self._grown_at = now
         self._waited = False

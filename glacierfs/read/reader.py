@@ -170,7 +170,7 @@ class Reader:
         link, block = self._fetcher.link, self.settings.block_size
         request = link.request_size(self.settings.largest_request(), block)
         ramp = 2 * link.request_size(self.settings.max_request, block) - block
-        return Pace(request, link.request_seconds(request), self._ceiling, ramp)
+        return Pace(request, link.request_seconds(request), self._ceiling, link.latency, ramp)
 
     def _ahead(
         self,
