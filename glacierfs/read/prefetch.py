@@ -20,11 +20,12 @@ which its read-ahead shares the mount's connections.
   over intervals of :data:`RATE_INTERVAL`), enough to keep the requests that carry ``R``
   in flight across a request's time with headroom; before ``R`` is known it is the
   ramp's, about ``2S*``. ``W`` doubles (at most once per round trip, as TCP's slow
-  start does) whenever the reader had to wait on a fetch, and never shrinks while the streak lasts; it is capped
-  by time (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that stops has cost seconds of
-  bytes, cached but billed) and by the :class:`Pace`'s ceiling (the ``read_ahead``
-  option and an eighth of the disk cache). Fetched bytes go to the disk cache, so memory
-  does not bound it: the mount's memory budget guards only bytes held in memory.
+  start does) whenever the reader had to wait on a fetch, and never shrinks while the
+  streak lasts; it is capped by time (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that
+  stops has cost seconds of bytes, cached but billed) and by the :class:`Pace`'s
+  ceiling (the ``read_ahead`` option and an eighth of the disk cache). Fetched bytes go
+  to the disk cache, so memory does not bound it: the mount's memory budget guards only
+  bytes held in memory.
 """
 
 from __future__ import annotations
