@@ -42,6 +42,7 @@ from glacierfs.ranges import leaf_span
 from glacierfs.read.fetch import Fetcher, FetchPart
 from glacierfs.read.flights import Flights
 from glacierfs.read.ledger import BLOCK, TREE_HASH
+from glacierfs.read.link import LinkModel
 from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Advice, Pace, Prefetcher
 from glacierfs.read.scheduler import Stream
@@ -127,6 +128,11 @@ class Reader:
         self._ceiling = min(settings.read_ahead, capacity // 8)  # an eighth of the cache
 
     @property
+    def link(self) -> LinkModel:
+        """What the mount has measured of its link: first-byte latency, per-connection rate."""
+        return self._fetcher.link
+
+    @property
     def descriptions(self) -> dict[str, str]:
         """Archive id -> description, from the headers of the responses so far."""
         return self._fetcher.descriptions
@@ -167,7 +173,7 @@ class Reader:
 
     def pace(self) -> Pace:
         """What the link and the cache allow each stream now (:mod:`.prefetch`)."""
-        link, block = self._fetcher.link, self.settings.block_size
+        link, block = self.link, self.settings.block_size
         request = link.request_size(self.settings.largest_request(), block)
         ramp = 2 * link.request_size(self.settings.max_request, block) - block
         return Pace(request, link.request_seconds(request), self._ceiling, link.latency, ramp)
