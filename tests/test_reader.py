@@ -224,11 +224,14 @@ def test_sequential_read_returns_exact_bytes_and_fetches_each_byte_once(
 def test_read_ahead_is_capped_by_an_eighth_of_the_cache_and_sized_from_the_link(
     disk: DiskCache,
 ) -> None:
-    reader = make_reader(FakeOutput(b""), disk)
-    pace = reader.pace()
+    streamed = replace(SETTINGS, holds_responses=False)
+    pace = make_reader(FakeOutput(b""), disk, settings=streamed).pace()
     assert pace.ceiling == (1 << 30) // 8  # the cache holds 1 GiB; read_ahead is 1 GiB
-    assert pace.request == 4 * MIB  # held in memory: 16 connections share 64 MiB
-    assert pace.ramp == 31 * MIB  # the ramp to the link's own size, 16 MiB by the priors
+    assert pace.request == 16 * MIB  # the priors' size
+    held = make_reader(FakeOutput(b""), disk).pace()
+    assert held.ceiling == 64 * MIB  # two thirds of the memory cache
+    assert held.request == 4 * MIB  # 16 connections share the 64 MiB budget
+    assert held.ramp == 31 * MIB  # the ramp to the link's own size, 16 MiB by the priors
 
 
 def test_every_response_of_a_mib_or_more_is_measured_for_the_link_model(

@@ -125,7 +125,7 @@ class Reader:
             self._flights, self._fetcher, disk, memory, self.trust, settings, stats
         )
         self._block_leaves = settings.block_size // MIB
-        self._ceiling = min(settings.read_ahead, capacity // 8)  # an eighth of the cache
+        self._ceiling = settings.read_ahead_ceiling(capacity)
 
     @property
     def link(self) -> LinkModel:
