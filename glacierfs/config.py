@@ -45,7 +45,9 @@ itself is sized from the link and the reader's rate (:mod:`glacierfs.read.prefet
 reader filling 16 connections at 25 MB/s with 16 MiB requests needs about 450 MB ahead,
 and it is also capped at 10 s of the reader's rate and an eighth of the disk cache. Fetched
 bytes go to the disk cache, so memory does not bound it; 1 GiB leaves room for a link
-twice that fast, and bounds what a reader that stops has had fetched (cached, but billed)."""
+twice that fast, and bounds what a reader that stops has had fetched (cached, but billed).
+While fetched leaves are still handed over through the memory cache, two thirds of
+``memory_cache`` bound it too (:mod:`glacierfs.read.settings`)."""
 
 DISK_READ_AHEAD = 32 * MIB
 """How far ahead of a sequential reader leaves already in the disk cache are loaded, in
