@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class OutputPart:
     data: bytes
     tree_hash: str | None
     description: str | None
+    first_byte: float | None = None
+    """``time.monotonic()`` when the response's headers arrived: the link model's latency."""
 
 
 class OutputStream:
@@ -89,6 +92,7 @@ class OutputStream:
         self.tree_hash: str | None = checksum.lower() if checksum else None
         self.description: str | None = description if isinstance(description, str) else None
         self._what, self._job_id, self._expected = what, job_id, expected
+        self.first_byte = time.monotonic()  # built as the headers arrive
         self._raw = response["body"]._raw_stream  # urllib3's response
         self._fp = self._raw._fp  # http.client's
         self._received = 0

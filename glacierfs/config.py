@@ -22,24 +22,37 @@ laptop disk; users moving a vault set it to what they have."""
 
 DEFAULT_MEMORY_CACHE = 96 * MIB
 """Recently used leaves kept in memory; the page cache (keep_cache) serves re-reads, so
-this only needs to hold what is fetched ahead of readers (``read_ahead``) and not yet
-read: leaves pushed out before they are read cost a disk read and a hash."""
+this only needs to hold what is loaded ahead of readers (:data:`DISK_READ_AHEAD`, and
+the leaves fetched shortly before they are read): a leaf pushed out before it is read
+costs a disk read and a hash, never a second fetch."""
 
 DEFAULT_BLOCK_SIZE = 1 * MIB
 """The smallest request, and what a random read fetches: one tree-hash leaf, the least a
 checksum can cover. Sequential reads grow their requests up to ``max_request``."""
 
-DEFAULT_MAX_REQUEST = 4 * MIB
-"""The largest single GET of a sequential reader: 4 MiB at 25 MB/s takes 170 ms, so
-40 ms of latency costs a fifth; smaller requests make more of them in flight within
-the same window, which the benchmark shows matters more on a slow-per-connection link
-(16 x 4 MiB: 221 MB/s; 8 x 8 MiB: 150 MB/s, on the WAN shape), and a failed request
-costs little to redo."""
+DEFAULT_MAX_REQUEST = 32 * MIB
+"""The largest single GET. The reader sizes its requests from the link it measures
+(:mod:`glacierfs.read.link`): the smallest for which the first-byte latency is at most a
+tenth of the request's time, 16 MiB on the benchmark's WAN shape (40 ms, 25 MB/s per
+connection) and 32 MiB on loopback (2 ms, 1 GB/s); this lets the fastest link measured
+have its size. Larger would only make a failed request dearer to redo. While responses
+are held in memory until stored, a connection's share of ``memory_budget`` bounds it too
+(:meth:`glacierfs.read.settings.ReaderSettings.largest_request`)."""
 
-DEFAULT_READ_AHEAD = 64 * MIB
-"""How far ahead of a sequential reader data is fetched: 16 connections x 4 MiB in
-flight keep a 25 MB/s-per-connection link busy across 40 ms of latency. Kept under
-``memory_cache`` so that what is fetched ahead is still in memory when read."""
+DEFAULT_READ_AHEAD = 1 << 30
+"""The hard ceiling on how far ahead of a sequential reader data is requested. The window
+itself is sized from the link and the reader's rate (:mod:`glacierfs.read.prefetch`): one
+reader filling 16 connections at 25 MB/s with 16 MiB requests needs about 450 MB ahead,
+and it is also capped at 10 s of the reader's rate and an eighth of the disk cache. Fetched
+bytes go to the disk cache, so memory does not bound it; 1 GiB leaves room for a link
+twice that fast, and bounds what a reader that stops has had fetched (cached, but billed).
+While fetched leaves are still handed over through the memory cache, two thirds of
+``memory_cache`` bound it too (:mod:`glacierfs.read.settings`)."""
+
+DISK_READ_AHEAD = 32 * MIB
+"""How far ahead of a sequential reader leaves already in the disk cache are loaded, in
+parallel, into the memory cache: a third of ``memory_cache``, so that they are still there
+when read; the page cache does the rest."""
 
 DEFAULT_CONNECTIONS = 16
 """GETs in flight at once for the whole mount: each connection to a distant region is
@@ -47,8 +60,10 @@ slow on its own (25 MB/s in the benchmark's WAN shape), so the link fills only w
 many; 16 measured 9x the AWS CLI's single stream there, at 208 MiB peak RSS."""
 
 DEFAULT_MEMORY_BUDGET = 64 * MIB
-"""Bytes in flight (requested, not yet stored) for the whole mount, whatever the number of
-files and readers."""
+"""Bytes of responses held in memory (requested, not yet stored) for the whole mount,
+whatever the number of files and readers. It bounds memory, not read-ahead: the window
+is bounded by the disk cache and by time, and while responses are held whole, requests are
+sized so that every connection's fits (16 x 4 MiB)."""
 
 DEFAULT_DISK_THREADS = 4
 """Disk cache calls from the trio loop at once (:mod:`glacierfs.cache.aio`): enough to
@@ -201,8 +216,8 @@ VAULT is a vault name or ACCOUNTID:VAULT.
 Service:   region=R  profile=P  endpoint_url=URL  account_id=ID
 Cache:     cache_dir=DIR (default $XDG_CACHE_HOME/glacierfs, /var/cache/glacierfs for root)
            cache_size=SIZE (100G)  memory_cache=SIZE (96M)
-Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (4M)
-           read_ahead=SIZE (64M)  connections=N (16)  memory_budget=SIZE (64M)
+Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (32M)
+           read_ahead=SIZE (1G)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
            names_wait=SECONDS (60): how long a mount waits to learn names

@@ -1,4 +1,5 @@
-"""The prefetcher: random access fetches only what it touches; streaks grow, aligned."""
+"""The prefetcher: random access fetches only what it touches; a streak ramps its requests
+up to the request size, all at once, and sizes its window from the link and its rate."""
 
 from __future__ import annotations
 
@@ -7,51 +8,136 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.read.prefetch import Prefetcher
+from glacierfs.read.prefetch import MAX_AHEAD_SECONDS, Pace, Prefetcher
 from glacierfs.treehash import MIB
 
-
-def prefetcher() -> Prefetcher:
-    return Prefetcher(block_size=MIB, max_request=4 * MIB, read_ahead=64 * MIB)
-
-
-def test_a_first_read_fetches_one_block_and_nothing_ahead() -> None:
-    advice = prefetcher().advise(123 * MIB, 4096)
-    assert (advice.unit, advice.ahead) == (1, 0)
+WAN = Pace(request=16 * MIB, request_seconds=0.04 + 16 * MIB / 25e6, ceiling=1 << 30)
+LEAVES = 1 << 20  # a large output, so that its end never cuts a window
 
 
-def test_a_sequential_reader_grows_requests_to_the_maximum_and_the_window_to_read_ahead() -> None:
-    reader = prefetcher()
-    advice = [reader.advise(offset, MIB) for offset in range(0, 200 * MIB, MIB)]
-    units = [a.unit for a in advice]
-    assert units[0] == 1 and units == sorted(units) and units[-1] == 4
-    assert advice[-1].ahead == 64 * MIB
-    assert all(a.ahead <= 64 * MIB for a in advice)
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_first_read_fetches_nothing_ahead() -> None:
+    advice = Prefetcher().advise(123 * MIB, 4096, LEAVES, WAN)
+    assert advice.ahead == 0 and advice.runs == ()
 
 
 def test_random_reads_never_prefetch() -> None:
-    reader = prefetcher()
+    reader = Prefetcher()
     chosen = random.Random(3)
     for _ in range(500):
-        advice = reader.advise(chosen.randrange(0, 1 << 40, 4096) + 16 * MIB, 4096)
-        assert advice.ahead == 0 and advice.unit == 1
+        advice = reader.advise(chosen.randrange(0, 1 << 40, 4096) + 16 * MIB, 4096, LEAVES, WAN)
+        assert advice.ahead == 0 and advice.runs == ()
+
+
+def test_the_second_read_ramps_requests_up_to_the_request_size_all_at_once() -> None:
+    reader = Prefetcher()
+    reader.advise(0, 128 * 1024, LEAVES, WAN)
+    advice = reader.advise(128 * 1024, 128 * 1024, LEAVES, WAN)
+    assert advice.runs[:5] == ((1, 1), (2, 2), (4, 4), (8, 8), (16, 16))
+    assert advice.ahead == 2 * WAN.request  # the ramp's window, before the rate is known
+    later = [reader.advise(offset, MIB, LEAVES, WAN).runs for offset in range(MIB, 200 * MIB, MIB)]
+    assert all(count == 16 for runs in later for _, count in runs)  # then full-size requests
+
+
+def test_a_ramp_that_starts_anywhere_stays_aligned() -> None:
+    reader = Prefetcher()
+    reader.advise(5 * MIB - 4096, 4096, LEAVES, WAN)
+    runs = reader.advise(5 * MIB, MIB, LEAVES, WAN).runs
+    assert runs[:6] == ((6, 1), (7, 1), (8, 4), (12, 4), (16, 16), (32, 16))
+
+
+def test_the_window_is_bandwidth_times_delay_with_headroom_at_the_readers_rate() -> None:
+    clock, rate = Clock(), 100e6
+    reader = Prefetcher(clock)
+    for offset in range(0, 400 * MIB, MIB):
+        advice = reader.advise(offset, MIB, LEAVES, WAN)
+        clock.now += MIB / rate
+    assert abs(reader.rate - rate) / rate < 0.01
+    expected = rate * WAN.request_seconds * 1.5 + WAN.request
+    assert abs(advice.ahead - expected) / expected < 0.01
+    assert reader.stream.starve > 0  # seconds of bytes ahead of the reader
+
+
+def test_a_reader_that_waits_grows_its_window_geometrically_up_to_the_time_cap() -> None:
+    clock, quick = Clock(), Pace(MIB, 0.5, ceiling=1 << 30, latency=0.05)
+    reader = Prefetcher(clock)
+    windows = []
+    for offset in range(0, 60 * MIB, MIB):
+        reader.waited()
+        windows.append(reader.advise(offset, MIB, LEAVES, quick).ahead)
+        clock.now += 0.06  # 17 MB/s: the window formula alone would be 14 MB
+    assert windows[6] == 2 * windows[5] == 4 * windows[4] > 8 * MIB
+    assert windows[-1] == int(MAX_AHEAD_SECONDS * reader.rate)  # 10 s of the reader's rate
+
+
+def test_the_ceiling_caps_the_window() -> None:
+    clock, small = Clock(), Pace(MIB, 0.05, ceiling=8 * MIB)
+    reader = Prefetcher(clock)
+    for offset in range(0, 500 * MIB, MIB):
+        reader.waited()
+        advice = reader.advise(offset, MIB, LEAVES, small)
+        clock.now += 0.001
+        assert advice.ahead <= 8 * MIB
+        assert all(start <= offset // MIB + 10 for start, _ in advice.runs)
+
+
+def test_a_zero_ceiling_turns_read_ahead_off() -> None:
+    reader, off = Prefetcher(), Pace(MIB, 0.05, ceiling=0)
+    assert all(reader.advise(o, MIB, LEAVES, off).runs == () for o in range(0, 20 * MIB, MIB))
 
 
 def test_small_reorderings_inside_the_window_keep_the_streak() -> None:
-    reader = prefetcher()
+    reader = Prefetcher()
     for offset in range(0, 32 * MIB, MIB):
-        reader.advise(offset, MIB)
-    before = reader.advise(33 * MIB, MIB)  # one block skipped, as readahead reorders
-    after = reader.advise(32 * MIB, MIB)  # and the skipped one arrives late
+        reader.advise(offset, MIB, LEAVES, WAN)
+    before = reader.advise(33 * MIB, MIB, LEAVES, WAN)  # one block skipped, as readahead reorders
+    after = reader.advise(32 * MIB, MIB, LEAVES, WAN)  # and the skipped one arrives late
     assert before.ahead > 0 and after.ahead > 0
 
 
-@given(st.lists(st.tuples(st.integers(0, 1 << 34), st.integers(1, 4 * MIB)), max_size=60))
-def test_every_advice_is_a_power_of_two_unit_within_the_bounds(
-    reads: list[tuple[int, int]],
+def test_the_end_of_the_output_cuts_the_last_request() -> None:
+    reader = Prefetcher()
+    reader.advise(0, MIB, 21, WAN)
+    runs = reader.advise(MIB, MIB, 21, WAN).runs
+    assert runs == ((2, 1), (3, 1), (4, 4), (8, 8), (16, 5))
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 1 << 34), st.integers(1, 4 * MIB)), max_size=60),
+    st.integers(1, 5000),
+)
+def test_every_request_is_aligned_inside_the_output_and_asked_once_per_streak(
+    reads: list[tuple[int, int]], leaves: int
 ) -> None:
-    reader = prefetcher()
+    clock, reader = Clock(), Prefetcher()
+    reader._clock = clock
+    asked: set[int] = set()
     for offset, size in reads:
-        advice = reader.advise(offset, size)
-        assert 1 <= advice.unit <= 4 and advice.unit & (advice.unit - 1) == 0
-        assert 0 <= advice.ahead <= 64 * MIB
+        advice = reader.advise(offset, size, leaves, WAN)
+        clock.now += 0.01
+        if advice.ahead == 0:
+            asked.clear()  # a new streak may ask again (the loader skips what it has)
+        for start, count in advice.runs:
+            unit = 1 << (count - 1).bit_length()
+            assert 1 <= count <= 16 and start % unit == 0 and start + count <= leaves
+            assert count == unit or start + count == leaves  # only the tail is short
+            span = set(range(start, start + count))
+            assert not span & asked
+            asked |= span
+
+
+def test_before_the_rate_is_known_the_window_is_the_ramp_to_the_links_request_size() -> None:
+    held = Pace(request=4 * MIB, request_seconds=0.2, ceiling=1 << 30, ramp=31 * MIB)
+    reader = Prefetcher()
+    reader.advise(0, MIB, LEAVES, held)
+    advice = reader.advise(MIB, MIB, LEAVES, held)
+    assert advice.ahead == 31 * MIB  # the ramp to 16 MiB, in requests of at most 4 MiB
+    assert advice.runs[:4] == ((2, 1), (3, 1), (4, 4), (8, 4))
+    assert all(count <= 4 for _, count in advice.runs)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glacierfs.ranges import byte_range, leaf_span, plan
-from glacierfs.read.prefetch import Prefetcher
+from glacierfs.read.prefetch import Pace, Prefetcher
 from glacierfs.treehash import MIB, is_tree_hash_aligned
 
 
@@ -57,28 +57,35 @@ def test_leaf_span_of_reads() -> None:
     assert leaf_span(9 * MIB, MIB * 5, 10 * MIB - 3) == (9, 10)
 
 
+PACE = Pace(request=8 * MIB, request_seconds=0.3, ceiling=64 * MIB, latency=0.05)
+
+
 def test_random_reads_fetch_only_their_block() -> None:
-    prefetcher = Prefetcher(MIB, 8 * MIB, 64 * MIB)
+    prefetcher = Prefetcher()
     for offset in (500 * MIB, 3 * MIB, 77 * MIB):
-        advice = prefetcher.advise(offset, 4096)
-        assert (advice.unit, advice.ahead) == (1, 0)
+        advice = prefetcher.advise(offset, 4096, 1000, PACE)
+        assert (advice.runs, advice.ahead) == ((), 0)
 
 
 def test_sequential_reads_grow_requests_and_window_up_to_their_limits() -> None:
-    prefetcher = Prefetcher(MIB, 8 * MIB, 64 * MIB)
+    now = [0.0]
+    prefetcher = Prefetcher(lambda: now[0])
     offset, units, aheads = 0, [], []
     for _ in range(1000):
-        advice = prefetcher.advise(offset, 128 * 1024)
-        units.append(advice.unit)
+        prefetcher.waited()  # the reader keeps waiting: the window grows to its ceiling
+        advice = prefetcher.advise(offset, 128 * 1024, 1 << 20, PACE)
+        units.extend(count for _, count in advice.runs)
         aheads.append(advice.ahead)
         offset += 128 * 1024
+        now[0] += 0.001
     assert units == sorted(units) and aheads == sorted(aheads)
     assert units[-1] == 8 and aheads[-1] == 64 * MIB
+    assert all(start % count == 0 for start, count in advice.runs)
 
 
 def test_a_small_reorder_keeps_the_streak() -> None:
-    prefetcher = Prefetcher(MIB, 8 * MIB, 64 * MIB)
+    prefetcher = Prefetcher()
     for i in range(64):
-        prefetcher.advise(i * 128 * 1024, 128 * 1024)
-    advice = prefetcher.advise(64 * 128 * 1024 + 256 * 1024, 128 * 1024)
+        prefetcher.advise(i * 128 * 1024, 128 * 1024, 1000, PACE)
+    advice = prefetcher.advise(64 * 128 * 1024 + 256 * 1024, 128 * 1024, 1000, PACE)
     assert advice.ahead > 0

@@ -14,6 +14,7 @@ import logging
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -218,6 +219,43 @@ def test_sequential_read_returns_exact_bytes_and_fetches_each_byte_once(
     assert fake.fetched == size
     assert all(is_tree_hash_aligned(s, e, size) for s, e in fake.requests)
     assert run(reader, reader.verification, job) == "tree-hash"
+
+
+def test_read_ahead_is_capped_by_an_eighth_of_the_cache_and_sized_from_the_link(
+    disk: DiskCache,
+) -> None:
+    pace = make_reader(FakeOutput(b""), disk).pace()  # the cache holds 1 GiB: it streams
+    assert pace.ceiling == (1 << 30) // 8  # read_ahead is 1 GiB
+    assert pace.request == 8 * MIB  # 16 connections share 3/16 of the cache (the priors: 16)
+    assert pace.ramp == 31 * MIB  # the ramp to the link's own size, 16 MiB by the priors
+
+
+def test_a_cache_too_small_to_stream_into_keeps_requests_and_window_to_memory() -> None:
+    held = ReaderSettings(max_request=32 * MIB, memory_budget=64 * MIB).for_cache(64 * MIB)
+    assert held.holds_responses  # 16 requests of a block would take a quarter of it
+    assert held.read_ahead_ceiling() == 8 * MIB  # an eighth of the cache
+    assert held.largest_request() == 4 * MIB  # 16 connections share the 64 MiB budget
+    big = ReaderSettings(max_request=32 * MIB).for_cache(100 << 30)
+    assert not big.holds_responses
+    assert big.largest_request() == 32 * MIB
+    assert big.read_ahead_ceiling() == big.read_ahead
+
+
+def test_every_response_of_a_mib_or_more_is_measured_for_the_link_model(
+    disk: DiskCache,
+) -> None:
+    data = random.Random(4).randbytes(9 * MIB)
+    fake = FakeOutput(data)
+
+    def timed(job: Job, start: int, end: int) -> OutputPart:
+        part = fake(job, start, end)
+        return replace(part, first_byte=time.monotonic())
+
+    reader = make_reader(timed, disk)
+    assert read_all(reader, make_job(data)) == data
+    big = sum(1 for start, end in fake.requests if end - start + 1 >= MIB)
+    assert big >= 2 and reader.link.samples == big
+    assert reader.link.latency < 0.050  # the fake answers at once: below the prior
 
 
 def test_random_reads_return_exact_bytes(disk: DiskCache) -> None:

@@ -3,11 +3,13 @@ cache, checked, or an error.
 
 Design.
 
-* A fetch runs in a worker thread under the connection limiter. Before the GET it claims
-  the range's leaves in the disk cache (:mod:`glacierfs.cache.disk.puts`: room reserved,
-  leaves marked pending). Then, for each 1 MiB leaf of the body: ``readinto`` one of a
-  few reusable 1 MiB buffers (:class:`Buffers`, one in use per connection, whatever the
-  request size), SHA-256 of it, and ``pwrite`` into the cache file at its place, with
+* A fetch runs in a worker thread on one of the mount's connections, granted by the
+  :class:`~glacierfs.read.scheduler.Scheduler` (demand first, then fair shares between
+  streams; the request's ticket comes with its task, :data:`~.scheduler.REQUEST`).
+  Before the GET it claims the range's leaves in the disk cache
+  (:mod:`glacierfs.cache.disk.puts`: room reserved, leaves marked pending). Then, for
+  each 1 MiB leaf of the body: ``readinto`` one of a few reusable 1 MiB buffers
+  (:class:`Buffers`, one in use per connection, whatever the request size), SHA-256 of it, and ``pwrite`` into the cache file at its place, with
   the XXH3 sums of its granules. A leaf the cache already holds is hashed, never
   overwritten with unverified bytes.
 * At the end of the body, the byte count is checked (:mod:`glacierfs.client`) and the
@@ -25,6 +27,8 @@ Design.
   response checksum) or ``size`` (only its length could be checked, where the spec
   promises no checksum). A range the spec says carries a checksum and arrives without
   one is as unproven as a corrupt one.
+* Each response's timing (request sent, headers in, body read) feeds the mount's
+  :class:`~glacierfs.read.link.LinkModel`, which sizes requests and read-ahead.
 * What the service says twice is compared: an output whose whole length is not what the
   job's record says is a problem of the job, kept in its ledger, and no more requests
   are made for it. When the mount ends, a download's worker thread is abandoned; it
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -68,6 +73,8 @@ from glacierfs.errors import (
 )
 from glacierfs.jobs import Job
 from glacierfs.read.ledger import BLOCK, MISMATCH, SIZE, Ledger
+from glacierfs.read.link import LinkModel
+from glacierfs.read.scheduler import REQUEST, Scheduler
 from glacierfs.retry import RetryPolicy, retrying
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, combine, is_tree_hash_aligned
@@ -78,6 +85,7 @@ class Response(Protocol):
 
     tree_hash: str | None
     description: str | None
+    first_byte: float | None  # time.monotonic() when its headers arrived
 
     def readinto(self, view: memoryview) -> None: ...  # all of ``view``, or an error
 
@@ -96,6 +104,7 @@ class Whole:
 
     def __init__(self, part: OutputPart, what: str) -> None:
         self.tree_hash, self.description = part.tree_hash, part.description
+        self.first_byte = part.first_byte
         self._data, self._at, self._what = memoryview(part.data), 0, what
 
     def readinto(self, view: memoryview) -> None:
@@ -166,7 +175,8 @@ class Fetcher:
         self, fetch_part: FetchPart, connections: int, retry: RetryPolicy, stats: Stats
     ) -> None:
         self._fetch_part = fetch_part
-        self._network = trio.CapacityLimiter(connections)
+        self.scheduler = Scheduler(connections)
+        self.link = LinkModel()
         self._retry = retry
         self._buffers = Buffers()
         self.stats = stats
@@ -181,7 +191,7 @@ class Fetcher:
         what = f"job {job.job_id} bytes {start}-{end}"
 
         async def attempt() -> Landed:
-            async with self._network:
+            async with self.scheduler.connection(REQUEST.get()):
                 # abandoned when cancelled (the mount ends): the thread ends on its own
                 return await trio.to_thread.run_sync(
                     self._stream, job, start, end, sink, abandon_on_cancel=True
@@ -234,6 +244,7 @@ class Fetcher:
     ) -> tuple[list[bytes], dict[int, bytes], str | None]:
         """The body, leaf by leaf through one reusable buffer: each leaf's digest, the
         leaves the cache did not take, and the response's tree hash header."""
+        sent = time.monotonic()
         part = self._fetch_part(job, start, end)
         what = f"job {job.job_id} bytes {start}-{end}"
         response: Response = Whole(part, what) if isinstance(part, OutputPart) else part
@@ -257,10 +268,17 @@ class Fetcher:
                 ):
                     held[n] = bytes(view)  # the fallback: the disk did not take this leaf
             response.finish()
+            self.heard(sent, response.first_byte, time.monotonic(), sum(lengths))
         finally:
             response.close()
             self._buffers.give(buffer)
         return digests, held, response.tree_hash
+
+    def heard(self, sent: float, first_byte: float | None, last_byte: float, size: int) -> None:
+        """A response's timing (``time.monotonic`` seconds: request sent, headers in, body
+        read) for the link model; a response with no header time tells nothing."""
+        if first_byte is not None:
+            self.link.record(first_byte - sent, size, last_byte - first_byte)
 
 
 def _verdict(job: Job, start: int, end: int, tree_hash: str | None, digests: list[bytes]) -> str:

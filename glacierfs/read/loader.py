@@ -38,18 +38,13 @@ from glacierfs.read.budget import ByteBudget
 from glacierfs.read.fetch import DiskRefused, Fetcher, Landed, Sink
 from glacierfs.read.flights import Flight, Flights
 from glacierfs.read.ledger import MISMATCH
+from glacierfs.read.scheduler import REQUEST, Stream, Ticket
 from glacierfs.read.settings import ReaderSettings
 from glacierfs.read.trust import ObjectState, Trust, after_put, slot, usable
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
-
-STREAM_HEADROOM = 2
-"""Fetches stream into the disk cache only when it holds this many times what a mount can
-have fetched and not yet read (its read-ahead, and a request per connection): in a
-smaller cache, leaves fetched ahead would be evicted before they are read, and fetched
-again. A smaller cache keeps them in memory, under the byte budget, as before."""
 
 
 class Loader:
@@ -70,8 +65,7 @@ class Loader:
         # only for runs held in memory, when the disk cannot take them
         self._budget = ByteBudget(max(settings.memory_budget, settings.max_request) // MIB)
         self._held_log = LogOnce(log)
-        ahead = settings.read_ahead + settings.connections * settings.max_request
-        self._streams = disk.disk.capacity >= STREAM_HEADROOM * ahead
+        self._streams = not settings.holds_responses  # see ReaderSettings.for_cache
 
     def schedule(
         self,
@@ -82,12 +76,16 @@ class Loader:
         unit: int,
         *,
         from_disk: bool = True,
+        stream: Stream | None = None,
+        demand: bool = True,
     ) -> None:
         """Start loading the leaves of ``first..stop-1`` that are not in memory or on the way.
 
         Leaves on disk are read (and checked) by background tasks, so that a sequential
         reader's next leaves load in parallel (unless not ``from_disk``: a random read
-        takes only its bytes of them); the others are fetched in aligned runs.
+        takes only its bytes of them); the others are fetched in aligned runs, each with
+        its ticket for the mount's connections: of ``stream``, and ``demand`` when a reader
+        waits on them (:mod:`glacierfs.read.scheduler`).
         """
         self._flights.refuse_when_closing()
         key, base = slot(job), job.first_leaf
@@ -109,7 +107,13 @@ class Loader:
         ):
             flight = Flight()
             leaves = [(key, base + i) for i in range(run[0], run[0] + run[1])]
-            self._flights.launch(flight, leaves, self._fly, job, state, run, flight)
+            ticket = Ticket(stream, demand)
+            self._fetcher.scheduler.tag(flight, ticket)
+            token = REQUEST.set(ticket)  # the flight's task inherits it, and its fetch uses it
+            try:
+                self._flights.launch(flight, leaves, self._fly, job, state, run, flight)
+            finally:
+                REQUEST.reset(token)
 
     async def _load(self, job: Job, leaf: int, flight: Flight) -> None:
         """Read one leaf from disk into memory; a miss leaves the flight empty."""

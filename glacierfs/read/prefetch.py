@@ -1,59 +1,167 @@
-"""Read-ahead for one open file: how much to fetch, and in requests of what size.
+"""Read-ahead for one open file: which requests to make ahead of its reader, and how far.
 
-Design. Each open file handle has a :class:`Prefetcher` that watches the offsets the
-kernel asks for. A first read, or a read that is not near where the last one ended,
-is random access: only the blocks it touches are fetched, in the smallest requests
-(``block_size``), so random access wastes no bytes. Reads that follow on from the
-last one build a *streak*; the longer the streak, the larger each request (up to
-``max_request``, always 1 MiB x 2^k aligned so the service sends a checksum) and
-the further ahead data is fetched (up to ``read_ahead``). A read a little behind or
-ahead of the expected offset (the kernel's own readahead reorders requests, and
-``tar`` skips small gaps) keeps the streak: it is inside the window, and what is in
-flight there is still wanted. Nothing fetched ahead is thrown away: every leaf goes
-to the disk cache, so a reader that stops early has cost bytes, never a refetch.
+Design (docs/pipeline-notes.md, 4.2). Each open file handle has a :class:`Prefetcher`
+that watches the offsets the kernel asks for, and a :class:`~.scheduler.Stream` under
+which its read-ahead shares the mount's connections.
 
-The per-mount memory budget (in :mod:`glacierfs.read.reader`) bounds what all of this
-holds in memory at once, whatever the number of handles.
+* **Random access fetches only what it touches.** A first read, or one not near where
+  the last one ended, makes no read-ahead: its own leaves are fetched as demand, one
+  leaf each, so random readers keep an amplification of 1.0. A streak starts with a
+  read that begins exactly where the last one ended; once it has, a read a little behind
+  or ahead of the expected offset (the kernel's readahead reorders requests, ``tar``
+  skips small gaps) keeps it.
+* **Ramp.** Each following sequential read-ahead request doubles, 1, 2, 4, ... MiB, up
+  to the request size ``S`` (:meth:`glacierfs.read.link.LinkModel.request_size`); the
+  ramp's requests are all made at once, so they go out together, one per free
+  connection, not one doubling per round trip. Every request is ``2^k`` leaves at a
+  multiple of ``2^k`` (tree-hash aligned: the service sends its checksum).
+* **Window.** The bytes requested ahead of the reader:
+  ``W = R x (L + S/B) x 1.5 + S``, with ``R`` the reader's consumption rate (an average
+  over intervals of :data:`RATE_INTERVAL`), enough to keep the requests that carry ``R``
+  in flight across a request's time with headroom; before ``R`` is known it is the
+  ramp's, about ``2S*``. ``W`` doubles (at most once per round trip, as TCP's slow
+  start does) whenever the reader had to wait on a fetch, and never shrinks while the
+  streak lasts; it is capped by time (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that
+  stops has cost seconds of bytes, cached but billed) and by the :class:`Pace`'s
+  ceiling (the ``read_ahead`` option and an eighth of the disk cache). Fetched bytes go
+  to the disk cache, so memory does not bound it: the mount's memory budget guards only
+  bytes held in memory.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from glacierfs.ranges import floor_power_of_two
+from glacierfs.ranges import Run
+from glacierfs.read.scheduler import Stream
 from glacierfs.treehash import MIB
+
+HEADROOM = 1.5
+"""The window is this many times bandwidth x delay: room for a slow response or two."""
+
+MAX_AHEAD_SECONDS = 10.0
+"""The most read-ahead in seconds of the reader's rate: what a reader that stops has
+cost in bytes fetched and billed, never needed to keep a link busy (a 16 MiB request
+at 25 MB/s takes under a second)."""
+
+RATE_INTERVAL = 0.25
+"""Seconds over which a reader's consumption is measured: a few requests' worth, so
+that the kernel's bursts of reads average out."""
+
+RATE_WEIGHT = 0.5
+"""Weight of each interval in the reader's rate: it follows a reader that speeds up
+(as its window grows) within a second."""
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What the mount's link and cache allow one stream at the moment."""
+
+    request: int
+    """``S``: bytes of one full-size read-ahead request (a power of two of leaves)."""
+    request_seconds: float
+    """``L + S/B``: how long one such request takes on one connection."""
+    ceiling: int
+    """The largest window, in bytes: the ``read_ahead`` option, an eighth of the cache."""
+    latency: float = 0.0
+    """``L``: a round trip to the first byte; the window doubles at most once per ``L``."""
+    ramp: int = 0
+    """The window before the reader's rate is known: the ramp to the link's own request
+    size, ``1 + 2 + ... + S*`` (about ``2 S*``), even while requests are kept smaller
+    than ``S*`` (responses held in memory); at least ``2 S``."""
 
 
 @dataclass(frozen=True)
 class Advice:
-    """Fetch leaves up to ``ahead`` bytes past this read, in requests of ``unit`` leaves."""
+    """Read-ahead for one read: the window past it (0: random access, no read-ahead),
+    and the requests to make now, ``(first leaf, leaves)``, nearest first."""
 
-    unit: int
     ahead: int
+    runs: tuple[Run, ...] = ()
 
 
 class Prefetcher:
-    """The access pattern of one open file handle."""
+    """The access pattern of one open file handle, and its stream of read-ahead."""
 
-    def __init__(self, block_size: int, max_request: int, read_ahead: int) -> None:
-        self.block_leaves = block_size // MIB
-        self.max_leaves = max(max_request // MIB, self.block_leaves)
-        self.read_ahead = read_ahead
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = Stream()
+        self._clock = clock
         self.next_offset: int | None = None
         self.streak = 0
+        self.issued = 0  # leaves below this have been requested ahead (or read)
+        self.ramp = 1  # leaves in the next ramp request
+        self.window = 0  # bytes, before the caps
+        self.rate = 0.0  # bytes/s the reader consumes; 0 until measured
+        self._mark = (clock(), 0)  # start of the rate interval, bytes read in it
+        self._waited = False
+        self._grown_at = -math.inf
 
-    def advise(self, offset: int, size: int) -> Advice:
-        """Record a read and say how much to fetch around it."""
+    def waited(self) -> None:
+        """The reader had to wait on a fetch: the window was too small."""
+        self._waited = True
+
+    def advise(self, offset: int, size: int, leaves: int, pace: Pace) -> Advice:
+        """Record a read of an output of ``leaves`` leaves; say what to request ahead."""
+        now = self._clock()
         expected = self.next_offset
-        window = max(self.streak, 2 * MIB)
-        if expected is not None and expected - window <= offset <= expected + window:
-            self.streak += size
-        else:
-            self.streak = 0
+        # a streak starts only where the last read ended (random reads never ramp up by
+        # landing near each other); once started, reordered reads nearby keep it
+        tolerance = max(self.streak, 2 * MIB) if self.streak else 0
+        sequential = expected is not None and expected - tolerance <= offset <= expected + tolerance
         self.next_offset = offset + size
-        if self.streak == 0:
-            return Advice(self.block_leaves, 0)
-        unit = floor_power_of_two(max(self.streak // MIB, 1))
-        unit = max(self.block_leaves, min(unit, self.max_leaves))
-        ahead = min(2 * self.streak, self.read_ahead)
-        return Advice(unit, ahead)
+        if not sequential:
+            self.streak, self.issued, self.ramp = 0, 0, 1
+            self._mark = (now, 0)
+            self._waited = False
+            return Advice(0)
+        self.streak += size
+        self._measure(now, size)
+        window = self._window(now, pace)
+        if window <= 0:
+            return Advice(0)
+        read_stop = min(leaves, -(-(offset + size) // MIB))
+        stop = min(leaves, -(-(offset + size + window) // MIB))
+        runs = self._ramp(max(self.issued, read_stop), stop, leaves, max(pace.request // MIB, 1))
+        ahead = self.issued * MIB - (offset + size)
+        self.stream.starve = ahead / self.rate if self.rate else 0.0
+        return Advice(window, tuple(runs))
+
+    def _measure(self, now: float, size: int) -> None:
+        started, consumed = self._mark
+        consumed += size
+        elapsed = now - started
+        if elapsed < RATE_INTERVAL:
+            self._mark = (started, consumed)
+            return
+        sample = consumed / elapsed
+        self.rate = sample if not self.rate else self.rate + RATE_WEIGHT * (sample - self.rate)
+        self._mark = (now, 0)
+
+    def _window(self, now: float, pace: Pace) -> int:
+        if self._waited and now - self._grown_at >= pace.latency:
+            self.window *= 2
+            self._grown_at = now
+        self._waited = False
+        fill = self.rate * pace.request_seconds * HEADROOM + pace.request if self.rate else 0
+        self.window = max(self.window, int(fill), 2 * pace.request, pace.ramp)
+        self.window = min(self.window, pace.ceiling)
+        if self.rate:
+            return min(self.window, int(self.rate * MAX_AHEAD_SECONDS))
+        return self.window
+
+    def _ramp(self, first: int, stop: int, leaves: int, largest: int) -> list[Run]:
+        """Aligned requests from ``first`` until ``stop`` is covered, each doubling up to
+        ``largest`` leaves; the last may reach past ``stop``, never past the output."""
+        runs: list[Run] = []
+        index = first
+        while index < stop:
+            aligned = index & -index if index else largest
+            unit = min(self.ramp, largest, aligned)
+            runs.append((index, min(unit, leaves - index)))
+            index += unit
+            self.ramp = min(self.ramp * 2, largest)
+        self.issued = max(self.issued, index)
+        return runs

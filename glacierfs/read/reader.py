@@ -35,15 +35,17 @@ from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import SHARED, CacheUsage
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import GlacierClient
-from glacierfs.config import Options
+from glacierfs.config import DISK_READ_AHEAD, Options
 from glacierfs.errors import LeafUnavailable, UnverifiableRead
 from glacierfs.jobs import Job
 from glacierfs.ranges import leaf_span
 from glacierfs.read.fetch import Fetcher, FetchPart
 from glacierfs.read.flights import Flights
 from glacierfs.read.ledger import BLOCK, TREE_HASH
+from glacierfs.read.link import LinkModel
 from glacierfs.read.loader import Loader
-from glacierfs.read.prefetch import Advice, Prefetcher
+from glacierfs.read.prefetch import Advice, Pace, Prefetcher
+from glacierfs.read.scheduler import Stream
 from glacierfs.read.settings import ReaderSettings
 from glacierfs.read.trust import ObjectState, Trust, slot, usable
 from glacierfs.retry import RetryPolicy
@@ -77,7 +79,8 @@ class Reader:
     ) -> Reader:
         """A reader whose flights run in ``nursery``: cancelling it ends them (call
         :meth:`close` first, so that waiters outside it wake at once)."""
-        return cls(fetch_part, disk, memory, settings, stats, Flights(nursery))
+        capacity = (await disk.usage()).capacity  # bounds read-ahead: an eighth of it
+        return cls(fetch_part, disk, memory, settings, stats, Flights(nursery), capacity)
 
     @classmethod
     async def for_client(
@@ -107,7 +110,9 @@ class Reader:
         settings: ReaderSettings,
         stats: Stats,
         flights: Flights,
+        capacity: int,
     ) -> None:
+        settings = settings.for_cache(capacity)
         self._disk = disk
         self._memory = memory
         self.settings = settings
@@ -121,6 +126,12 @@ class Reader:
             self._flights, self._fetcher, disk, memory, self.trust, settings, stats
         )
         self._block_leaves = settings.block_size // MIB
+        self._ceiling = settings.read_ahead_ceiling()
+
+    @property
+    def link(self) -> LinkModel:
+        """What the mount has measured of its link: first-byte latency, per-connection rate."""
+        return self._fetcher.link
 
     @property
     def descriptions(self) -> dict[str, str]:
@@ -146,12 +157,9 @@ class Reader:
         first, stop = leaf_span(offset, size, job.size)
         state = await self._object(job)
         self.trust.ledger.refuse(job)
-        advice = prefetcher.advise(offset, size) if prefetcher else Advice(self._block_leaves, 0)
-        ahead_stop = min(job.leaves, -(-(offset + size + advice.ahead) // MIB))
-        ranged = advice.ahead == 0  # no streak: take only the bytes asked for from disk
-        self._loader.schedule(
-            job, state, first, max(stop, ahead_stop), advice.unit, from_disk=not ranged
-        )
+        advice = prefetcher.advise(offset, size, job.leaves, self.pace()) if prefetcher else None
+        ranged = advice is None or advice.ahead == 0  # random: only the bytes asked for
+        self._ahead(job, state, first, stop, prefetcher if not ranged else None, advice)
         end = min(offset + size, job.size)
         pieces: list[bytes | memoryview] = []
         for i in range(first, stop):
@@ -163,6 +171,49 @@ class Reader:
         await self.trust.check_handed(job)
         self.stats.bytes_served += end - offset
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def pace(self) -> Pace:
+        """What the link and the cache allow each stream now (:mod:`.prefetch`)."""
+        link, block = self.link, self.settings.block_size
+        request = link.request_size(self.settings.largest_request(), block)
+        ramp = 2 * link.request_size(self.settings.max_request, block) - block
+        return Pace(request, link.request_seconds(request), self._ceiling, link.latency, ramp)
+
+    def _ahead(
+        self,
+        job: Job,
+        state: ObjectState,
+        first: int,
+        stop: int,
+        prefetcher: Prefetcher | None,
+        advice: Advice | None,
+    ) -> None:
+        """Start what a read needs: its own leaves as demand, one block each (a reader
+        waits on them: a request ahead that has them is urged), then the read-ahead
+        requests of its stream, then the leaves the disk cache has within reach."""
+        key, base = slot(job), job.first_leaf
+        stream = prefetcher.stream if prefetcher else None
+        blocks = self._block_leaves
+        self._loader.schedule(
+            job, state, first, stop, blocks, from_disk=prefetcher is not None, stream=stream
+        )
+        for i in range(first, stop):
+            flight = self._flights.get((key, base + i))
+            if flight is not None and self._memory.get(key, base + i) is None:
+                self._fetcher.scheduler.urge(flight)
+                if prefetcher is not None and not usable(job, state, base + i):
+                    prefetcher.waited()  # on the network, not the disk
+        if prefetcher is None or advice is None:
+            return
+        for start, count in advice.runs:
+            unit = 1 << (count - 1).bit_length()
+            self._loader.schedule(
+                job, state, start, start + count, unit, from_disk=False, stream=stream, demand=False
+            )
+        reach = min(advice.ahead, DISK_READ_AHEAD) // MIB
+        self._loader.schedule(
+            job, state, stop, min(stop + reach, job.leaves), blocks, stream=stream, demand=False
+        )
 
     async def _ranged(
         self, job: Job, state: ObjectState, index: int, start: int, stop: int
@@ -288,8 +339,9 @@ class Reader:
     async def hydrate(self, job: Job) -> None:
         """Fetch every leaf of the output not yet cached; raise the first failure."""
         state = await self._object(job)
-        unit = self.settings.max_request // MIB
-        self._loader.schedule(job, state, 0, job.leaves, unit)
+        unit = self.pace().request // MIB
+        stream = Stream(f"hydrate {job.job_id}")  # one stream, sharing the connections fairly
+        self._loader.schedule(job, state, 0, job.leaves, unit, stream=stream, demand=False)
         for i in range(job.leaves):
             flight = self._flights.get((slot(job), job.first_leaf + i))
             if flight is not None:

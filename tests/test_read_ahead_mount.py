@@ -1,0 +1,104 @@
+"""Read-ahead through a real mount over a shaped link: two sequential readers share the
+connections, each byte is fetched once, and random reads fetch only what they touch.
+
+The emulator's request log (in the order responses ended) shows which job each
+connection served; no figure here is a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+from tests.support.emulator import Emulator
+from tests.support.mount import Mount, cmp, needs_fuse
+from tests.support.vault import retrieve
+
+pytestmark = needs_fuse
+
+MIB = 1 << 20
+VAULT = "ahead"
+
+
+def copy_out(source: Path, target: Path, errors: list[BaseException]) -> None:
+    try:
+        with open(source, "rb") as reader, open(target, "wb") as writer:
+            while chunk := reader.read(MIB):
+                writer.write(chunk)
+    except BaseException as error:  # noqa: BLE001 - reported by the test's thread
+        errors.append(error)
+
+
+def outputs(emulator: Emulator, count: int, size: int) -> list[tuple[str, str]]:
+    emulator.client().create_vault(vaultName=VAULT)
+    made = []
+    for seed in range(count):
+        archive, _ = emulator.seeded_archive(VAULT, size, seed + 7, "")
+        made.append((archive, retrieve(emulator.client(), VAULT, archive)))
+    return made
+
+
+def test_two_sequential_readers_share_few_connections_and_each_byte_is_fetched_once(
+    emulator: Emulator, mount_factory: Any, tmp_path: Path
+) -> None:
+    size = 40 * MIB
+    (one, job_one), (two, job_two) = outputs(emulator, 2, size)
+    emulator.fault("latency", operation="GetJobOutput", ms=10)
+    emulator.fault("bandwidth", operation="GetJobOutput", bps=8 * MIB)
+    emulator.reset_counters()  # before the mount, which may read a first leaf for names
+    mount: Mount = mount_factory(emulator.url, VAULT, {"connections": "3"})
+    errors: list[BaseException] = []
+    copies = [tmp_path / "one", tmp_path / "two"]
+    readers = [
+        threading.Thread(target=copy_out, args=(mount.job_file(job), copy, errors))
+        for job, copy in zip((job_one, job_two), copies, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert errors == []
+    cmp(copies[0], emulator.save_content(VAULT, one, tmp_path / "expected-one"))
+    cmp(copies[1], emulator.save_content(VAULT, two, tmp_path / "expected-two"))
+    assert emulator.job_bytes(job_one) == emulator.job_bytes(job_two) == size  # 1.00
+    order = [entry["job"] for entry in emulator.requests() if entry["operation"] == "GetJobOutput"]
+    # while both readers were active, both got connections: in the span where both jobs
+    # had requests still to come, each took a fair part of the requests that ended
+    overlap = order[: min(_last(order, job_one), _last(order, job_two)) + 1]
+    shares = [overlap.count(job) / len(overlap) for job in (job_one, job_two)]
+    assert min(shares) >= 0.25, (shares, order)
+    assert _switches(overlap) >= 4, order
+
+
+def _last(order: list[str], job: str) -> int:
+    return len(order) - 1 - order[::-1].index(job)
+
+
+def _switches(order: list[str]) -> int:
+    return sum(1 for a, b in itertools.pairwise(order) if a != b)
+
+
+def test_random_reads_fetch_only_the_leaves_they_touch(
+    emulator: Emulator, mount_factory: Any
+) -> None:
+    size = 64 * MIB
+    ((archive, job),) = outputs(emulator, 1, size)
+    content = emulator.content(VAULT, archive)
+    emulator.fault("latency", operation="GetJobOutput", ms=10)
+    emulator.reset_counters()
+    mount: Mount = mount_factory(emulator.url, VAULT, {"connections": "3"})
+    rng = random.Random(5)
+    offsets = [rng.randrange(0, size - 4096) for _ in range(60)]
+    fd = os.open(mount.job_file(job), os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for offset in offsets:
+            assert os.pread(fd, 4096, offset) == content[offset : offset + 4096]
+    finally:
+        os.close(fd)
+    leaves = {o // MIB for o in offsets} | {(o + 4095) // MIB for o in offsets} | {0}
+    assert emulator.job_bytes(job) <= 1.1 * len(leaves) * MIB  # with the names' first leaf
