@@ -92,7 +92,7 @@ class OutputStream:
         self.tree_hash: str | None = checksum.lower() if checksum else None
         self.description: str | None = description if isinstance(description, str) else None
         self._what, self._job_id, self._expected = what, job_id, expected
-        self.first_byte = time.monotonic()  # built as the headers arrive
+        self.first_byte: float | None = time.monotonic()  # built as the headers arrive
         self._raw = response["body"]._raw_stream  # urllib3's response
         self._fp = self._raw._fp  # http.client's
         self._received = 0

@@ -9,9 +9,10 @@ Design.
   Before the GET it claims the range's leaves in the disk cache
   (:mod:`glacierfs.cache.disk.puts`: room reserved, leaves marked pending). Then, for
   each 1 MiB leaf of the body: ``readinto`` one of a few reusable 1 MiB buffers
-  (:class:`Buffers`, one in use per connection, whatever the request size), SHA-256 of it, and ``pwrite`` into the cache file at its place, with
-  the XXH3 sums of its granules. A leaf the cache already holds is hashed, never
-  overwritten with unverified bytes.
+  (:class:`Buffers`, one in use per connection, whatever the request size), SHA-256 of
+  it, and ``pwrite`` into the cache file at its place, with the XXH3 sums of its
+  granules. A leaf the cache already holds is hashed, never overwritten with
+  unverified bytes.
 * At the end of the body, the byte count is checked (:mod:`glacierfs.client`) and the
   leaf digests' root compared with ``x-amz-sha256-tree-hash``. A match commits every
   row in one transaction: the row is the commit point, and readers read the leaves from
