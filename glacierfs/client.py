@@ -72,8 +72,7 @@ class OutputPart:
     data: bytes
     tree_hash: str | None
     description: str | None
-    first_byte: float | None = None
-    """``time.monotonic()`` when the response's headers arrived: the link model's latency."""
+    first_byte: float | None = None  # time.monotonic() as the headers came: the latency
 
 
 class OutputStream:
@@ -105,23 +104,22 @@ class OutputStream:
             while filled < len(view):
                 got = self._fp.readinto(view[filled:]) if self._fp is not None else 0
                 if not got:
-                    received = self._received + filled
-                    raise TransientServiceError(
-                        f"{self._what}: received {received} of {self._expected} bytes"
-                    )
+                    raise self._short(self._received + filled)
                 filled += got
         self._received += filled
 
     def finish(self) -> None:
         """The body was read to its end: check it has no more bytes; release the connection."""
         if self._received != self._expected:
-            message = f"{self._what}: received {self._received} of {self._expected} bytes"
-            raise TransientServiceError(message)
+            raise self._short(self._received)
         with translated(self._what, self._job_id, body=True):
             if self._fp is not None and not self._fp.isclosed() and self._fp.read(1):
                 raise BadResponse(f"{self._what}: the body is longer than {self._expected} bytes")
             self._raw.release_conn()
         self._released = True
+
+    def _short(self, received: int) -> TransientServiceError:
+        return TransientServiceError(f"{self._what}: received {received} of {self._expected} bytes")
 
     def close(self) -> None:
         """Close the connection unless :meth:`finish` gave it back to the pool."""
