@@ -1,4 +1,4 @@
-"""The work of flights: leaves brought into memory from the disk cache or the service.
+"""The work of flights: leaves fetched from the service, handed out, stored and judged.
 
 Design.
 
@@ -7,9 +7,12 @@ Design.
   output leaf ``i``), so that every job of the same archive can share them; requests
   are planned in output coordinates (:mod:`glacierfs.ranges`), since that is what the
   service checks alignment against.
-* Leaves on disk are read (and checked) by background flights of one leaf each, so that
-  a sequential reader's next leaves load in parallel; the others are fetched in aligned
-  runs (:mod:`glacierfs.read.fetch`), under the byte budget (:mod:`glacierfs.read.budget`).
+* Leaves on disk are read by the reader itself, inline (:mod:`glacierfs.cache.local`);
+  the others are fetched in aligned runs (:mod:`glacierfs.read.fetch`), under the byte
+  budget (:mod:`glacierfs.read.budget`). Fetched leaves reach later readers through the
+  disk cache (the page cache of its files); only leaves the disk cache could not take
+  (a full or failing disk) are kept in memory, so that their readers do not fetch them
+  again.
 * When every leaf of an output is good for its job, their root is compared with the
   job's record without reading any data again, before the leaves that complete it are
   handed out: a mismatch fails that read and every later one with EIO
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 class Loader:
-    """Starts the flights that bring a job's leaves into memory, and runs them."""
+    """Starts the flights that fetch a job's leaves, and runs them."""
 
     def __init__(
         self,
@@ -59,59 +62,24 @@ class Loader:
         self._memory, self._trust, self.stats = memory, trust, stats
         self._budget = ByteBudget(max(settings.memory_budget, settings.max_request) // MIB)
 
-    def schedule(
-        self,
-        job: Job,
-        state: ObjectState,
-        first: int,
-        stop: int,
-        unit: int,
-        *,
-        from_disk: bool = True,
-    ) -> None:
-        """Start loading the leaves of ``first..stop-1`` that are not in memory or on the way.
-
-        Leaves on disk are read (and checked) by background tasks, so that a sequential
-        reader's next leaves load in parallel (unless not ``from_disk``: a random read
-        takes only its bytes of them); the others are fetched in aligned runs.
-        """
+    def schedule(self, job: Job, state: ObjectState, first: int, stop: int, unit: int) -> None:
+        """Start fetching, in aligned runs, the leaves of ``first..stop-1`` that are not
+        cached for the job, in memory or on the way (cached ones are read by the reader)."""
         self._flights.refuse_when_closing()
         key, base = slot(job), job.first_leaf
 
-        def idle(i: int) -> bool:
+        def missing(i: int) -> bool:
             leaf = base + i
-            return (key, leaf) not in self._flights and self._memory.get(key, leaf) is None
+            return (
+                not usable(job, state, leaf)
+                and (key, leaf) not in self._flights
+                and self._memory.get(key, leaf) is None
+            )
 
-        for i in range(first, min(stop, job.leaves) if from_disk else first):
-            if usable(job, state, base + i) and idle(i):
-                flight = Flight()
-                self._flights.launch(flight, [(key, base + i)], self._load, job, base + i, flight)
-        for run in plan(
-            first,
-            stop,
-            unit,
-            job.leaves,
-            lambda i: not usable(job, state, base + i) and idle(i),
-        ):
+        for run in plan(first, stop, unit, job.leaves, missing):
             flight = Flight()
             leaves = [(key, base + i) for i in range(run[0], run[0] + run[1])]
             self._flights.launch(flight, leaves, self._fly, job, state, run, flight)
-
-    async def _load(self, job: Job, leaf: int, flight: Flight) -> None:
-        """Read one leaf from disk into memory; a miss leaves the flight empty."""
-        key = slot(job)
-        try:
-            found = await self._disk.get_leaf(job.cache_key, leaf, job.owner)
-            if found is not None:
-                data = found[0]
-                self._trust.see(job, leaf, found[1])
-                self._memory.put(key, leaf, data)
-                flight.leaves[leaf] = memoryview(data)
-        except trio.Cancelled:
-            flight.fail(ShuttingDown("the mount is shutting down"))
-            raise
-        finally:
-            self._flights.land(flight, [(key, leaf)])
 
     async def _fly(self, job: Job, state: ObjectState, run: Run, flight: Flight) -> None:
         """Fetch one aligned run of leaves, hand them out, store them, judge the output."""
@@ -124,9 +92,12 @@ class Loader:
                 data, digests, how = await self._fetch(job, state, run, label)
                 self._publish(job, state, flight, first_leaf, data, digests, how)
                 with trio.CancelScope(shield=True):  # downloaded bytes are kept, even at unmount
-                    await self._disk.put(
+                    stored = await self._disk.put(
                         job.cache_key, first_leaf, data, digests, how, owner=job.owner
                     )
+                if not stored:  # readers of these leaves find them in memory, not on disk
+                    for n in range(len(digests)):
+                        self._memory.put(key, first_leaf + n, data[n * MIB : (n + 1) * MIB])
             with trio.CancelScope(shield=True):
                 await self._trust.check_whole(job, state)
         except GlacierfsError as error:
@@ -168,13 +139,12 @@ class Loader:
         digests: list[bytes],
         how: str,
     ) -> None:
-        """Hand verified leaves to the readers waiting on the flight, and to memory."""
-        view, key = memoryview(data), slot(job)
+        """Hand verified leaves to the readers waiting on the flight."""
+        view = memoryview(data)
         for n, digest in enumerate(digests):
             leaf = first_leaf + n
             piece = view[n * MIB : (n + 1) * MIB]
             flight.leaves[leaf] = piece
-            self._memory.put(key, leaf, bytes(piece))  # a copy: the cache counts it
             state.digests[leaf] = after_put(job, state, leaf, digest, how)
             self._trust.see(job, leaf, digest)
         flight.done.set()

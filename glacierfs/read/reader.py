@@ -77,6 +77,7 @@ class Reader:
     ) -> Reader:
         """A reader whose flights run in ``nursery``: cancelling it ends them (call
         :meth:`close` first, so that waiters outside it wake at once)."""
+        disk.local.hint_in(nursery)
         return cls(fetch_part, disk, memory, settings, stats, Flights(nursery))
 
     @classmethod
@@ -109,6 +110,7 @@ class Reader:
         flights: Flights,
     ) -> None:
         self._disk = disk
+        self._local = disk.local
         self._memory = memory
         self.settings = settings
         self.stats = stats
@@ -134,6 +136,13 @@ class Reader:
         requests, worker threads) end now rather than when their flights would.
         """
         self._flights.close()
+        self._local.close()
+
+    def recycle_after_reply(self, data: object) -> None:
+        """``data``, returned by :meth:`read`, goes to pyfuse3 now, which replies before
+        any other task runs: its buffer may then serve another read. Only the FUSE
+        adapter may say so (other callers keep what they were given)."""
+        self._local.pool.recycle_after_reply(data)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -148,33 +157,87 @@ class Reader:
         self.trust.ledger.refuse(job)
         advice = prefetcher.advise(offset, size) if prefetcher else Advice(self._block_leaves, 0)
         ahead_stop = min(job.leaves, -(-(offset + size + advice.ahead) // MIB))
-        ranged = advice.ahead == 0  # no streak: take only the bytes asked for from disk
-        self._loader.schedule(
-            job, state, first, max(stop, ahead_stop), advice.unit, from_disk=not ranged
-        )
+        self._loader.schedule(job, state, first, max(stop, ahead_stop), advice.unit)
+        if advice.ahead:  # a streak: the cached leaves ahead into the page cache
+            self._local.hint(job.cache_key, job.first_leaf + stop, job.first_leaf + ahead_stop)
         end = min(offset + size, job.size)
-        pieces: list[bytes | memoryview] = []
-        for i in range(first, stop):
-            start, stop_in = max(offset - i * MIB, 0), min(end - i * MIB, MIB)
-            piece = await self._ranged(job, state, i, start, stop_in) if ranged else None
-            pieces.append(
-                piece if piece is not None else (await self._leaf(job, state, i))[start:stop_in]
-            )
+        data: bytes | memoryview | None = await self._from_local(
+            job, state, first, stop, offset, end
+        )
+        if data is None:
+            pieces: list[bytes | memoryview] = []
+            for i in range(first, stop):
+                start, stop_in = max(offset - i * MIB, 0), min(end - i * MIB, MIB)
+                pieces.append(await self._piece(job, state, i, start, stop_in))
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         await self.trust.check_handed(job)
         self.stats.bytes_served += end - offset
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return data
+
+    async def _from_local(
+        self, job: Job, state: ObjectState, first: int, stop: int, offset: int, end: int
+    ) -> memoryview | None:
+        """Bytes ``[offset, end)`` read inline from the disk cache (:mod:`glacierfs.cache.local`),
+        when every leaf they touch is there for the job and none is being fetched; else None."""
+        key, leaves = slot(job), range(job.first_leaf + first, job.first_leaf + stop)
+        rows = [state.digests.get(leaf) for leaf in leaves]
+        for leaf, row in zip(leaves, rows, strict=True):
+            if row is None or not row.usable_by(job.owner) or (key, leaf) in self._flights:
+                return None
+        base, digests = job.first_leaf * MIB, [row.digest for row in rows if row is not None]
+        data = await self._local.read(job.cache_key, base + offset, base + end, digests)
+        if data is None:
+            return None
+        for leaf, row in zip(leaves, rows, strict=True):
+            now = state.digests.get(leaf)
+            if row is None or now is None or now.digest != row.digest:  # replaced meanwhile
+                return None
+            self.trust.see(job, leaf, row.digest)
+            self._check_strict(job, state, leaf)
+        self.stats.served_from_cache += end - offset
+        return data
+
+    async def _piece(
+        self, job: Job, state: ObjectState, index: int, start: int, stop: int
+    ) -> bytes | memoryview:
+        """Bytes ``[start, stop)`` of output leaf ``index``: from memory (leaves the disk
+        cache could not take), the disk cache, a flight, or a fetch, in that order, a
+        bounded number of times (:data:`LEAF_ROUNDS`)."""
+        key, leaf = slot(job), job.first_leaf + index
+        for _ in range(LEAF_ROUNDS):
+            data = self._memory.get(key, leaf)
+            if data is not None:
+                self.stats.served_from_cache += stop - start
+                self._check_strict(job, state, leaf)
+                return memoryview(data)[start:stop]
+            piece = await self._ranged(job, state, index, start, stop)
+            if piece is not None:
+                return piece
+            if (key, leaf) not in self._flights:
+                self._loader.schedule(job, state, index, index + 1, self._block_leaves)
+            flight = self._flights.get((key, leaf))
+            if flight is None:
+                continue
+            await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            if leaf in flight.leaves:
+                self._check_strict(job, state, leaf)
+                return flight.leaves[leaf][start:stop]
+        raise LeafUnavailable(
+            f"job {job.job_id}: leaf {leaf} was lost {LEAF_ROUNDS} times between "
+            "being loaded and being read"
+        )
 
     async def _ranged(
         self, job: Job, state: ObjectState, index: int, start: int, stop: int
     ) -> bytes | None:
-        """Bytes ``[start, stop)`` of output leaf ``index`` read from the disk cache alone,
-        when the leaf is there for the job and not in memory or on the way; else None
-        (the whole-leaf path takes over: memory, a flight, or a fetch)."""
+        """Bytes ``[start, stop)`` of output leaf ``index`` read from the disk cache in a
+        worker thread (a leaf without stored sums is checked whole there), when the leaf
+        is there for the job and not on the way; else None."""
         key, leaf = slot(job), job.first_leaf + index
         row = state.digests.get(leaf)
         if row is None or not row.usable_by(job.owner) or (key, leaf) in self._flights:
-            return None
-        if self._memory.get(key, leaf) is not None:
             return None
         data = await self._disk.read_range(job.cache_key, leaf, start, stop - start, job.owner)
         if data is None:
@@ -206,35 +269,6 @@ class Reader:
         if not sighted.is_set():  # another read of the job is looking at it
             await sighted.wait()
         return state
-
-    async def _leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
-        data = await self._find_leaf(job, state, index)
-        self._check_strict(job, state, job.first_leaf + index)
-        return data
-
-    async def _find_leaf(self, job: Job, state: ObjectState, index: int) -> memoryview:
-        key, leaf = slot(job), job.first_leaf + index
-        for _ in range(LEAF_ROUNDS):
-            data = self._memory.get(key, leaf)
-            if data is not None:
-                self.stats.served_from_cache += len(data)
-                return memoryview(data)
-            if (key, leaf) not in self._flights:
-                self._loader.schedule(job, state, index, index + 1, self._block_leaves)
-            flight = self._flights.get((key, leaf))
-            if flight is None:
-                continue
-            await flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            if leaf in flight.leaves:
-                return flight.leaves[leaf]
-            if self._memory.get(key, leaf) is None:
-                self._forget(state, leaf)  # not on disk after all: evicted or damaged
-        raise LeafUnavailable(
-            f"job {job.job_id}: leaf {leaf} was lost {LEAF_ROUNDS} times between "
-            "being loaded and being read"
-        )
 
     def _forget(self, state: ObjectState, leaf: int) -> None:
         if state.digests.pop(leaf, None) is not None:
