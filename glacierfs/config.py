@@ -20,10 +20,12 @@ DEFAULT_CACHE_SIZE = 100 << 30
 """100 GiB: big enough for whole archives of the size people retrieve, small enough for a
 laptop disk; users moving a vault set it to what they have."""
 
-DEFAULT_MEMORY_CACHE = 96 * MIB
-"""Recently used leaves kept in memory; the page cache (keep_cache) serves re-reads, so
-this only needs to hold what is fetched ahead of readers (``read_ahead``) and not yet
-read: leaves pushed out before they are read cost a disk read and a hash."""
+DEFAULT_MEMORY_CACHE = 64 * MIB
+"""Fetched leaves the disk cache could not take (a full or failing disk), kept for the
+readers that follow their fetch, so that a full disk does not make each leaf fetched
+again per kernel read: one reader's ``read_ahead``. Nothing else goes here: warm reads
+come from the disk cache's files through the page cache (:mod:`glacierfs.cache.local`),
+so with a working disk it holds nothing and costs no memory."""
 
 DEFAULT_BLOCK_SIZE = 1 * MIB
 """The smallest request, and what a random read fetches: one tree-hash leaf, the least a
@@ -200,7 +202,7 @@ VAULT is a vault name or ACCOUNTID:VAULT.
 
 Service:   region=R  profile=P  endpoint_url=URL  account_id=ID
 Cache:     cache_dir=DIR (default $XDG_CACHE_HOME/glacierfs, /var/cache/glacierfs for root)
-           cache_size=SIZE (100G)  memory_cache=SIZE (96M)
+           cache_size=SIZE (100G)  memory_cache=SIZE (64M)
 Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (4M)
            read_ahead=SIZE (64M)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
