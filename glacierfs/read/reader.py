@@ -314,6 +314,14 @@ class Reader:
         """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""
         return usable(job, await self._object(job), leaf)
 
+    def local_reads(self) -> dict[str, int]:
+        """Reads served from the disk cache inline, and those that needed a worker thread
+        (the page cache did not hold their bytes)."""
+        return {
+            "disk_reads_inline": self._local.inline,
+            "disk_reads_threaded": self._local.threaded,
+        }
+
     async def cache_usage(self) -> CacheUsage:
         return await self._disk.usage()
 
