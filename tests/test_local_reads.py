@@ -186,9 +186,11 @@ def test_hints_ask_the_page_cache_for_the_leaves_ahead(
 ) -> None:
     put(cache, "a", 0, 3)
     advised: list[tuple[int, int]] = []
-    monkeypatch.setattr(
-        local.os, "posix_fadvise", lambda fd, offset, length, advice: advised.append((offset, length))
-    )
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        advised.append((offset, length))
+
+    monkeypatch.setattr(local.os, "posix_fadvise", advise)
 
     async def steps(reads: LocalReads) -> None:
         async with trio.open_nursery() as nursery:
