@@ -41,14 +41,14 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import trio
 
-from glacierfs.cache.disk import granules
+from glacierfs.cache import views
 from glacierfs.cache.disk.blocks import Handle
 from glacierfs.cache.disk.reads import Reads, Snapshot
 from glacierfs.cache.replies import ReplyPool
+from glacierfs.cache.views import Leaf, View
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
@@ -69,26 +69,6 @@ TOUCH_BATCH = 256
 """Leaves read inline whose last use is given to the eviction order in one worker thread."""
 
 
-@dataclass
-class _Leaf:
-    length: int
-    digest: bytes  # the row's: the bytes are those of this SHA-256
-    sums: bytes
-    checked: int = 0  # bitmask of the granules checked in this mount
-
-
-@dataclass(eq=False)
-class _View:
-    """An object's committed leaves with sums, as of ``generation``, and its data file."""
-
-    generation: int
-    handle: Handle | None
-    leaves: dict[int, _Leaf] = field(default_factory=dict)
-    busy: int = 0  # reads and hints using the descriptor in a worker thread
-    stale: bool = False
-    hinted: range = range(0)  # the leaves last hinted to the page cache
-
-
 class _Raced(Exception):
     """A removal in the object overlapped the read: take the view again."""
 
@@ -100,7 +80,7 @@ class LocalReads:
     def __init__(self, reads: Reads, limiter: trio.CapacityLimiter) -> None:
         self._reads = reads
         self._limiter = limiter
-        self._views: OrderedDict[str, _View] = OrderedDict()
+        self._views: OrderedDict[str, View] = OrderedDict()
         self._unused: list[Handle] = []  # held by views gone stale: released at the next load
         self._nowait = True  # False where the filesystem refuses RWF_NOWAIT
         self._nursery: trio.Nursery | None = None
@@ -145,7 +125,7 @@ class LocalReads:
                 if view is None:
                     return None
             self._views.move_to_end(key)
-            if not _holds(view, first, digests):
+            if not views.holds(view, first, digests):
                 return None  # not in the cache with sums, or with other bytes (another job's)
             try:
                 data = await self._read_span(key, view, offset, end)
@@ -157,6 +137,43 @@ class LocalReads:
             return data
         return None
 
+    def read_now(
+        self, key: str, offset: int, end: int, digests: Sequence[bytes]
+    ) -> memoryview | None:
+        """What :meth:`read` gives, when it can be had at once: the view holds the leaves
+        and the page cache the bytes (any granule unchecked is checked here too). None:
+        ask :meth:`read`, which does the rest (loads, worker threads, drops)."""
+        view = self._views.get(key)
+        if (
+            view is None
+            or view.handle is None
+            or not self._nowait
+            or view.generation != self._reads.generation(key)
+            or not views.holds(view, offset // MIB, digests)
+            or views.spans(view, offset, end) is None
+        ):
+            return None
+        cover = views.cover(view, offset, end)
+        lo, hi = (offset, end) if not cover else (cover[0], cover[1])
+        buffer = self.pool.take(hi - lo)
+        data = memoryview(buffer)[: hi - lo]
+        try:
+            got = os.preadv(view.handle.fd, [data], lo, os.RWF_NOWAIT)
+        except OSError:  # EAGAIN: not in the page cache; any other: :meth:`read` sees it
+            got = -1
+        if (
+            got != hi - lo
+            or self._reads.generation(key) != view.generation
+            or (cover and views.check(view, data, lo, cover[2]) is not None)
+        ):
+            self.pool.give(buffer)
+            return None
+        self.bytes_read += hi - lo
+        self.inline += 1
+        self._views.move_to_end(key)
+        self._note_use(key, offset // MIB, (end - 1) // MIB + 1)
+        return data[offset - lo : end - lo]
+
     def _note_use(self, key: str, first: int, stop: int) -> None:
         """The eviction order learns of inline reads in batches, off the trio thread."""
         self._touched.update((key, index) for index in range(first, stop))
@@ -167,11 +184,10 @@ class LocalReads:
     async def _flush_touched(self, touched: set[tuple[str, int]]) -> None:
         await trio.to_thread.run_sync(self._reads.touch, touched, limiter=self._limiter)
 
-    async def _read_span(self, key: str, view: _View, offset: int, end: int) -> memoryview | None:
-        spans = _spans(view, offset, end)
-        if spans is None or view.handle is None:
+    async def _read_span(self, key: str, view: View, offset: int, end: int) -> memoryview | None:
+        if views.spans(view, offset, end) is None or view.handle is None:
             return None
-        cover = _cover(view, offset, end)
+        cover = views.cover(view, offset, end)
         lo, hi = (offset, end) if not cover else (cover[0], cover[1])
         buffer = self.pool.take(hi - lo)
         data = memoryview(buffer)[: hi - lo]
@@ -183,13 +199,13 @@ class LocalReads:
             await self._drop(key, view, (lo + got) // MIB)
             return None
         if cover:
-            bad = _check(view, data, lo, cover[2])
+            bad = views.check(view, data, lo, cover[2])
             if bad is not None:
                 await self._drop(key, view, bad)
                 return None
         return data[offset - lo : end - lo]
 
-    async def _pread(self, view: _View, fd: int, data: memoryview, offset: int) -> int:
+    async def _pread(self, view: View, fd: int, data: memoryview, offset: int) -> int:
         """Bytes read into ``data`` from ``offset``: from the page cache on this thread,
         the rest in a worker thread; short only at the end of the file or on an error."""
         got = 0
@@ -216,7 +232,7 @@ class LocalReads:
             self._done_with(view)
         return got + rest
 
-    async def _drop(self, key: str, view: _View, index: int) -> None:
+    async def _drop(self, key: str, view: View, index: int) -> None:
         """The leaf ``index`` read short or failed its sums: dropped (unless raced)."""
         view.leaves.pop(index, None)
         await trio.to_thread.run_sync(
@@ -225,7 +241,7 @@ class LocalReads:
 
     # --- views -----------------------------------------------------------------------
 
-    async def _load(self, key: str, first: int, stop: int) -> _View | None:
+    async def _load(self, key: str, first: int, stop: int) -> View | None:
         """The view of ``key`` with leaves ``[first, stop)`` loaded (those with rows)."""
         view = self._views.get(key)
         if view is not None and view.generation != self._reads.generation(key):
@@ -249,7 +265,7 @@ class LocalReads:
                 if snap.handle is not None:
                     self._unused.append(snap.handle)
                 return None  # moved during the load: the caller tries again
-            view = self._views[key] = _View(snap.generation, snap.handle)
+            view = self._views[key] = View(snap.generation, snap.handle)
             snap.handle = None
             while len(self._views) > VIEW_OBJECTS:
                 old_key, old = next(iter(self._views.items()))
@@ -258,7 +274,7 @@ class LocalReads:
             self._unused.append(snap.handle)
         for index, (length, digest, sums) in snap.rows.items():
             if sums is not None and index not in view.leaves:
-                view.leaves[index] = _Leaf(length, digest, sums)
+                view.leaves[index] = Leaf(length, digest, sums)
         return view
 
     def _snapshot(self, key: str, lo: int, hi: int, hold: bool, unused: list[Handle]) -> Snapshot:
@@ -266,13 +282,13 @@ class LocalReads:
         self._reads.release(unused)
         return self._reads.snapshot(key, lo, hi, hold)
 
-    def _retire(self, key: str, view: _View) -> None:
+    def _retire(self, key: str, view: View) -> None:
         if self._views.get(key) is view:
             del self._views[key]
         view.stale = True
         self._done_with(view, 0)
 
-    def _done_with(self, view: _View, count: int = 1) -> None:
+    def _done_with(self, view: View, count: int = 1) -> None:
         view.busy -= count
         if view.stale and not view.busy and view.handle is not None:
             self._unused.append(view.handle)
@@ -288,82 +304,18 @@ class LocalReads:
             return
         if first in view.hinted:
             first = view.hinted.stop
-        runs = _present_runs(view, first, stop)
+        runs = views.present_runs(view, first, stop)
         if not runs:
             return
         view.hinted = range(runs[0][0], runs[-1][1])
         view.busy += 1
         self._nursery.start_soon(self._advise, view, view.handle.fd, runs)
 
-    async def _advise(self, view: _View, fd: int, runs: list[tuple[int, int]]) -> None:
+    async def _advise(self, view: View, fd: int, runs: list[tuple[int, int]]) -> None:
         try:
             await trio.to_thread.run_sync(_will_need, fd, runs, limiter=self._limiter)
         finally:
             self._done_with(view)
-
-
-def _holds(view: _View, first: int, digests: Sequence[bytes]) -> bool:
-    for n, digest in enumerate(digests):
-        leaf = view.leaves.get(first + n)
-        if leaf is None or leaf.digest != digest:
-            return False
-    return True
-
-
-def _spans(view: _View, offset: int, end: int) -> list[_Leaf] | None:
-    """The leaves of ``[offset, end)``, if the view has them all and they are one run of
-    bytes in the file (every leaf but the last whole)."""
-    first, last = offset // MIB, (end - 1) // MIB
-    leaves = []
-    for index in range(first, last + 1):
-        leaf = view.leaves.get(index)
-        if leaf is None or (index < last and leaf.length != MIB):
-            return None
-        leaves.append(leaf)
-    return leaves if end <= last * MIB + leaves[-1].length else None
-
-
-def _cover(view: _View, offset: int, end: int) -> tuple[int, int, list[int]] | None:
-    """When some granule of ``[offset, end)`` is unchecked: the granules' bytes to read
-    (start, end) and the file positions of the unchecked granules; else None."""
-    start = offset - offset % granules.GRANULE
-    last = view.leaves[(end - 1) // MIB]
-    stop = min(-(-end // granules.GRANULE) * granules.GRANULE, (end - 1) // MIB * MIB + last.length)
-    unchecked = [
-        at
-        for at in range(start, stop, granules.GRANULE)
-        if not view.leaves[at // MIB].checked >> (at % MIB // granules.GRANULE) & 1
-    ]
-    return (start, stop, unchecked) if unchecked else None
-
-
-def _check(view: _View, data: memoryview, lo: int, positions: list[int]) -> int | None:
-    """Check the granules at ``positions`` (``data`` starts at ``lo``) against their sums
-    and mark them; the index of the first leaf that fails, or None."""
-    for at in positions:
-        index, granule = at // MIB, at % MIB // granules.GRANULE
-        leaf = view.leaves.get(index)
-        if leaf is None:
-            return index
-        leaf_end = index * MIB + leaf.length
-        piece = data[at - lo : min(at + granules.GRANULE, leaf_end) - lo]
-        if not granules.matches(piece, granule, leaf.sums, [granule]):
-            return index
-        leaf.checked |= 1 << granule
-    return None
-
-
-def _present_runs(view: _View, first: int, stop: int) -> list[tuple[int, int]]:
-    """Runs ``(start, stop)`` of consecutive leaves of ``[first, stop)`` in the view."""
-    runs: list[tuple[int, int]] = []
-    for index in range(first, stop):
-        if index not in view.leaves:
-            continue
-        if runs and runs[-1][1] == index:
-            runs[-1] = (runs[-1][0], index + 1)
-        else:
-            runs.append((index, index + 1))
-    return runs
 
 
 def _read_fully(fd: int, data: memoryview, offset: int) -> int:

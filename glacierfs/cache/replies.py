@@ -2,16 +2,14 @@
 
 pyfuse3 replies (``fuse_reply_buf``) as soon as the read handler returns, before any
 other task runs (``fuse_read_async`` in its ``handlers.pxi``); so the FUSE adapter hands a
-reply back to the pool with :meth:`ReplyPool.recycle_after_reply`, which returns it by
-``run_sync_soon``, that is after the reply. A buffer that goes anywhere else (joined with
+reply back to the pool with :meth:`ReplyPool.recycle_after_reply`: nothing on the loop
+takes a buffer before that reply is written. A buffer that goes anywhere else (joined with
 another piece, kept by a stream) is simply not reused. Pooled buffers avoid faulting
 fresh pages in for every reply (about 450 us per MiB on this kind of guest, where glibc
 maps every allocation of 1 MiB or more afresh: see ``daemon._return_freed_buffers``).
 """
 
 from __future__ import annotations
-
-import trio
 
 from glacierfs.treehash import MIB
 
@@ -55,7 +53,9 @@ class ReplyPool:
                 free.append(buffer)
 
     def recycle_after_reply(self, data: object) -> None:
-        """``data`` is being returned to pyfuse3, which replies before another task runs:
-        its buffer, if pooled, comes back once the reply is written. Trio thread only."""
+        """``data`` is being returned to pyfuse3, which writes the reply before any other
+        code runs on the loop: its buffer, if pooled, is free from then on. It goes back
+        now, as the next :meth:`take` comes after the reply (``run_sync_soon`` would say
+        the same at the price of a wake-up of the loop, a syscall per read)."""
         if isinstance(data, memoryview) and isinstance(data.obj, _Pooled):
-            trio.lowlevel.current_trio_token().run_sync_soon(self.give, data.obj)
+            self.give(data.obj)

@@ -58,6 +58,17 @@ A leaf the index has and the disk has lost takes two; more means the cache keeps
 it, and looping on would spin the trio loop."""
 
 
+def _all_cached(job: Job, state: ObjectState, first: int, stop: int) -> bool:
+    """Whether output leaves ``first..stop-1`` are all cached for the job (then nothing
+    is to be fetched: the common case of a warm read, checked cheaply)."""
+    digests, owner = state.digests, job.owner
+    for leaf in range(job.first_leaf + first, job.first_leaf + min(stop, job.leaves)):
+        row = digests.get(leaf)
+        if row is None or not row.usable_by(owner):
+            return False
+    return True
+
+
 class Reader:
     """Verified bytes of jobs' outputs, from memory, the disk cache or the service.
 
@@ -157,13 +168,21 @@ class Reader:
         self.trust.ledger.refuse(job)
         advice = prefetcher.advise(offset, size) if prefetcher else Advice(self._block_leaves, 0)
         ahead_stop = min(job.leaves, -(-(offset + size + advice.ahead) // MIB))
-        self._loader.schedule(job, state, first, max(stop, ahead_stop), advice.unit)
+        if not _all_cached(job, state, first, max(stop, ahead_stop)):
+            self._loader.schedule(job, state, first, max(stop, ahead_stop), advice.unit)
         if advice.ahead:  # a streak: the cached leaves ahead into the page cache
             self._local.hint(job.cache_key, job.first_leaf + stop, job.first_leaf + ahead_stop)
         end = min(offset + size, job.size)
-        data: bytes | memoryview | None = await self._from_local(
-            job, state, first, stop, offset, end
-        )
+        data: bytes | memoryview | None = None
+        digests = self._cached_digests(job, state, first, stop)
+        if digests is not None:  # from the disk cache, inline when it can be
+            base = job.first_leaf * MIB
+            data = self._local.read_now(job.cache_key, base + offset, base + end, digests)
+            if data is None:
+                data = await self._from_local(job, state, first, offset, end, digests)
+            if data is not None:
+                self._handed(job, state, first, digests)
+                self.stats.served_from_cache += end - offset
         if data is None:
             pieces: list[bytes | memoryview] = []
             for i in range(first, stop):
@@ -174,28 +193,39 @@ class Reader:
         self.stats.bytes_served += end - offset
         return data
 
+    def _cached_digests(
+        self, job: Job, state: ObjectState, first: int, stop: int
+    ) -> list[bytes] | None:
+        """The digests of output leaves ``first..stop-1`` if they are all cached for the
+        job and none is being fetched; else None."""
+        key, owner, digests = slot(job), job.owner, []
+        for leaf in range(job.first_leaf + first, job.first_leaf + stop):
+            row = state.digests.get(leaf)
+            if row is None or not row.usable_by(owner) or (key, leaf) in self._flights:
+                return None
+            digests.append(row.digest)
+        return digests
+
     async def _from_local(
-        self, job: Job, state: ObjectState, first: int, stop: int, offset: int, end: int
+        self, job: Job, state: ObjectState, first: int, offset: int, end: int, digests: list[bytes]
     ) -> memoryview | None:
-        """Bytes ``[offset, end)`` read inline from the disk cache (:mod:`glacierfs.cache.local`),
-        when every leaf they touch is there for the job and none is being fetched; else None."""
-        key, leaves = slot(job), range(job.first_leaf + first, job.first_leaf + stop)
-        rows = [state.digests.get(leaf) for leaf in leaves]
-        for leaf, row in zip(leaves, rows, strict=True):
-            if row is None or not row.usable_by(job.owner) or (key, leaf) in self._flights:
-                return None
-        base, digests = job.first_leaf * MIB, [row.digest for row in rows if row is not None]
+        """Bytes ``[offset, end)`` from the disk cache (:mod:`glacierfs.cache.local`), where
+        they could not be read at once; None if the leaves changed meanwhile."""
+        base = job.first_leaf * MIB
         data = await self._local.read(job.cache_key, base + offset, base + end, digests)
-        if data is None:
-            return None
-        for leaf, row in zip(leaves, rows, strict=True):
-            now = state.digests.get(leaf)
-            if row is None or now is None or now.digest != row.digest:  # replaced meanwhile
+        for n, digest in enumerate(digests):
+            now = state.digests.get(job.first_leaf + first + n)
+            if now is None or now.digest != digest:  # replaced meanwhile
                 return None
-            self.trust.see(job, leaf, row.digest)
-            self._check_strict(job, state, leaf)
-        self.stats.served_from_cache += end - offset
         return data
+
+    def _handed(self, job: Job, state: ObjectState, first: int, digests: list[bytes]) -> None:
+        """Leaves read from the disk cache go to the job's readers: noted, and refused
+        under ``verify=strict`` when no checksum covers them."""
+        for n, digest in enumerate(digests):
+            leaf = job.first_leaf + first + n
+            self.trust.see(job, leaf, digest)
+            self._check_strict(job, state, leaf)
 
     async def _piece(
         self, job: Job, state: ObjectState, index: int, start: int, stop: int
