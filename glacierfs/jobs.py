@@ -56,7 +56,7 @@ class Job:
     def expires(self) -> float:
         return self.completed + EXPIRY.total_seconds()
 
-    @property
+    @cached_property
     def leaves(self) -> int:
         """How many 1 MiB leaves the output has."""
         return -(-self.size // MIB)
@@ -75,7 +75,7 @@ class Job:
             return f"archive-id/{self.vault_arn}/{self.archive_id}"
         return f"inventory/{self.vault_arn}/{self.job_id}"
 
-    @property
+    @cached_property
     def first_leaf(self) -> int:
         """The cache leaf holding the output's first byte (range jobs start inside)."""
         return self.range_start // MIB

@@ -168,13 +168,13 @@ class Reader:
         self.trust.ledger.refuse(job)
         advice = prefetcher.advise(offset, size) if prefetcher else Advice(self._block_leaves, 0)
         ahead_stop = min(job.leaves, -(-(offset + size + advice.ahead) // MIB))
-        if not _all_cached(job, state, first, max(stop, ahead_stop)):
+        digests = self._cached_digests(job, state, first, stop)
+        if digests is None or not _all_cached(job, state, stop, ahead_stop):
             self._loader.schedule(job, state, first, max(stop, ahead_stop), advice.unit)
         if advice.ahead:  # a streak: the cached leaves ahead into the page cache
             self._local.hint(job.cache_key, job.first_leaf + stop, job.first_leaf + ahead_stop)
         end = min(offset + size, job.size)
         data: bytes | memoryview | None = None
-        digests = self._cached_digests(job, state, first, stop)
         if digests is not None:  # from the disk cache, inline when it can be
             base = job.first_leaf * MIB
             data = self._local.read_now(job.cache_key, base + offset, base + end, digests)
