@@ -203,22 +203,24 @@ def test_hints_ask_the_page_cache_for_the_leaves_ahead(
     run(cache, steps)
 
 
-def test_the_reply_pool_reuses_only_its_own_buffers() -> None:
+def test_the_reply_pool_reuses_only_its_own_large_buffers() -> None:
     pool = ReplyPool(keep=1)
     small = pool.take(4 * KIB)
-    assert len(small) == GRANULE  # at least a granule, to check one in place
-    assert len(pool.take(MIB + 1)) == 2 * MIB
+    assert len(small) == 4 * KIB  # fresh: as cheap as a pooled one
     pool.give(small)
-    assert pool.take(GRANULE) is small
-    pool.give(bytearray(GRANULE))  # not the pool's: not kept
-    assert pool.take(GRANULE) is not small
+    assert pool.take(4 * KIB) is not small
+    large = pool.take(MIB + 1)
+    assert len(large) == 2 * MIB
+    pool.give(large)
+    assert pool.take(2 * MIB) is large
+    pool.give(bytearray(2 * MIB))  # not the pool's: not kept
+    assert pool.take(2 * MIB) is not large
     huge = pool.take(64 * MIB)
     pool.give(huge)
     assert pool.take(64 * MIB) is not huge
-
-    buffer = pool.take(GRANULE)
+    buffer = pool.take(MIB)
     pool.recycle_after_reply(memoryview(buffer)[:10])  # replied: free for the next read
-    assert pool.take(GRANULE) is buffer
-    joined = pool.take(GRANULE)
+    assert pool.take(MIB) is buffer
+    joined = pool.take(MIB)
     pool.recycle_after_reply(bytes(joined[:10]))  # another buffer went out: this one stays
-    assert pool.take(GRANULE) is not joined
+    assert pool.take(MIB) is not joined

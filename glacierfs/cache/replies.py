@@ -4,9 +4,13 @@ pyfuse3 replies (``fuse_reply_buf``) as soon as the read handler returns, before
 other task runs (``fuse_read_async`` in its ``handlers.pxi``); so the FUSE adapter hands a
 reply back to the pool with :meth:`ReplyPool.recycle_after_reply`: nothing on the loop
 takes a buffer before that reply is written. A buffer that goes anywhere else (joined with
-another piece, kept by a stream) is simply not reused. Pooled buffers avoid faulting
-fresh pages in for every reply (about 450 us per MiB on this kind of guest, where glibc
-maps every allocation of 1 MiB or more afresh: see ``daemon._return_freed_buffers``).
+another piece, kept by a stream) is simply not reused.
+
+Measured (a read from the page cache into the buffer, CPU per read, glibc set up as in
+the daemon, ``daemon._return_freed_buffers``, which maps every allocation of 1 MiB or
+more afresh): 1 MiB, 41 us pooled against 565 us in a fresh buffer (257 page faults);
+128 KiB, 5.6 us either way; 4 KiB, 1.8 us pooled against 1.0 us fresh (small buffers
+come from the heap, already faulted in). So only large replies are pooled.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ POOL_KEEP = 8
 """Free reply buffers kept per size: replies in progress at once are few, as each goes
 back to the pool right after its FUSE reply."""
 
-SMALLEST = 64 * 1024
-"""The smallest pooled buffer: a granule, so that a 4 KiB read that checks one fits."""
+SMALLEST = 256 * 1024
+"""The smallest pooled buffer: below it a fresh buffer costs no more (see above)."""
 
 POOL_LARGEST = 4 * MIB
 """The largest pooled reply buffer: a 1 MiB FUSE read rounded out to granules fits."""
@@ -31,7 +35,7 @@ class _Pooled(bytearray):
 
 
 class ReplyPool:
-    """Reusable reply buffers by size (powers of two, from one granule up)."""
+    """Reusable reply buffers by size (powers of two, from :data:`SMALLEST` up)."""
 
     def __init__(self, keep: int = POOL_KEEP) -> None:
         self._keep = keep
@@ -39,8 +43,8 @@ class ReplyPool:
 
     def take(self, size: int) -> bytearray:
         """A buffer of at least ``size`` bytes (its content is garbage)."""
-        wanted = max(SMALLEST, 1 << (size - 1).bit_length())
-        if wanted > POOL_LARGEST:
+        wanted = 1 << (size - 1).bit_length()
+        if not SMALLEST <= wanted <= POOL_LARGEST:
             return bytearray(size)
         free = self._free.get(wanted)
         return free.pop() if free else _Pooled(wanted)
