@@ -196,8 +196,9 @@ def test_hints_ask_the_page_cache_for_the_leaves_ahead(
         async with trio.open_nursery() as nursery:
             reads.hint_in(nursery)
             assert await read(reads, "a", 0, 8) == leaf("a", 0)[:8]
-            reads.hint("a", 1, 5)  # leaves 3 and 4 are not cached: not hinted
-            reads.hint("a", 1, 5)  # hinted already
+            reads.hint("a", 1, 5)  # too few to bother a thread with
+            reads.hint("a", 1, 5, final=True)  # the object's end: leaves 3 and 4 are not cached
+            reads.hint("a", 1, 5, final=True)  # hinted already
         assert advised == [(MIB, 2 * MIB)]
 
     run(cache, steps)

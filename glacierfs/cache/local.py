@@ -65,6 +65,10 @@ READ_ATTEMPTS = 4
 """Reads raced by a removal in their object (or missing a leaf the view lacked) before the
 caller's own path takes over."""
 
+HINT_BATCH = 8
+"""Leaves hinted to the page cache at a time: a worker thread per 8 MiB a streak reads,
+not one per read (a thread hop costs more CPU than the hint)."""
+
 TOUCH_BATCH = 256
 """Leaves read inline whose last use is given to the eviction order in one worker thread."""
 
@@ -296,14 +300,17 @@ class LocalReads:
 
     # --- hints -----------------------------------------------------------------------
 
-    def hint(self, key: str, first: int, stop: int) -> None:
+    def hint(self, key: str, first: int, stop: int, *, final: bool = False) -> None:
         """A streak reads on to leaf ``stop``: ask the page cache for the leaves of
-        ``[first, stop)`` present in the view and not hinted lately."""
+        ``[first, stop)`` present in the view and not hinted lately, in batches of
+        :data:`HINT_BATCH` leaves (``final``: ``stop`` ends the object, hint the rest)."""
         view = self._views.get(key)
         if view is None or view.handle is None or self._nursery is None:
             return
         if first in view.hinted:
             first = view.hinted.stop
+        if stop - first < HINT_BATCH and not final and view.hinted:  # the first goes now
+            return
         runs = views.present_runs(view, first, stop)
         if not runs:
             return

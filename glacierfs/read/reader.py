@@ -172,7 +172,9 @@ class Reader:
         if digests is None or not _all_cached(job, state, stop, ahead_stop):
             self._loader.schedule(job, state, first, max(stop, ahead_stop), advice.unit)
         if advice.ahead:  # a streak: the cached leaves ahead into the page cache
-            self._local.hint(job.cache_key, job.first_leaf + stop, job.first_leaf + ahead_stop)
+            base = job.first_leaf
+            final = ahead_stop == job.leaves
+            self._local.hint(job.cache_key, base + stop, base + ahead_stop, final=final)
         end = min(offset + size, job.size)
         data: bytes | memoryview | None = None
         if digests is not None:  # from the disk cache, inline when it can be
