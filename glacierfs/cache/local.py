@@ -180,7 +180,10 @@ class LocalReads:
 
     def _note_use(self, key: str, first: int, stop: int) -> None:
         """The eviction order learns of inline reads in batches, off the trio thread."""
-        self._touched.update((key, index) for index in range(first, stop))
+        if stop == first + 1:
+            self._touched.add((key, first))
+        else:
+            self._touched.update((key, index) for index in range(first, stop))
         if len(self._touched) >= TOUCH_BATCH and self._nursery is not None:
             touched, self._touched = self._touched, set()
             self._nursery.start_soon(self._flush_touched, touched)

@@ -164,7 +164,9 @@ class Reader:
             return b""
         self._flights.refuse_when_closing()
         first, stop = leaf_span(offset, size, job.size)
-        state = await self._object(job)
+        state, sighted = self._objects.get(job.cache_key), self._sighted.get(job.ident)
+        if state is None or sighted is None or not sighted.is_set():
+            state = await self._object(job)
         self.trust.ledger.refuse(job)
         advice = prefetcher.advise(offset, size) if prefetcher else Advice(self._block_leaves, 0)
         ahead_stop = min(job.leaves, -(-(offset + size + advice.ahead) // MIB))
