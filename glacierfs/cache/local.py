@@ -94,6 +94,11 @@ class LocalReads:
         self.threaded = 0  # reads that needed one (page cache misses)
         self._touched: set[tuple[str, int]] = set()  # read inline, last use not yet noted
 
+    def counts(self) -> dict[str, int]:
+        """Reads served inline, and those that needed a worker thread (the page cache did
+        not hold their bytes): the mount's status shows them."""
+        return {"disk_reads_inline": self.inline, "disk_reads_threaded": self.threaded}
+
     def hint_in(self, nursery: trio.Nursery) -> None:
         """Where :meth:`hint` runs its worker threads; without it, hints are skipped."""
         self._nursery = nursery

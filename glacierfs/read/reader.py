@@ -352,12 +352,8 @@ class Reader:
         return usable(job, await self._object(job), leaf)
 
     def local_reads(self) -> dict[str, int]:
-        """Reads served from the disk cache inline, and those that needed a worker thread
-        (the page cache did not hold their bytes)."""
-        return {
-            "disk_reads_inline": self._local.inline,
-            "disk_reads_threaded": self._local.threaded,
-        }
+        """Reads served from the disk cache inline, and in a worker thread."""
+        return self._local.counts()
 
     async def cache_usage(self) -> CacheUsage:
         return await self._disk.usage()
