@@ -23,7 +23,7 @@ from glacierfs.cache.disk.granules import GRANULE
 from glacierfs.cache.local import LocalReads
 from glacierfs.cache.replies import ReplyPool
 from glacierfs.treehash import MIB
-from tests.test_diskcache import DAMAGED, OWNER, leaf, put, write_v1_index
+from tests.test_diskcache import DAMAGED, OWNER, Clock, leaf, put, write_v1_index
 from tests.test_diskcache_granules import flip
 
 KIB = 1 << 10
@@ -202,6 +202,29 @@ def test_hints_ask_the_page_cache_for_the_leaves_ahead(
         assert advised == [(MIB, 2 * MIB)]
 
     run(cache, steps)
+
+
+@pytest.mark.parametrize("reads", [1, local.TOUCH_READS])
+def test_inline_reads_count_as_uses_for_eviction(tmp_path: Path, reads: int) -> None:
+    """Leaf 0, read inline (``reads`` times: the last use reaches the eviction order in
+    batches, or when the mount ends), is used after leaf 1: leaf 1 goes first."""
+    clock = Clock()
+    with DiskCache(tmp_path / "cache", 3 * MIB, clock=clock) as cache:
+        for i in range(3):
+            clock.tick()
+            put(cache, "a", i, 1)
+        clock.tick()
+
+        async def steps(reads_: LocalReads) -> None:
+            async with trio.open_nursery() as nursery:
+                reads_.hint_in(nursery)
+                for _ in range(reads):
+                    assert await read(reads_, "a", 0, 8) == leaf("a", 0)[:8]
+
+        run(cache, steps)  # its end (close) gives the rest to the eviction order
+        clock.tick()
+        assert put(cache, "b", 0, 1)
+        assert sorted(cache.leaves("a")) == [0, 2]
 
 
 def test_the_reply_pool_reuses_only_its_own_large_buffers() -> None:

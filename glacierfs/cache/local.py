@@ -70,7 +70,11 @@ HINT_BATCH = 8
 not one per read (a thread hop costs more CPU than the hint)."""
 
 TOUCH_BATCH = 256
-"""Leaves read inline whose last use is given to the eviction order in one worker thread."""
+"""Leaves read inline whose last use is given to the eviction order in one worker thread
+(or, when reads keep to fewer leaves, :data:`TOUCH_READS` reads)."""
+
+TOUCH_READS = 4096
+"""Reads after which the leaves they touched are given to the eviction order anyway."""
 
 
 class _Raced(Exception):
@@ -93,6 +97,7 @@ class LocalReads:
         self.inline = 0  # reads served without a worker thread
         self.threaded = 0  # reads that needed one (page cache misses)
         self._touched: set[tuple[str, int]] = set()  # read inline, last use not yet noted
+        self._reads_untouched = 0  # reads since the eviction order last learnt of them
 
     def counts(self) -> dict[str, int]:
         """Reads served inline, and those that needed a worker thread (the page cache did
@@ -189,8 +194,11 @@ class LocalReads:
             self._touched.add((key, first))
         else:
             self._touched.update((key, index) for index in range(first, stop))
-        if len(self._touched) >= TOUCH_BATCH and self._nursery is not None:
-            touched, self._touched = self._touched, set()
+        self._reads_untouched += 1
+        if (
+            len(self._touched) >= TOUCH_BATCH or self._reads_untouched >= TOUCH_READS
+        ) and self._nursery is not None:
+            touched, self._touched, self._reads_untouched = self._touched, set(), 0
             self._nursery.start_soon(self._flush_touched, touched)
 
     async def _flush_touched(self, touched: set[tuple[str, int]]) -> None:
