@@ -20,11 +20,12 @@ DEFAULT_CACHE_SIZE = 100 << 30
 """100 GiB: big enough for whole archives of the size people retrieve, small enough for a
 laptop disk; users moving a vault set it to what they have."""
 
-DEFAULT_MEMORY_CACHE = 96 * MIB
-"""Recently used leaves kept in memory; the page cache (keep_cache) serves re-reads, so
-this only needs to hold what is loaded ahead of readers (:data:`DISK_READ_AHEAD`, and
-the leaves fetched shortly before they are read): a leaf pushed out before it is read
-costs a disk read and a hash, never a second fetch."""
+DEFAULT_MEMORY_CACHE = 64 * MIB
+"""Fetched leaves the disk cache could not take (a full or failing disk, or a cache too
+small to stream into), kept for the readers that follow their fetch, so that each leaf
+is not fetched again per kernel read (the window then stays within two thirds of it).
+Nothing else goes here: warm reads come from the disk cache's files through the page
+cache (:mod:`glacierfs.cache.local`), so with a working disk it holds nothing."""
 
 DEFAULT_BLOCK_SIZE = 1 * MIB
 """The smallest request, and what a random read fetches: one tree-hash leaf, the least a
@@ -50,9 +51,10 @@ While fetched leaves are still handed over through the memory cache, two thirds 
 ``memory_cache`` bound it too (:mod:`glacierfs.read.settings`)."""
 
 DISK_READ_AHEAD = 32 * MIB
-"""How far ahead of a sequential reader leaves already in the disk cache are loaded, in
-parallel, into the memory cache: a third of ``memory_cache``, so that they are still there
-when read; the page cache does the rest."""
+"""How far ahead of a sequential reader the leaves already in the disk cache are hinted
+to the page cache (``POSIX_FADV_WILLNEED``, :mod:`glacierfs.cache.local`), so that its
+reads find them there and are served inline: 32 reads of 1 MiB ahead, little enough
+that hinted pages are not pushed out again before they are read."""
 
 DEFAULT_CONNECTIONS = 16
 """GETs in flight at once for the whole mount: each connection to a distant region is
@@ -215,7 +217,7 @@ VAULT is a vault name or ACCOUNTID:VAULT.
 
 Service:   region=R  profile=P  endpoint_url=URL  account_id=ID
 Cache:     cache_dir=DIR (default $XDG_CACHE_HOME/glacierfs, /var/cache/glacierfs for root)
-           cache_size=SIZE (100G)  memory_cache=SIZE (96M)
+           cache_size=SIZE (100G)  memory_cache=SIZE (64M)
 Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (32M)
            read_ahead=SIZE (1G)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)

@@ -147,7 +147,9 @@ class Operations(pyfuse3.Operations):
     async def read(  # type: ignore[override]  # pyfuse3 takes any buffer: no copy of a leaf
         self, fh: pyfuse3.FileHandleT, off: int, size: int
     ) -> bytes | memoryview:
-        return await self.fs.read(fh, off, size)
+        data = await self.fs.read(fh, off, size)
+        self.fs.reader.recycle_after_reply(data)  # pyfuse3 replies before any task runs
+        return data
 
     @_replying
     async def release(self, fh: pyfuse3.FileHandleT) -> None:

@@ -142,13 +142,19 @@ def test_a_consistent_claimer_read_first_fails_and_never_reaches_the_genuine_fil
     claim(liar, vault, claimer, genuine, hashes=True)
     mount: Mount = mount_factory(liar.url, VAULT, FAST)
     with mount.job_file(claimer).open("rb") as stream:  # half, then the rest
-        assert stream.read(3 * MIB) == own[: 3 * MIB]  # its own bytes, checked as it went
+        try:
+            assert stream.read(3 * MIB) == own[: 3 * MIB]  # its own bytes, checked as it went
+        except OSError as error:  # or read-ahead already completed, and so condemned, it
+            assert error.errno == errno.EIO
         with pytest.raises(OSError) as raised:
             stream.read()
     assert raised.value.errno == errno.EIO  # the read that completes it
     assert sha256sum(mount.job_file(claimer))[0] != 0
     assert sha256sum(mount.job_file(genuine)) == (0, digest(truth))
-    assert vault.job_bytes(genuine) == SIZE  # none of the claimer's leaves was taken
+    # None of the claimer's leaves was taken: the genuine job fetched its whole output. Its
+    # first leaf, fetched at mount for its name, may be fetched twice: the disk cache
+    # keeps one leaf per index, and the claimer's put of its own first leaf replaced it.
+    assert SIZE <= vault.job_bytes(genuine) <= SIZE + MIB
     states = status(mount)
     assert states[claimer]["verified"] == "mismatch"
     assert "SHA256TreeHash" in states[claimer]["problem"]

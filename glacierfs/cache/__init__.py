@@ -3,6 +3,8 @@
 - :mod:`.disk`: the disk cache (one sparse file per object, an SQLite index whose rows
   are the commit points, owners per leaf, eviction, crash recovery, metadata), a
   package with a module per part and :class:`~.disk.DiskCache` in front of them.
-- :mod:`.memory`: recently used leaves in memory, for the trio thread only.
+- :mod:`.local`: a mount's reads of cached leaves on the trio thread, no SQLite, no
+  lock, no thread unless the page cache misses; :mod:`.replies`, their reply buffers.
+- :mod:`.memory`: fetched leaves the disk cache could not take, for the trio thread only.
 - :mod:`.aio`: the disk cache from the trio loop, every call in a thread under one limiter.
 """

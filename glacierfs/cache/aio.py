@@ -5,17 +5,20 @@ trio loop must not, so every call into it from the loop goes through :class:`Asy
 a worker thread per call, at most :data:`DISK_THREADS` at once for the whole mount. A
 slow disk then queues its callers here rather than taking every worker thread (which the
 network and hashing need too). Worker threads that are not on the loop (a ReaderStream,
-``glacierfs retrieve``'s own threads) call the DiskCache directly.
+``glacierfs retrieve``'s own threads) call the DiskCache directly. Reads of leaves
+already checked skip the worker thread: :attr:`AsyncDisk.local` (:mod:`.local`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import trio
 
 from glacierfs.cache.disk import CacheUsage, DiskCache, LeafRow
+from glacierfs.cache.local import LocalReads
 from glacierfs.config import DEFAULT_DISK_THREADS
 
 T = TypeVar("T")
@@ -27,6 +30,7 @@ class AsyncDisk:
     def __init__(self, disk: DiskCache, threads: int = DEFAULT_DISK_THREADS) -> None:
         self.disk = disk
         self._limiter = trio.CapacityLimiter(threads)
+        self.local = LocalReads(disk.reads, self._limiter)
 
     async def _run(self, call: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(call, *args, limiter=self._limiter)
@@ -79,4 +83,5 @@ class AsyncDisk:
         await self._run(self.disk.delete_meta, namespace, name)
 
     async def usage(self) -> CacheUsage:
-        return await self._run(self.disk.usage)
+        usage = await self._run(self.disk.usage)
+        return replace(usage, bytes_read=usage.bytes_read + self.local.bytes_read)

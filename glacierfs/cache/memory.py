@@ -1,7 +1,8 @@
 """The memory cache: recently used leaves, bounded in bytes, least recently used out first.
 
-It sits in front of the disk cache so that a leaf read in pieces by consecutive kernel
-reads is read from disk (and checked) once. Not thread-safe: only the trio thread uses
+It holds only fetched leaves the disk cache could not take (a full or failing disk), so
+that the kernel reads that follow a fetch do not fetch it again; warm reads come from
+the disk cache (:mod:`glacierfs.cache.local`). Not thread-safe: only the trio thread uses
 it, so it needs no lock.
 """
 

@@ -1,4 +1,4 @@
-"""The work of flights: leaves brought into memory from the disk cache or the service.
+"""The work of flights: leaves fetched from the service, handed out, stored and judged.
 
 Design.
 
@@ -7,11 +7,11 @@ Design.
   output leaf ``i``), so that every job of the same archive can share them; requests
   are planned in output coordinates (:mod:`glacierfs.ranges`), since that is what the
   service checks alignment against.
-* Leaves on disk are read (and checked) by background flights of one leaf each, so that
-  a sequential reader's next leaves load in parallel; the others are fetched in aligned
-  runs, streamed into the disk cache (:mod:`glacierfs.read.fetch`), where the flight's
-  waiters then read them. When the disk cannot take a run, it is held in memory for its
-  waiters, under the byte budget (:mod:`glacierfs.read.budget`), and logged once.
+* Leaves on disk are read by the reader itself, inline (:mod:`glacierfs.cache.local`);
+  the others are fetched in aligned runs, streamed into the disk cache
+  (:mod:`glacierfs.read.fetch`), where the flight's waiters then read them. When the
+  disk cannot take a run, it is held in memory for its waiters, under the byte budget
+  (:mod:`glacierfs.read.budget`), and logged once.
 * When every leaf of an output is good for its job, their root is compared with the
   job's record without reading any data again, before the leaves that complete it are
   handed out: a mismatch fails that read and every later one with EIO
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 class Loader:
-    """Starts the flights that bring a job's leaves into memory, and runs them."""
+    """Starts the flights that fetch a job's leaves, and runs them."""
 
     def __init__(
         self,
@@ -75,36 +75,25 @@ class Loader:
         stop: int,
         unit: int,
         *,
-        from_disk: bool = True,
         stream: Stream | None = None,
         demand: bool = True,
     ) -> None:
-        """Start loading the leaves of ``first..stop-1`` that are not in memory or on the way.
-
-        Leaves on disk are read (and checked) by background tasks, so that a sequential
-        reader's next leaves load in parallel (unless not ``from_disk``: a random read
-        takes only its bytes of them); the others are fetched in aligned runs, each with
-        its ticket for the mount's connections: of ``stream``, and ``demand`` when a reader
-        waits on them (:mod:`glacierfs.read.scheduler`).
-        """
+        """Start fetching, in aligned runs, the leaves of ``first..stop-1`` that are not
+        cached for the job, in memory or on the way (cached ones are read by the reader),
+        each run with its ticket for the mount's connections: of ``stream``, and
+        ``demand`` when a reader waits on them (:mod:`glacierfs.read.scheduler`)."""
         self._flights.refuse_when_closing()
         key, base = slot(job), job.first_leaf
 
-        def idle(i: int) -> bool:
+        def missing(i: int) -> bool:
             leaf = base + i
-            return (key, leaf) not in self._flights and self._memory.get(key, leaf) is None
+            return (
+                not usable(job, state, leaf)
+                and (key, leaf) not in self._flights
+                and self._memory.get(key, leaf) is None
+            )
 
-        for i in range(first, min(stop, job.leaves) if from_disk else first):
-            if usable(job, state, base + i) and idle(i):
-                flight = Flight()
-                self._flights.launch(flight, [(key, base + i)], self._load, job, base + i, flight)
-        for run in plan(
-            first,
-            stop,
-            unit,
-            job.leaves,
-            lambda i: not usable(job, state, base + i) and idle(i),
-        ):
+        for run in plan(first, stop, unit, job.leaves, missing):
             flight = Flight()
             leaves = [(key, base + i) for i in range(run[0], run[0] + run[1])]
             ticket = Ticket(stream, demand)
@@ -114,22 +103,6 @@ class Loader:
                 self._flights.launch(flight, leaves, self._fly, job, state, run, flight)
             finally:
                 REQUEST.reset(token)
-
-    async def _load(self, job: Job, leaf: int, flight: Flight) -> None:
-        """Read one leaf from disk into memory; a miss leaves the flight empty."""
-        key = slot(job)
-        try:
-            found = await self._disk.get_leaf(job.cache_key, leaf, job.owner)
-            if found is not None:
-                data = found[0]
-                self._trust.see(job, leaf, found[1])
-                self._memory.put(key, leaf, data)
-                flight.leaves[leaf] = memoryview(data)
-        except trio.Cancelled:
-            flight.fail(ShuttingDown("the mount is shutting down"))
-            raise
-        finally:
-            self._flights.land(flight, [(key, leaf)])
 
     async def _fly(self, job: Job, state: ObjectState, run: Run, flight: Flight) -> None:
         """Fetch one aligned run of leaves into the disk cache, hand them out, judge the

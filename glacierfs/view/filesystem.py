@@ -224,6 +224,7 @@ class Filesystem:
             "cache_used": usage.used,
             "cache_capacity": usage.capacity,
             "disk_bytes_read": usage.bytes_read,
+            **self.reader.local_reads(),
             **self.reader.stats.as_dict(),
             **self.about,
         }

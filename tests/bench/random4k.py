@@ -119,7 +119,7 @@ def _openers(bench: Bench, job: str, cache: Path, plain: Path) -> dict[str, Open
 
     @contextlib.contextmanager
     def rclone() -> Iterator[Path]:
-        with peers.rclone(plain, bench.fresh_dir("rclone"), rclone_cache).start() as served:
+        with peers.rclone(plain, bench.fresh_dir("rclone"), rclone_cache).start(1024) as served:
             yield served.file
 
     @contextlib.contextmanager

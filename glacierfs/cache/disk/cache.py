@@ -163,6 +163,11 @@ class DiskCache:
         (see :mod:`.reads`). ValueError for a range outside the leaf."""
         return self._reads.range(key, index, offset, length, owner)
 
+    @property
+    def reads(self) -> Reads:
+        """The checked reads, for a mount's inline reads (:mod:`glacierfs.cache.local`)."""
+        return self._reads
+
     def put(
         self,
         key: str,

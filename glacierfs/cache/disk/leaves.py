@@ -131,6 +131,17 @@ class LeafIndex:
         rows = self._index.execute(query, (key, first, stop))
         return {i: (n, LeafRow(bytes(d), v, o)) for i, n, d, v, o in rows}
 
+    def sums_of(
+        self, key: str, first: int, stop: int
+    ) -> dict[int, tuple[int, bytes, bytes | None]]:
+        """Index -> (length, digest, granule sums or None) of the leaves of ``key`` in
+        ``[first, stop)``."""
+        query = (
+            "SELECT idx, length, digest, sums FROM leaves WHERE key = ? AND idx >= ? AND idx < ?"
+        )
+        rows = self._index.execute(query, (key, first, stop))
+        return {int(i): (int(n), bytes(d), bytes(s) if s else None) for i, n, d, s in rows}
+
     def cached_bytes(self, key: str) -> int:
         query = "SELECT COALESCE(SUM(length), 0) FROM leaves WHERE key = ?"
         return int(self._index.execute(query, (key,)).fetchone()[0])

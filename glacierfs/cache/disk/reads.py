@@ -18,9 +18,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from glacierfs.cache.disk import granules
-from glacierfs.cache.disk.blocks import BlockStore
+from glacierfs.cache.disk.blocks import BlockStore, Handle
 from glacierfs.cache.disk.eviction import Eviction
 from glacierfs.cache.disk.leaves import LeafIndex, Located
 from glacierfs.treehash import MIB
@@ -29,6 +31,16 @@ log = logging.getLogger(__name__)
 
 READ_ATTEMPTS = 8
 """Reads of a leaf raced by removals in its object before giving up with a miss."""
+
+
+@dataclass
+class Snapshot:
+    """Rows of an object as they were at ``generation``: index -> (length, digest, sums
+    or None); ``handle``, its data file held for the caller (None when there is none)."""
+
+    generation: int
+    rows: dict[int, tuple[int, bytes, bytes | None]]
+    handle: Handle | None
 
 
 class Reads:
@@ -61,6 +73,52 @@ class Reads:
             if settled:
                 return found
         return None
+
+    # --- for a mount's inline reads (glacierfs.cache.local) -----------------------------
+
+    def generation(self, key: str) -> int:
+        """Removals in ``key`` so far. Read without the lock: one dict lookup, atomic under
+        the GIL; a removal bumps it before it punches or rewrites any byte."""
+        return self._leaves.generation[key]
+
+    def snapshot(self, key: str, first: int, stop: int, hold: bool) -> Snapshot:
+        """The rows of leaves ``[first, stop)`` of ``key`` and their generation, read
+        together; with ``hold``, the data file too, held until :meth:`release`."""
+        with self._lock:
+            generation = self._leaves.generation[key]
+            rows = self._leaves.sums_of(key, first, stop)
+            handle = None
+            if hold and rows:
+                try:
+                    handle = self._blocks.acquire(key, write=False)
+                except OSError as error:
+                    log.debug("disk cache: opening the data file of %s: %s", key, error)
+                    rows = {}
+        return Snapshot(generation, rows, handle)
+
+    def release(self, handles: Iterable[Handle]) -> None:
+        with self._lock:
+            for handle in handles:
+                self._blocks.release(handle)
+
+    def touch(self, leaves: Iterable[tuple[str, int]]) -> None:
+        """Leaves read inline since the last call: their last use is now."""
+        with self._lock:
+            for key, index in leaves:
+                self._eviction.touch(key, index)
+
+    def drop_damaged(self, key: str, index: int, generation: int) -> None:
+        """A leaf read short or failing its sums at ``generation``: dropped, unless a
+        removal came since (then the read raced it, and proves nothing)."""
+        with self._lock:
+            if self._leaves.generation[key] != generation:
+                return
+            length = self._leaves.length(key, index)
+            if length is not None:
+                log.warning("disk cache: leaf %d of %s is damaged on disk: dropped", index, key)
+                self._leaves.remove_quietly([(key, index, length)])
+
+    # --- the checked reads -----------------------------------------------------------
 
     def _leaf_once(
         self, key: str, index: int, owner: str | None
