@@ -70,3 +70,10 @@ def test_while_responses_are_held_in_memory_each_connection_gets_its_share() -> 
     assert tight.largest_request() == MIB  # never below a block: the budget takes max()
     streamed = ReaderSettings(max_request=32 * MIB, holds_responses=False)
     assert streamed.largest_request() == 32 * MIB
+
+
+def test_the_size_a_connection_carries_within_a_time() -> None:
+    wan, loopback = measured(0.040, 25e6), measured(0.002, 1e9)
+    assert wan.size_within(0.25, MIB, 16 * MIB) == 4 * MIB  # 8 MiB takes 0.38 s
+    assert wan.size_within(0.01, MIB, 16 * MIB) == MIB  # never below the smallest
+    assert loopback.size_within(0.25, MIB, 32 * MIB) == 32 * MIB  # never above the largest

@@ -141,3 +141,61 @@ def test_before_the_rate_is_known_the_window_is_the_ramp_to_the_links_request_si
     assert advice.ahead == 31 * MIB  # the ramp to 16 MiB, in requests of at most 4 MiB
     assert advice.runs[:4] == ((2, 1), (3, 1), (4, 4), (8, 4))
     assert all(count <= 4 for _, count in advice.runs)
+
+
+FILLED = Pace(
+    request=16 * MIB,
+    request_seconds=0.04 + 16 * MIB / 25e6,
+    ceiling=1 << 30,
+    latency=0.04,
+    connections=16,
+    tail=4 * MIB,
+)
+"""The WAN shape with the mount's 16 connections, and 4 MiB requests at the end."""
+
+
+def streak_runs(leaves: int, pace: Pace, clock: Clock | None = None) -> list[tuple[int, int]]:
+    """Every request a reader waiting on each 1 MiB read of the output makes."""
+    reader = Prefetcher(clock or Clock())
+    runs: list[tuple[int, int]] = []
+    for offset in range(0, leaves * MIB, MIB):
+        reader.waited()
+        runs += reader.advise(offset, MIB, leaves, pace).runs
+    return runs
+
+
+def test_a_short_output_is_spread_over_every_connection() -> None:
+    runs = streak_runs(128, FILLED)  # 16 connections x 16 MiB would be twice the output
+    assert sum(count for _, count in runs) == 126  # every leaf past the first two reads, once
+    assert len(runs) >= 16  # every connection carries part of it
+    assert max(count for _, count in runs) == 8
+    assert all(count >= 4 for start, count in runs if start >= 8)  # none below the tail
+    assert all(start % (1 << (count - 1).bit_length()) == 0 for start, count in runs)
+
+
+def test_the_end_of_a_long_output_shrinks_to_the_tail_size() -> None:
+    runs = streak_runs(1024, FILLED)
+    sizes = [count for _, count in runs]
+    assert sizes[5:-40].count(16) == len(sizes[5:-40])  # full-size until near the end
+    assert sizes[-1] == 4 and 8 in sizes  # then halving, down to the tail, not below
+    assert min(sizes[5:]) == 4 and sum(sizes) == 1022
+
+
+def test_without_connections_or_on_a_fast_link_requests_stay_full_size_to_the_end() -> None:
+    assert streak_runs(128, WAN)[-3:] == [(80, 16), (96, 16), (112, 16)]
+    fast = Pace(32 * MIB, 0.035, 1 << 30, 0.002, connections=16, tail=32 * MIB)
+    assert all(count == 32 for _, count in streak_runs(1024, fast)[5:])
+
+
+def test_a_reader_that_waits_on_the_link_keeps_every_connection_busy() -> None:
+    clock = Clock()
+    reader = Prefetcher(clock)
+    for offset in range(0, 40 * MIB, MIB):  # 10 MB/s, always waiting: 10 s of it is 100 MB
+        reader.waited()
+        advice = reader.advise(offset, MIB, LEAVES, FILLED)
+        clock.now += MIB / 10e6
+    assert advice.ahead == int(16 * 16 * MIB * 1.5)  # 16 connections x 16 MiB, headroom
+    for offset in range(40 * MIB, 100 * MIB, MIB):  # then it stops waiting: the time cap
+        advice = reader.advise(offset, MIB, LEAVES, FILLED)
+        clock.now += MIB / 10e6
+    assert advice.ahead == int(MAX_AHEAD_SECONDS * reader.rate) < 16 * 16 * MIB

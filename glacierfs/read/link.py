@@ -69,6 +69,14 @@ class LinkModel:
             size *= 2
         return min(size, ceiling)
 
+    def size_within(self, seconds: float, smallest: int, largest: int) -> int:
+        """The largest ``smallest`` x 2^n that one connection carries in ``seconds``
+        (``L + S/B``), at most ``largest``, at least ``smallest``."""
+        size = smallest
+        while size * 2 <= largest and self.request_seconds(size * 2) <= seconds:
+            size *= 2
+        return size
+
     def request_seconds(self, size: int) -> float:
         """How long one request of ``size`` bytes takes on one connection: ``L + S/B``."""
         return self.latency + size / self.rate

@@ -15,6 +15,13 @@ which its read-ahead shares the mount's connections.
   ramp's requests are all made at once, so they go out together, one per free
   connection, not one doubling per round trip. Every request is ``2^k`` leaves at a
   multiple of ``2^k`` (tree-hash aligned: the service sends its checksum).
+* **Every connection gets a part of the end.** Near the end of an output, a request is
+  at most the leaves left over the mount's connections (to the nearest power of two),
+  down to what one connection carries in :data:`TAIL_SECONDS`: a 128 MiB output over
+  16 connections goes as 1, 1, 4, 8, 8, ... 4, 4 MiB requests on all 16 at once, not
+  as eight 16 MiB ones on half of them (measured on the WAN shape: 6.4 connections busy
+  on average before, 11 to 13 after), and the last requests of a long output end
+  together, not one 16 MiB response alone for its last 0.7 s.
 * **Window.** The bytes requested ahead of the reader:
   ``W = R x (L + S/B) x 1.5 + S``, with ``R`` the reader's consumption rate (an average
   over intervals of :data:`RATE_INTERVAL`), enough to keep the requests that carry ``R``
@@ -22,7 +29,11 @@ which its read-ahead shares the mount's connections.
   ramp's, about ``2S*``. ``W`` doubles (at most once per round trip, as TCP's slow
   start does) whenever the reader had to wait on a fetch, and never shrinks while the
   streak lasts; it is capped by time (:data:`MAX_AHEAD_SECONDS` of ``R``: a reader that
-  stops has cost seconds of bytes, cached but billed) and by the :class:`Pace`'s
+  stops has cost seconds of bytes, cached but billed), except that a reader that waited
+  on the link lately (:data:`LINK_BOUND_REQUESTS`) may keep every connection busy,
+  ``connections x S x 1.5``: its ``R`` is what the link brought it, not what it reads
+  (measured: the time cap held a 1 GiB reader at 150-160 MiB ahead, 10 requests of 16
+  connections, as its rate was still low from the ramp); and by the :class:`Pace`'s
   ceiling (the ``read_ahead`` option and an eighth of the disk cache). Fetched bytes go
   to the disk cache, so memory does not bound it: the mount's memory budget guards only
   bytes held in memory.
@@ -35,7 +46,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from glacierfs.ranges import Run
+from glacierfs.ranges import Run, floor_power_of_two
 from glacierfs.read.scheduler import Stream
 from glacierfs.treehash import MIB
 
@@ -46,6 +57,15 @@ MAX_AHEAD_SECONDS = 10.0
 """The most read-ahead in seconds of the reader's rate: what a reader that stops has
 cost in bytes fetched and billed, never needed to keep a link busy (a 16 MiB request
 at 25 MB/s takes under a second)."""
+
+TAIL_SECONDS = 0.25
+"""The time of the smallest request near the end of an output (:attr:`Pace.tail`): so a
+connection that took a full-size request last ends at most about this long after the
+others; on a fast link (loopback), full-size requests already take less."""
+
+LINK_BOUND_REQUESTS = 2
+"""A reader that waited on a fetch within this many request times is bound by the link:
+its window may then keep every connection busy, whatever its measured rate."""
 
 RATE_INTERVAL = 0.25
 """Seconds over which a reader's consumption is measured: a few requests' worth, so
@@ -72,6 +92,12 @@ class Pace:
     """The window before the reader's rate is known: the ramp to the link's own request
     size, ``1 + 2 + ... + S*`` (about ``2 S*``), even while requests are kept smaller
     than ``S*`` (responses held in memory); at least ``2 S``."""
+    connections: int = 0
+    """The mount's connections: near the end of an output, requests shrink so that each
+    connection gets a share of what is left, down to :attr:`tail` (0: they do not)."""
+    tail: int = 0
+    """The smallest request near the end of an output: the largest that one connection
+    carries in :data:`TAIL_SECONDS` (smaller ones would only add per-request work)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,7 @@ class Prefetcher:
         self._mark = (clock(), 0)  # start of the rate interval, bytes read in it
         self._waited = False
         self._grown_at = -math.inf
+        self._waited_at = -math.inf
 
     def waited(self) -> None:
         """The reader had to wait on a fetch: the window was too small."""
@@ -115,7 +142,7 @@ class Prefetcher:
         if not sequential:
             self.streak, self.issued, self.ramp = 0, 0, 1
             self._mark = (now, 0)
-            self._waited = False
+            self._waited, self._waited_at = False, -math.inf
             return Advice(0)
         self.streak += size
         self._measure(now, size)
@@ -124,7 +151,9 @@ class Prefetcher:
             return Advice(0)
         read_stop = min(leaves, -(-(offset + size) // MIB))
         stop = min(leaves, -(-(offset + size + window) // MIB))
-        runs = self._ramp(max(self.issued, read_stop), stop, leaves, max(pace.request // MIB, 1))
+        largest = max(pace.request // MIB, 1)
+        spread = (pace.connections, max(pace.tail // MIB, 1))
+        runs = self._ramp(max(self.issued, read_stop), stop, leaves, largest, spread)
         ahead = self.issued * MIB - (offset + size)
         self.stream.starve = ahead / self.rate if self.rate else 0.0
         return Advice(window, tuple(runs))
@@ -141,25 +170,44 @@ class Prefetcher:
         self._mark = (now, 0)
 
     def _window(self, now: float, pace: Pace) -> int:
-        if self._waited and now - self._grown_at >= pace.latency:
-            self.window *= 2
-            self._grown_at = now
+        if self._waited:
+            self._waited_at = now
+            if now - self._grown_at >= pace.latency:
+                self.window *= 2
+                self._grown_at = now
         self._waited = False
         fill = self.rate * pace.request_seconds * HEADROOM + pace.request if self.rate else 0
         self.window = max(self.window, int(fill), 2 * pace.request, pace.ramp)
         self.window = min(self.window, pace.ceiling)
-        if self.rate:
-            return min(self.window, int(self.rate * MAX_AHEAD_SECONDS))
-        return self.window
+        if not self.rate:
+            return self.window
+        cap = int(self.rate * MAX_AHEAD_SECONDS)
+        if now - self._waited_at <= LINK_BOUND_REQUESTS * pace.request_seconds:
+            # it waits on the link: its rate is what the link brought it, not what it
+            # could read, so the time cap does not hold it below what keeps every
+            # connection busy (a reader that stops waiting gets the time cap back)
+            cap = max(cap, int(pace.connections * pace.request * HEADROOM))
+        return min(self.window, cap)
 
-    def _ramp(self, first: int, stop: int, leaves: int, largest: int) -> list[Run]:
+    def _ramp(
+        self, first: int, stop: int, leaves: int, largest: int, spread: tuple[int, int]
+    ) -> list[Run]:
         """Aligned requests from ``first`` until ``stop`` is covered, each doubling up to
-        ``largest`` leaves; the last may reach past ``stop``, never past the output."""
+        ``largest`` leaves; the last may reach past ``stop``, never past the output.
+
+        Near the end, each is at most the leaves left shared by ``spread``'s connections
+        (to the nearest power of two), down to its ``tail`` leaves: every connection
+        carries part of a short output or of the end of a long one, rather than a few
+        full-size requests while the others idle."""
+        connections, tail = spread
         runs: list[Run] = []
         index = first
         while index < stop:
             aligned = index & -index if index else largest
             unit = min(self.ramp, largest, aligned)
+            if connections:
+                share = floor_power_of_two(max((leaves - index) * 4 // (3 * connections), 1))
+                unit = min(unit, max(share, tail))
             runs.append((index, min(unit, leaves - index)))
             index += unit
             self.ramp = min(self.ramp * 2, largest)

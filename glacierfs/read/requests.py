@@ -12,6 +12,8 @@ window already in the disk cache are hinted to the page cache instead
 
 from __future__ import annotations
 
+import logging
+
 from glacierfs.cache.local import LocalReads
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.config import DISK_READ_AHEAD
@@ -19,11 +21,13 @@ from glacierfs.jobs import Job
 from glacierfs.read.fetch import Fetcher
 from glacierfs.read.flights import Flights
 from glacierfs.read.loader import Loader
-from glacierfs.read.prefetch import Advice, Pace, Prefetcher
+from glacierfs.read.prefetch import TAIL_SECONDS, Advice, Pace, Prefetcher
 from glacierfs.read.scheduler import Stream
 from glacierfs.read.settings import ReaderSettings
 from glacierfs.read.trust import ObjectState, slot, usable
 from glacierfs.treehash import MIB
+
+log = logging.getLogger(__name__)
 
 
 class Requests:
@@ -48,7 +52,16 @@ class Requests:
         link, block = self._fetcher.link, self._settings.block_size
         request = link.request_size(self._settings.largest_request(), block)
         ramp = 2 * link.request_size(self._settings.max_request, block) - block
-        return Pace(request, link.request_seconds(request), self._ceiling, link.latency, ramp)
+        tail = link.size_within(TAIL_SECONDS, block, request)
+        return Pace(
+            request,
+            link.request_seconds(request),
+            self._ceiling,
+            link.latency,
+            ramp,
+            self._settings.connections,
+            tail,
+        )
 
     def demand(
         self, job: Job, state: ObjectState, first: int, stop: int, prefetcher: Prefetcher | None
@@ -70,6 +83,15 @@ class Requests:
     ) -> None:
         """A streak: its read-ahead requests (those not cached), then its cached leaves
         within :data:`~glacierfs.config.DISK_READ_AHEAD` hinted to the page cache."""
+        if advice.runs and log.isEnabledFor(logging.DEBUG):  # what the window does, live
+            log.debug(
+                "job %s: %d MiB ahead, requests (leaf, leaves) %s; in flight %d of %d",
+                job.job_id,
+                advice.ahead // MIB,
+                list(advice.runs),
+                self._fetcher.scheduler.in_use,
+                self._fetcher.scheduler.capacity,
+            )
         for start, count in advice.runs:
             unit = 1 << (count - 1).bit_length()
             self._loader.schedule(
