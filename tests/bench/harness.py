@@ -175,8 +175,7 @@ class Bench:
                 "-",
                 "--vault-name",
                 VAULT,
-                "--job-id",
-                job,
+                f"--job-id={job}",  # one joined argument: a job id may begin with "-"
                 "--endpoint-url",
                 emulator.url,
                 str(out),
