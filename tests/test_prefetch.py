@@ -8,7 +8,10 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from glacierfs.read.link import LinkModel
 from glacierfs.read.prefetch import MAX_AHEAD_SECONDS, Pace, Prefetcher
+from glacierfs.read.requests import pace_of
+from glacierfs.read.settings import ReaderSettings
 from glacierfs.treehash import MIB
 
 WAN = Pace(request=16 * MIB, request_seconds=0.04 + 16 * MIB / 25e6, ceiling=1 << 30)
@@ -199,3 +202,14 @@ def test_a_reader_that_waits_on_the_link_keeps_every_connection_busy() -> None:
         advice = reader.advise(offset, MIB, LEAVES, FILLED)
         clock.now += MIB / 10e6
     assert advice.ahead == int(MAX_AHEAD_SECONDS * reader.rate) < 16 * 16 * MIB
+
+
+def test_the_pace_of_the_wan_spreads_and_fills_and_of_loopback_does_not() -> None:
+    settings = ReaderSettings().for_cache(100 << 30)  # the defaults, over the default cache
+    wan, loopback = LinkModel(0.045, 25e6), LinkModel(0.002, 1e9)
+    slow = pace_of(wan, settings, 1 << 30)
+    assert (slow.request, slow.tail, slow.connections) == (16 * MIB, 4 * MIB, 16)
+    assert slow.ramp == 16 * 4 * MIB  # the first round gives each connection a request
+    fast = pace_of(loopback, settings, 1 << 30)
+    assert (fast.request, fast.tail) == (32 * MIB, 32 * MIB)  # no request is worth cutting
+    assert fast.ramp == 63 * MIB  # the ramp to 32 MiB, as before

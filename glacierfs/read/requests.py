@@ -20,6 +20,7 @@ from glacierfs.config import DISK_READ_AHEAD
 from glacierfs.jobs import Job
 from glacierfs.read.fetch import Fetcher
 from glacierfs.read.flights import Flights
+from glacierfs.read.link import LinkModel
 from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import TAIL_SECONDS, Advice, Pace, Prefetcher
 from glacierfs.read.scheduler import Stream
@@ -49,19 +50,7 @@ class Requests:
 
     def pace(self) -> Pace:
         """What the link and the cache allow each stream now (:mod:`.prefetch`)."""
-        link, block = self._fetcher.link, self._settings.block_size
-        request = link.request_size(self._settings.largest_request(), block)
-        ramp = 2 * link.request_size(self._settings.max_request, block) - block
-        tail = link.size_within(TAIL_SECONDS, block, request)
-        return Pace(
-            request,
-            link.request_seconds(request),
-            self._ceiling,
-            link.latency,
-            ramp,
-            self._settings.connections,
-            tail,
-        )
+        return pace_of(self._fetcher.link, self._settings, self._ceiling)
 
     def demand(
         self, job: Job, state: ObjectState, first: int, stop: int, prefetcher: Prefetcher | None
@@ -106,3 +95,16 @@ class Requests:
         unit = self.pace().request // MIB
         stream = Stream(f"hydrate {job.job_id}")  # one stream, sharing the connections fairly
         self._loader.schedule(job, state, 0, job.leaves, unit, stream=stream, demand=False)
+
+
+def pace_of(link: LinkModel, settings: ReaderSettings, ceiling: int) -> Pace:
+    """What ``link`` and ``settings`` allow each stream, with a window of at most
+    ``ceiling`` bytes (:class:`~.prefetch.Pace`)."""
+    block = settings.block_size
+    request = link.request_size(settings.largest_request(), block)
+    ramp = 2 * link.request_size(settings.max_request, block) - block
+    tail = link.size_within(TAIL_SECONDS, block, request)
+    if tail < request:  # a slow connection: the ramp's first round fills every one
+        ramp = max(ramp, settings.connections * tail)
+    seconds = link.request_seconds(request)
+    return Pace(request, seconds, ceiling, link.latency, ramp, settings.connections, tail)
