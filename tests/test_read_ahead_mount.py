@@ -102,3 +102,29 @@ def test_random_reads_fetch_only_the_leaves_they_touch(
         os.close(fd)
     leaves = {o // MIB for o in offsets} | {(o + 4095) // MIB for o in offsets} | {0}
     assert emulator.job_bytes(job) <= 1.1 * len(leaves) * MIB  # with the names' first leaf
+
+
+def test_a_short_output_over_a_slow_link_is_spread_over_every_connection(
+    emulator: Emulator, mount_factory: Any, tmp_path: Path
+) -> None:
+    size = 64 * MIB  # 16 connections x 16 MiB requests would be four times the output
+    ((archive, job),) = outputs(emulator, 1, size)
+    emulator.fault("latency", operation="GetJobOutput", ms=40)
+    emulator.fault("bandwidth", operation="GetJobOutput", bps=25_000_000)  # the WAN shape
+    emulator.reset_counters()
+    mount: Mount = mount_factory(emulator.url, VAULT, {})  # 16 connections, the default
+    errors: list[BaseException] = []
+    copy_out(mount.job_file(job), tmp_path / "copy", errors)
+    assert errors == []
+    cmp(tmp_path / "copy", emulator.save_content(VAULT, archive, tmp_path / "expected"))
+    assert emulator.job_bytes(job) == size  # each byte once
+    spans = [
+        tuple(int(n) for n in entry["range"].split("-"))
+        for entry in emulator.requests()
+        if entry["operation"] == "GetJobOutput" and entry.get("job") == job
+    ]
+    sizes = [end + 1 - start for start, end in spans]
+    # before: 1, 1, 4, 8, 16, 16, 16 MiB on 7 connections; now no request is more than
+    # the output over the connections (to the nearest power of two), down to 0.25 s
+    assert len(spans) >= 16 and max(sizes) <= 8 * MIB, sizes
+    assert all(start % size_ == 0 for (start, _), size_ in zip(spans, sizes, strict=True))
