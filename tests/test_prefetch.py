@@ -208,8 +208,8 @@ def test_the_pace_of_the_wan_spreads_and_fills_and_of_loopback_does_not() -> Non
     settings = ReaderSettings().for_cache(100 << 30)  # the defaults, over the default cache
     wan, loopback = LinkModel(0.045, 25e6), LinkModel(0.002, 1e9)
     slow = pace_of(wan, settings, 1 << 30)
-    assert (slow.request, slow.tail, slow.connections) == (16 * MIB, 4 * MIB, 16)
-    assert slow.ramp == 16 * 4 * MIB  # the first round gives each connection a request
+    assert (slow.request, slow.tail, slow.connections) == (16 * MIB, 8 * MIB, 16)
+    assert slow.ramp == 16 * 8 * MIB  # the first round gives each connection a request
     fast = pace_of(loopback, settings, 1 << 30)
     assert (fast.request, fast.tail) == (32 * MIB, 32 * MIB)  # no request is worth cutting
     assert fast.ramp == 63 * MIB  # the ramp to 32 MiB, as before

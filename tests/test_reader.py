@@ -227,8 +227,8 @@ def test_read_ahead_is_capped_by_an_eighth_of_the_cache_and_sized_from_the_link(
     pace = make_reader(FakeOutput(b""), disk).pace()  # the cache holds 1 GiB: it streams
     assert pace.ceiling == (1 << 30) // 8  # read_ahead is 1 GiB
     assert pace.request == 8 * MIB  # 16 connections share 3/16 of the cache (the priors: 16)
-    assert pace.tail == 4 * MIB  # what one connection carries in 0.25 s, by the priors
-    assert pace.ramp == 16 * 4 * MIB  # its first round gives each connection a request
+    assert pace.tail == 8 * MIB  # what one connection carries in 0.4 s, by the priors
+    assert pace.ramp == 31 * MIB  # the ramp to the link's own size, 16 MiB by the priors
 
 
 def test_a_cache_too_small_to_stream_into_keeps_requests_and_window_to_memory() -> None:
