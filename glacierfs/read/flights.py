@@ -55,6 +55,10 @@ class Flights:
     def __contains__(self, key: LeafKey) -> bool:
         return key in self._by_leaf
 
+    def __len__(self) -> int:
+        """Leaves in flight (a warm read skips its lookups when there are none)."""
+        return len(self._by_leaf)
+
     def launch(
         self,
         flight: Flight,

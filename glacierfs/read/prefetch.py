@@ -83,6 +83,10 @@ class Advice:
     runs: tuple[Run, ...] = ()
 
 
+NO_ADVICE = Advice(0)
+"""Random access: nothing ahead (one object for all such reads)."""
+
+
 class Prefetcher:
     """The access pattern of one open file handle, and its stream of read-ahead."""
 
@@ -103,8 +107,12 @@ class Prefetcher:
         """The reader had to wait on a fetch: the window was too small."""
         self._waited = True
 
-    def advise(self, offset: int, size: int, leaves: int, pace: Pace) -> Advice:
-        """Record a read of an output of ``leaves`` leaves; say what to request ahead."""
+    def advise(
+        self, offset: int, size: int, leaves: int, pace: Pace | Callable[[], Pace]
+    ) -> Advice:
+        """Record a read of an output of ``leaves`` leaves; say what to request ahead
+        (``pace`` may be a function, called only for sequential reads: random reads
+        need none, and computing it cost them more than all the rest of advise)."""
         now = self._clock()
         expected = self.next_offset
         # a streak starts only where the last read ended (random reads never ramp up by
@@ -116,7 +124,9 @@ class Prefetcher:
             self.streak, self.issued, self.ramp = 0, 0, 1
             self._mark = (now, 0)
             self._waited = False
-            return Advice(0)
+            return NO_ADVICE
+        if callable(pace):
+            pace = pace()
         self.streak += size
         self._measure(now, size)
         window = self._window(now, pace)
