@@ -47,7 +47,7 @@ import trio
 from glacierfs.cache import views
 from glacierfs.cache.disk.blocks import Handle
 from glacierfs.cache.disk.reads import Reads, Snapshot
-from glacierfs.cache.replies import ReplyPool
+from glacierfs.cache.replies import SMALLEST, ReplyPool
 from glacierfs.cache.views import Leaf, View
 from glacierfs.treehash import MIB
 
@@ -169,7 +169,7 @@ class LocalReads:
         if span is None:
             return None  # not in the view with sums, or with other bytes (another job's)
         lo, hi, unchecked = span
-        buffer = self.pool.take(hi - lo)
+        buffer = bytearray(hi - lo) if hi - lo < SMALLEST else self.pool.take(hi - lo)
         data = memoryview(buffer)
         if len(buffer) != hi - lo:
             data = data[: hi - lo]
@@ -197,9 +197,11 @@ class LocalReads:
         else:
             self._touched.update((key, index) for index in range(first, stop))
         self._reads_untouched += 1
-        if (
-            len(self._touched) >= TOUCH_BATCH or self._reads_untouched >= TOUCH_READS
-        ) and self._nursery is not None:
+        if len(self._touched) >= TOUCH_BATCH or self._reads_untouched >= TOUCH_READS:
+            self._flush_touches()
+
+    def _flush_touches(self) -> None:
+        if self._nursery is not None:
             touched, self._touched, self._reads_untouched = self._touched, set(), 0
             self._nursery.start_soon(self._flush_touched, touched)
 

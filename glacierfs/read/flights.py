@@ -14,7 +14,7 @@ Design.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import trio
 
@@ -55,9 +55,9 @@ class Flights:
     def __contains__(self, key: LeafKey) -> bool:
         return key in self._by_leaf
 
-    def __len__(self) -> int:
-        """Leaves in flight (a warm read skips its lookups when there are none)."""
-        return len(self._by_leaf)
+    def leaves(self) -> Mapping[LeafKey, Flight]:
+        """The leaves in flight, live (a warm read skips its lookups when there are none)."""
+        return self._by_leaf
 
     def launch(
         self,

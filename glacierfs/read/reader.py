@@ -139,6 +139,10 @@ class Reader:
             self._requests, stats, settings.strict,
         )  # fmt: skip
         self.read_now = self._warm.read
+        self.recycle_after_reply = disk.local.pool.recycle_after_reply
+        """``data``, returned by :meth:`read` or :attr:`read_now`, goes to pyfuse3 now,
+        which replies before any other task runs: its buffer may then serve another
+        read. Only the FUSE adapter may say so (other callers keep what they got)."""
         """The read when the disk cache serves it at once, else None (:mod:`.warm`)."""
 
     @property
@@ -159,12 +163,6 @@ class Reader:
         """
         self._flights.close()
         self._local.close()
-
-    def recycle_after_reply(self, data: object) -> None:
-        """``data``, returned by :meth:`read`, goes to pyfuse3 now, which replies before
-        any other task runs: its buffer may then serve another read. Only the FUSE
-        adapter may say so (other callers keep what they were given)."""
-        self._local.pool.recycle_after_reply(data)
 
     # --- reading ---------------------------------------------------------------------
 

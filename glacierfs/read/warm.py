@@ -46,7 +46,7 @@ def cached_digests(
     """The digests of output leaves ``first..stop-1`` if they are all cached for the job
     and none is being fetched; else None."""
     rows, owner, digests = state.digests, job.owner, []
-    key = slot(job) if flights else None  # no flight at all: no key to build
+    key = slot(job) if flights.leaves() else None  # no flight at all: no key to build
     for leaf in range(job.first_leaf + first, job.first_leaf + stop):
         row = rows.get(leaf)
         if row is None or not row.usable_by(owner) or (key is not None and (key, leaf) in flights):
@@ -80,6 +80,7 @@ class WarmReads:
         strict: bool,
     ) -> None:
         self._objects, self._sighted, self._flights = objects, sighted, flights
+        self._in_flight = flights.leaves()
         self._trust, self._local, self._requests = trust, local, requests
         self._pace: Callable[[], Pace] = requests.pace
         self._stats, self._strict = stats, strict
@@ -100,7 +101,13 @@ class WarmReads:
         if verdict == MISMATCH:
             return None
         first, stop = offset // MIB, (end - 1) // MIB + 1
-        digests = cached_digests(job, state, self._flights, first, stop)
+        if stop == first + 1 and not self._in_flight:  # the common case, without a loop
+            row = state.digests.get(job.first_leaf + first)
+            if row is None or not row.usable_by(job.owner):
+                return None
+            digests: list[bytes] | None = [row.digest]
+        else:
+            digests = cached_digests(job, state, self._flights, first, stop)
         if digests is None:
             return None
         base = job.first_leaf * MIB
