@@ -19,6 +19,13 @@ the reader's path; under ``verify=strict`` a leaf no checksum covers is refused.
 Random reads ask nothing of the read-ahead but to be recorded: the :class:`Pace` is
 computed only when a read continues a streak (it cost a random read more than the
 rest of the bookkeeping together).
+
+Measured (warm random 4 KiB reads, granules already checked). The handler's own CPU in
+one process (``tests/bench/read_micro.py``): 13.2 us a read through five coroutines
+and a Pace each, 6.1 us this way; a bare ``preadv`` into a fresh buffer costs 1.7 us.
+The daemon's CPU under fio, 2 shared cores: 53 to 62 us a read before, 40 to 46 us
+now, where the pyfuse3-from-memory ceiling spends 28 to 30 us (its FUSE and trio
+share, which glacierfs pays too).
 """
 
 from __future__ import annotations
