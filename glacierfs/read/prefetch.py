@@ -83,10 +83,6 @@ class Advice:
     runs: tuple[Run, ...] = ()
 
 
-NO_ADVICE = Advice(0)
-"""Random access: nothing ahead (one object for all such reads)."""
-
-
 class Prefetcher:
     """The access pattern of one open file handle, and its stream of read-ahead."""
 
@@ -124,11 +120,11 @@ class Prefetcher:
             self.streak, self.issued, self.ramp = 0, 0, 1
             self._mark = (now, 0)
             self._waited = False
-            return NO_ADVICE
-        if callable(pace):
-            pace = pace()
+            return Advice(0)
         self.streak += size
         self._measure(now, size)
+        if callable(pace):
+            pace = pace()
         window = self._window(now, pace)
         if window <= 0:
             return Advice(0)
