@@ -51,7 +51,15 @@ DIR_TIMEOUT = 5.0
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+def _answer(name: str, error: GlacierfsError) -> pyfuse3.FUSEError:
+    _log_failure(name, error)
+    return pyfuse3.FUSEError(error.errno)
+
+
 def _replying(handler: F) -> F:
+    """Log the call (at debug level); answer a failure with its errno, one line logged
+    for a domain error (:func:`_log_failure`), a traceback for any other."""
+
     @functools.wraps(handler)
     async def wrapper(self: Any, *args: Any) -> Any:
         if log.isEnabledFor(logging.DEBUG):
@@ -65,8 +73,7 @@ def _replying(handler: F) -> F:
         except pyfuse3.FUSEError:
             raise
         except GlacierfsError as error:
-            _log_failure(handler.__name__, error)
-            raise pyfuse3.FUSEError(error.errno) from None
+            raise _answer(handler.__name__, error) from None
         except Exception:
             log.exception("unexpected error in %s%r", handler.__name__, args)
             raise pyfuse3.FUSEError(errno.EIO) from None
@@ -89,6 +96,7 @@ class Operations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem) -> None:
         super().__init__()
         self.fs = fs
+        self._recycle = fs.reader.recycle_after_reply
 
     def _entry(self, attr: Attr) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()
@@ -143,12 +151,23 @@ class Operations(pyfuse3.Operations):
     ) -> pyfuse3.FileInfo:
         return pyfuse3.FileInfo(fh=self.fs.open(inode, flags), keep_cache=True)
 
-    @_replying
     async def read(  # type: ignore[override]  # pyfuse3 takes any buffer: no copy of a leaf
         self, fh: pyfuse3.FileHandleT, off: int, size: int
     ) -> bytes | memoryview:
-        data = await self.fs.read(fh, off, size)
-        self.fs.reader.recycle_after_reply(data)  # pyfuse3 replies before any task runs
+        """As :func:`_replying` would wrap it, but one coroutine, not two: a warm read
+        (:meth:`Filesystem.read_now`) awaits nothing, and each layer costs it."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("fuse read(%r, %r, %r)", fh, off, size)
+        try:
+            data = self.fs.read_now(fh, off, size)
+            if data is None:
+                data = await self.fs.read(fh, off, size)
+        except GlacierfsError as error:
+            raise _answer("read", error) from None
+        except Exception:
+            log.exception("unexpected error in read%r", (fh, off, size))
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        self._recycle(data)  # pyfuse3 replies before any task runs
         return data
 
     @_replying

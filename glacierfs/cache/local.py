@@ -47,11 +47,13 @@ import trio
 from glacierfs.cache import views
 from glacierfs.cache.disk.blocks import Handle
 from glacierfs.cache.disk.reads import Reads, Snapshot
-from glacierfs.cache.replies import ReplyPool
+from glacierfs.cache.replies import SMALLEST, ReplyPool
 from glacierfs.cache.views import Leaf, View
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
+
+_NOWAIT = os.RWF_NOWAIT
 
 VIEW_LEAVES = 256
 """Rows loaded into a view at a time (aligned): one thread hop per 256 MiB of a sequential
@@ -156,29 +158,29 @@ class LocalReads:
     ) -> memoryview | None:
         """What :meth:`read` gives, when it can be had at once: the view holds the leaves
         and the page cache the bytes (any granule unchecked is checked here too). None:
-        ask :meth:`read`, which does the rest (loads, worker threads, drops)."""
+        ask :meth:`read`, which does the rest (loads, worker threads, drops).
+
+        The generation is compared once, after the ``preadv``: it only grows, so a view
+        stale before the read is refused then too."""
         view = self._views.get(key)
-        if (
-            view is None
-            or view.handle is None
-            or not self._nowait
-            or view.generation != self._reads.generation(key)
-            or not views.holds(view, offset // MIB, digests)
-            or views.spans(view, offset, end) is None
-        ):
+        if view is None or view.handle is None or not self._nowait:
             return None
-        cover = views.cover(view, offset, end)
-        lo, hi = (offset, end) if not cover else (cover[0], cover[1])
-        buffer = self.pool.take(hi - lo)
-        data = memoryview(buffer)[: hi - lo]
+        span = views.plan(view, offset, end, digests)
+        if span is None:
+            return None  # not in the view with sums, or with other bytes (another job's)
+        lo, hi, unchecked = span
+        buffer = bytearray(hi - lo) if hi - lo < SMALLEST else self.pool.take(hi - lo)
+        data = memoryview(buffer)
+        if len(buffer) != hi - lo:
+            data = data[: hi - lo]
         try:
-            got = os.preadv(view.handle.fd, [data], lo, os.RWF_NOWAIT)
+            got = os.preadv(view.handle.fd, [data], lo, _NOWAIT)
         except OSError:  # EAGAIN: not in the page cache; any other: :meth:`read` sees it
             got = -1
         if (
             got != hi - lo
             or self._reads.generation(key) != view.generation
-            or (cover and views.check(view, data, lo, cover[2]) is not None)
+            or (unchecked and views.check(view, data, lo, unchecked) is not None)
         ):
             self.pool.give(buffer)
             return None
@@ -186,7 +188,7 @@ class LocalReads:
         self.inline += 1
         self._views.move_to_end(key)
         self._note_use(key, offset // MIB, (end - 1) // MIB + 1)
-        return data[offset - lo : end - lo]
+        return data if lo == offset and hi == end else data[offset - lo : end - lo]
 
     def _note_use(self, key: str, first: int, stop: int) -> None:
         """The eviction order learns of inline reads in batches, off the trio thread."""
@@ -195,9 +197,11 @@ class LocalReads:
         else:
             self._touched.update((key, index) for index in range(first, stop))
         self._reads_untouched += 1
-        if (
-            len(self._touched) >= TOUCH_BATCH or self._reads_untouched >= TOUCH_READS
-        ) and self._nursery is not None:
+        if len(self._touched) >= TOUCH_BATCH or self._reads_untouched >= TOUCH_READS:
+            self._flush_touches()
+
+    def _flush_touches(self) -> None:
+        if self._nursery is not None:
             touched, self._touched, self._reads_untouched = self._touched, set(), 0
             self._nursery.start_soon(self._flush_touched, touched)
 

@@ -72,6 +72,31 @@ def cover(view: View, offset: int, end: int) -> tuple[int, int, list[int]] | Non
     return (start, stop, unchecked) if unchecked else None
 
 
+def plan(
+    view: View, offset: int, end: int, digests: Sequence[bytes]
+) -> tuple[int, int, list[int] | None] | None:
+    """What a read of ``[offset, end)`` takes: the bytes to read ``(start, end)`` and
+    the file positions of the granules among them to check first (None: all checked),
+    when the view holds its leaves with these ``digests`` in one run of the file; else
+    None. A read within one leaf whose granules are checked (a warm random read) costs
+    one lookup and a mask."""
+    index = offset // MIB
+    if len(digests) == 1 and (end - 1) // MIB == index:
+        leaf = view.leaves.get(index)
+        start = index * MIB
+        if leaf is None or leaf.digest != digests[0] or end > start + leaf.length:
+            return None
+        wanted = (2 << (end - 1 - start) // granules.GRANULE) - (
+            1 << (offset - start) // granules.GRANULE
+        )  # bits of the granules the read touches
+        if leaf.checked & wanted == wanted:
+            return offset, end, None
+    elif not holds(view, index, digests) or spans(view, offset, end) is None:
+        return None
+    found = cover(view, offset, end)
+    return (offset, end, None) if found is None else found
+
+
 def check(view: View, data: memoryview, lo: int, positions: list[int]) -> int | None:
     """Check the granules at ``positions`` (``data`` starts at ``lo``) against their sums
     and mark them; the index of the first leaf that fails, or None."""

@@ -14,7 +14,7 @@ Design.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import trio
 
@@ -54,6 +54,10 @@ class Flights:
 
     def __contains__(self, key: LeafKey) -> bool:
         return key in self._by_leaf
+
+    def leaves(self) -> Mapping[LeafKey, Flight]:
+        """The leaves in flight, live (a warm read skips its lookups when there are none)."""
+        return self._by_leaf
 
     def launch(
         self,

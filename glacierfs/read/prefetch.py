@@ -138,8 +138,12 @@ class Prefetcher:
         """The reader had to wait on a fetch: the window was too small."""
         self._waited = True
 
-    def advise(self, offset: int, size: int, leaves: int, pace: Pace) -> Advice:
-        """Record a read of an output of ``leaves`` leaves; say what to request ahead."""
+    def advise(
+        self, offset: int, size: int, leaves: int, pace: Pace | Callable[[], Pace]
+    ) -> Advice:
+        """Record a read of an output of ``leaves`` leaves; say what to request ahead
+        (``pace`` may be a function, called only for sequential reads: random reads
+        need none, and computing it cost them more than all the rest of advise)."""
         now = self._clock()
         expected = self.next_offset
         # a streak starts only where the last read ended (random reads never ramp up by
@@ -154,6 +158,8 @@ class Prefetcher:
             return Advice(0)
         self.streak += size
         self._measure(now, size)
+        if callable(pace):
+            pace = pace()
         window = self._window(now, pace)
         if window <= 0:
             return Advice(0)

@@ -11,14 +11,13 @@ Design. :class:`Reader` is the one door of the read path; its parts live beside 
 * :mod:`.trust`: which job a cached leaf may serve, and whole-output verdicts.
 
 A read whose leaves are all cached for the job, none in flight, is served from the disk
-cache's data file on the trio thread (:mod:`glacierfs.cache.local`: the bytes asked
-for, one ``preadv`` from the page cache, granules of 64 KiB checked on their first read
-in the mount; a worker thread only when the page cache misses); a streak's cached leaves
-ahead are hinted to the page cache. Measured with fio (warm random 4 KiB, O_DIRECT, 2
-shared cores): about 14,000-18,000 IOPS at 45-50 us of daemon CPU a read, from 1,400 at
-655 us when each read loaded a whole leaf. Any other read looks for each leaf in memory
-(leaves the disk cache could not take), then in a flight, then on disk, and only then
-fetches it, a bounded number of times (:data:`LEAF_ROUNDS`): no loop spins.
+cache's data file on the trio thread by :attr:`Reader.read_now` (:mod:`.warm`), no ``await``
+(:mod:`glacierfs.cache.local`: the bytes asked for, one ``preadv`` from the page cache,
+granules of 64 KiB checked on their first read in the mount); the FUSE adapter tries it
+before any coroutine. Only a miss of the page cache takes a worker thread; a streak's
+cached leaves ahead are hinted to the page cache. Any other read looks for each leaf in
+memory (leaves the disk cache could not take), then in a flight, then on disk, and only
+then fetches it, a bounded number of times (:data:`LEAF_ROUNDS`): no loop spins.
 
 Each leaf's digest and how it was verified (``block``: matched a response checksum;
 ``size``: only its length could be checked, where no checksum is due) are kept with it,
@@ -35,22 +34,23 @@ from __future__ import annotations
 import trio
 
 from glacierfs.cache.aio import AsyncDisk
-from glacierfs.cache.disk import SHARED, CacheUsage
+from glacierfs.cache.disk import CacheUsage
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
-from glacierfs.errors import LeafUnavailable, UnverifiableRead
+from glacierfs.errors import LeafUnavailable
 from glacierfs.jobs import Job
 from glacierfs.ranges import leaf_span
 from glacierfs.read.fetch import Fetcher, FetchPart
 from glacierfs.read.flights import Flights
-from glacierfs.read.ledger import BLOCK, TREE_HASH
+from glacierfs.read.ledger import TREE_HASH
 from glacierfs.read.link import LinkModel
 from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Pace, Prefetcher
 from glacierfs.read.requests import Requests
 from glacierfs.read.settings import ReaderSettings
 from glacierfs.read.trust import ObjectState, Trust, slot, usable
+from glacierfs.read.warm import WarmReads, cached_digests, refuse_unverifiable
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB
@@ -61,20 +61,6 @@ LEAF_ROUNDS = 4
 """Times a read looks for one leaf (memory, a flight, the disk, a fetch) before it fails.
 A leaf the index has and the disk has lost takes two; more means the cache keeps losing
 it, and looping on would spin the trio loop."""
-
-
-def _cached_digests(
-    job: Job, state: ObjectState, flights: Flights, first: int, stop: int
-) -> list[bytes] | None:
-    """The digests of output leaves ``first..stop-1`` if they are all cached for the job
-    and none is being fetched; else None."""
-    key, owner, digests = slot(job), job.owner, []
-    for leaf in range(job.first_leaf + first, job.first_leaf + stop):
-        row = state.digests.get(leaf)
-        if row is None or not row.usable_by(owner) or (key, leaf) in flights:
-            return None
-        digests.append(row.digest)
-    return digests
 
 
 class Reader:
@@ -148,6 +134,16 @@ class Reader:
         self._requests = Requests(
             self._loader, flights, self._fetcher, memory, disk.local, settings
         )
+        self._warm = WarmReads(
+            self._objects, self._sighted, flights, self.trust, disk.local,
+            self._requests, stats, settings.strict,
+        )  # fmt: skip
+        self.read_now = self._warm.read
+        self.recycle_after_reply = disk.local.pool.recycle_after_reply
+        """``data``, returned by :meth:`read` or :attr:`read_now`, goes to pyfuse3 now,
+        which replies before any other task runs: its buffer may then serve another
+        read. Only the FUSE adapter may say so (other callers keep what they got)."""
+        """The read when the disk cache serves it at once, else None (:mod:`.warm`)."""
 
     @property
     def link(self) -> LinkModel:
@@ -168,17 +164,15 @@ class Reader:
         self._flights.close()
         self._local.close()
 
-    def recycle_after_reply(self, data: object) -> None:
-        """``data``, returned by :meth:`read`, goes to pyfuse3 now, which replies before
-        any other task runs: its buffer may then serve another read. Only the FUSE
-        adapter may say so (other callers keep what they were given)."""
-        self._local.pool.recycle_after_reply(data)
-
     # --- reading ---------------------------------------------------------------------
 
     async def read(
         self, job: Job, offset: int, size: int, prefetcher: Prefetcher | None = None
     ) -> bytes | memoryview:
+        """Bytes ``[offset, offset + size)`` of the output, checked for the job."""
+        data = self.read_now(job, offset, size, prefetcher)
+        if data is not None:
+            return data
         if offset >= job.size or size <= 0:
             return b""
         self._flights.refuse_when_closing()
@@ -187,21 +181,17 @@ class Reader:
         if state is None or sighted is None or not sighted.is_set():
             state = await self._object(job)
         self.trust.ledger.refuse(job)
-        advice = prefetcher.advise(offset, size, job.leaves, self.pace()) if prefetcher else None
-        digests = _cached_digests(job, state, self._flights, first, stop)
+        advice = prefetcher.advise(offset, size, job.leaves, self.pace) if prefetcher else None
+        digests = cached_digests(job, state, self._flights, first, stop)
         if digests is None:
             self._requests.demand(job, state, first, stop, prefetcher)
         if prefetcher is not None and advice is not None and advice.ahead:
             self._requests.ahead(job, state, stop, prefetcher.stream, advice)
         end = min(offset + size, job.size)
-        data: bytes | memoryview | None = None
-        if digests is not None:  # from the disk cache, inline when it can be
-            base = job.first_leaf * MIB
-            data = self._local.read_now(job.cache_key, base + offset, base + end, digests)
-            if data is None:
-                data = await self._from_local(job, state, first, offset, end, digests)
+        if digests is not None:  # from the disk cache, in a worker thread when need be
+            data = await self._from_local(job, state, first, offset, end, digests)
             if data is not None:
-                self._handed(job, state, first, digests)
+                self._warm.handed(job, state, first, digests, self.trust.ledger.verdict(job))
                 self.stats.served_from_cache += end - offset
         if data is None:
             pieces: list[bytes | memoryview] = []
@@ -225,14 +215,6 @@ class Reader:
             if now is None or now.digest != digest:  # replaced meanwhile
                 return None
         return data
-
-    def _handed(self, job: Job, state: ObjectState, first: int, digests: list[bytes]) -> None:
-        """Leaves read from the disk cache go to the job's readers: noted, and refused
-        under ``verify=strict`` when no checksum covers them."""
-        for n, digest in enumerate(digests):
-            leaf = job.first_leaf + first + n
-            self.trust.see(job, leaf, digest)
-            self._check_strict(job, state, leaf)
 
     async def _piece(
         self, job: Job, state: ObjectState, index: int, start: int, stop: int
@@ -316,13 +298,8 @@ class Reader:
             self.stats.disk_cache_misses += 1
 
     def _check_strict(self, job: Job, state: ObjectState, leaf: int) -> None:
-        if not self.settings.strict or self.trust.ledger.verdict(job) == TREE_HASH:
-            return
-        row = state.digests.get(leaf)
-        if row is None or (row.verified != BLOCK and row.owners != SHARED):
-            raise UnverifiableRead(
-                f"job {job.job_id}: verify=strict and no checksum covers leaf {leaf}"
-            )
+        if self.settings.strict and self.trust.ledger.verdict(job) != TREE_HASH:
+            refuse_unverifiable(job, state, leaf)
 
     # --- what is known of a job -------------------------------------------------------
 

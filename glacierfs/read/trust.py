@@ -166,6 +166,10 @@ class Trust:
         if not view.see(leaf, digest):
             self._changed.setdefault(job.ident, leaf)
 
+    def unchanged(self, job: Job) -> bool:
+        """Whether every leaf handed to the job's readers came with the bytes first handed."""
+        return job.ident not in self._changed
+
     async def check_handed(self, job: Job) -> None:
         """Raise IntegrityError when the job's readers got a leaf that changed."""
         if job.ident in self._changed:

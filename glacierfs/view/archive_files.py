@@ -30,6 +30,29 @@ class ArchiveFiles:
     def __init__(self, reader: Reader, damage: DamagedJobs) -> None:
         self.reader, self.damage = reader, damage
 
+    def read_job_now(
+        self, job: Job, offset: int, size: int, prefetcher: Prefetcher | None = None
+    ) -> bytes | memoryview | None:
+        """:meth:`read_job`'s bytes when the disk cache serves them at once, else None
+        (a job with damage on record always takes :meth:`read_job`)."""
+        if job.job_id in self.damage.known:
+            return None
+        return self.reader.read_now(job, offset, size, prefetcher)
+
+    def read_now(
+        self, archive: Archive, offset: int, size: int, prefetchers: dict[str, Prefetcher]
+    ) -> bytes | memoryview | None:
+        """:meth:`read`'s bytes when one job covers the archive and the disk cache serves
+        them at once, else None."""
+        if len(archive.jobs) != 1:
+            return None  # which job serves each leaf is for :meth:`read` to choose
+        job = archive.jobs[0]
+        prefetcher = prefetchers.get(job.job_id)
+        if prefetcher is None:
+            prefetcher = prefetchers[job.job_id] = self.reader.settings.prefetcher()
+        size = min(size, archive.size - offset)
+        return self.read_job_now(job, offset - job.range_start, size, prefetcher)
+
     async def read_job(
         self, job: Job, offset: int, size: int, prefetcher: Prefetcher | None = None
     ) -> bytes | memoryview:

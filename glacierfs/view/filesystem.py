@@ -167,14 +167,25 @@ class Filesystem:
         self._handles[handle] = (node.job, self.reader.settings.prefetcher())
         return handle
 
+    def read_now(self, handle: int, offset: int, size: int) -> bytes | memoryview | None:
+        """:meth:`read`'s bytes when the disk cache serves them at once (no ``await``:
+        :mod:`glacierfs.read.warm`), else None: then call :meth:`read`."""
+        opened = self._handles.get(handle)
+        if opened is not None:
+            return self.archives.read_job_now(opened[0], offset, size, opened[1])
+        archive = self._archive_handles.get(handle)
+        if archive is not None:
+            return self.archives.read_now(archive[0], offset, size, archive[1])
+        return None
+
     async def read(self, handle: int, offset: int, size: int) -> bytes | memoryview:
-        if handle in self._archive_handles:
-            archive, prefetchers = self._archive_handles[handle]
-            return await self.archives.read(archive, offset, size, prefetchers)
-        if handle not in self._handles:
+        archive = self._archive_handles.get(handle)
+        if archive is not None:
+            return await self.archives.read(archive[0], offset, size, archive[1])
+        opened = self._handles.get(handle)
+        if opened is None:
             raise FsError(errno.EBADF)
-        job, prefetcher = self._handles[handle]
-        return await self.archives.read_job(job, offset, size, prefetcher)
+        return await self.archives.read_job(opened[0], offset, size, opened[1])
 
     def release(self, handle: int) -> None:
         self._handles.pop(handle, None)
