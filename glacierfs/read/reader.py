@@ -273,24 +273,19 @@ class Reader:
     async def _ranged(
         self, job: Job, state: ObjectState, index: int, start: int, stop: int
     ) -> bytes | memoryview | None:
-        """Bytes ``[start, stop)`` of output leaf ``index`` read from the disk cache, when
-        the leaf is there for the job and not on the way; else None. A leaf with stored
-        sums (every leaf a flight just landed, whose waiters come here) is read as the
-        fast path reads, from the page cache into a pooled buffer; one without, in a
-        worker thread that checks it whole."""
+        """Bytes ``[start, stop)`` of output leaf ``index`` from the disk cache, when the
+        leaf is there for the job and not on the way; else None. As the fast path reads
+        (a flight's waiters too), else in a worker thread that checks the leaf whole."""
         key, leaf = slot(job), job.first_leaf + index
         row = state.digests.get(leaf)
         if row is None or not row.usable_by(job.owner) or (key, leaf) in self._flights:
             return None
-        base = leaf * MIB
-        local = await self._local.read(job.cache_key, base + start, base + stop, [row.digest])
-        now = state.digests.get(leaf)
-        if local is not None and now is not None and now.digest == row.digest:
-            self.trust.see(job, leaf, row.digest)
-            self._check_strict(job, state, leaf)
-            self.stats.served_from_cache += len(local)
-            return local
-        data = await self._disk.read_range(job.cache_key, leaf, start, stop - start, job.owner)
+        at = leaf * MIB
+        data: bytes | memoryview | None = await self._local.read(
+            job.cache_key, at + start, at + stop, [row.digest]
+        )
+        if data is None:
+            data = await self._disk.read_range(job.cache_key, leaf, start, stop - start, job.owner)
         if data is None:
             self._forget(state, leaf)  # evicted or damaged: fetched again
             return None
