@@ -192,3 +192,28 @@ def test_a_stream_that_outlives_the_cache_commits_nothing(root: Path) -> None:
         assert not data_at(data_file(root, "a"), 0, 2 * MIB)
     with DiskCache(root, 64 * MIB) as later:  # and that one was closed cleanly
         assert later.usage().used == 0
+
+
+def test_writes_into_one_data_file_take_its_lock_one_at_a_time(root: Path) -> None:
+    """Streams of one object write through the same open file, each pwrite under its
+    lock: the kernel's lock on the file is never fought over by the connections (its
+    waiters would spin on the 2 cores the writer needs)."""
+    held: list[bool] = []
+    claims: list[object] = []
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        held.extend(claim.handle.writes.locked() for claim in claims)  # type: ignore[attr-defined]
+        return os.pwrite(fd, data, offset)
+
+    with DiskCache(root, 64 * MIB, pwrite=pwrite) as cache:
+        first = cache.begin_put("k", 0, [MIB, MIB], OWNER)
+        second = cache.begin_put("k", 2, [MIB], OWNER)
+        assert first is not None and second is not None
+        assert first.handle is second.handle
+        claims[:] = [first, second]
+        for claim, n in ((first, 0), (second, 0), (first, 1)):
+            data = content("k", claim.first + n)
+            assert cache.write_leaf(claim, n, memoryview(data), sha(data))
+        assert held and all(held)
+        cache.abandon(first)
+        cache.abandon(second)

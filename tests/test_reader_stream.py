@@ -84,3 +84,26 @@ def test_a_range_the_cache_cannot_claim_is_not_fetched_by_the_stream(tmp_path: P
         assert fake.requests == []  # refused before the GET: the loader fetches it to memory
         landed = trio.run(fetcher.fetch, job, 0, len(data) - 1, ledger, None)
         assert landed.held and len(landed.held) == 4 and not landed.stored
+
+
+def test_a_read_that_waited_on_a_flight_reads_the_landed_leaf_from_the_page_cache(
+    tmp_path: Path,
+) -> None:
+    """The waiters of a flight read its stored leaves as the fast path does (cache/local.py:
+    a preadv of the bytes asked for, their granules checked), not through a worker thread
+    that copies the leaf into a fresh buffer."""
+    data = random.Random(8).randbytes(3 * MIB + 11)
+    fake = FakeOutput(data)
+    with DiskCache(tmp_path / "cache", 1 << 30) as disk, Loop():
+        reader = make_reader(fake, disk)
+        job = make_job(data)
+        # no prefetcher: each read fetches its own leaf and waits on that flight
+        piece = run(reader, reader.read, job, MIB + 5, 4096)
+        assert bytes(piece) == data[MIB + 5 : MIB + 5 + 4096]
+        reads = reader.local_reads()
+        assert reads["disk_reads_inline"] + reads["disk_reads_threaded"] == 1
+        spanning = run(reader, reader.read, job, 2 * MIB - 100, 200)  # waits on two leaves
+        assert bytes(spanning) == data[2 * MIB - 100 : 2 * MIB + 100]
+        reads = reader.local_reads()
+        assert reads["disk_reads_inline"] + reads["disk_reads_threaded"] == 3
+        assert fake.fetched == 2 * MIB  # leaves 1 and 2, once each

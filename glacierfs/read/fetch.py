@@ -41,9 +41,10 @@ Copies of each byte, from the socket to a FUSE reply (a cold read):
    read the bytes there, with no other copy and no fresh allocation;
 2. buffer -> the cache file (``pwrite``, into the page cache): needed, it is the cache,
    and the way verified bytes reach readers, so no response is held in memory;
-3. cache file -> the reader (a ``pread`` of the leaf, :mod:`glacierfs.read.loader`):
+3. cache file -> a pooled reply buffer (a ``preadv`` of the bytes asked for, from the
+   page cache, :mod:`glacierfs.cache.local`; a flight's waiters too, once it lands):
    needed while FUSE replies are Python buffers (an mmap would pin leaves against
-   eviction and risk SIGBUS); served from the page cache;
+   eviction and risk SIGBUS);
 4. the FUSE reply (``writev`` to /dev/fuse): needed by the protocol.
 
 Gone: the fresh ``bytes`` of each whole response and the per-leaf ``bytes`` copy into

@@ -254,15 +254,20 @@ class Reader:
 
     async def _ranged(
         self, job: Job, state: ObjectState, index: int, start: int, stop: int
-    ) -> bytes | None:
-        """Bytes ``[start, stop)`` of output leaf ``index`` read from the disk cache in a
-        worker thread (a leaf without stored sums is checked whole there), when the leaf
-        is there for the job and not on the way; else None."""
+    ) -> bytes | memoryview | None:
+        """Bytes ``[start, stop)`` of output leaf ``index`` from the disk cache, when the
+        leaf is there for the job and not on the way; else None. As the fast path reads
+        (a flight's waiters too), else in a worker thread that checks the leaf whole."""
         key, leaf = slot(job), job.first_leaf + index
         row = state.digests.get(leaf)
         if row is None or not row.usable_by(job.owner) or (key, leaf) in self._flights:
             return None
-        data = await self._disk.read_range(job.cache_key, leaf, start, stop - start, job.owner)
+        at = leaf * MIB
+        data: bytes | memoryview | None = await self._local.read(
+            job.cache_key, at + start, at + stop, [row.digest]
+        )
+        if data is None:
+            data = await self._disk.read_range(job.cache_key, leaf, start, stop - start, job.owner)
         if data is None:
             self._forget(state, leaf)  # evicted or damaged: fetched again
             return None

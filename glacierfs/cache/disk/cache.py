@@ -247,7 +247,8 @@ class DiskCache:
         finally:
             with self._writes:
                 self._writing -= 1
-                self._writes.notify_all()
+                if self._stopping:  # only close waits on it
+                    self._writes.notify_all()
 
     def commit(self, claim: Claim, digests: Sequence[bytes], verified: str) -> set[int]:
         """The claim's bytes are verified (``digests``, one per leaf, checked ``verified``):
