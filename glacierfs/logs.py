@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -73,11 +75,29 @@ class EscapeFilter(logging.Filter):
         return True
 
 
+class GoneRequestFilter(logging.Filter):
+    """pyfuse3 logs an ERROR when a reply finds its request gone from the kernel (ENOENT:
+    the reader was interrupted, or the kernel dropped the request). libfuse ignores that
+    case; so do we, at DEBUG: nothing went wrong in the daemon, and the reader has its
+    answer (EINTR) already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        gone = record.args == (os.strerror(errno.ENOENT),)
+        if record.levelno >= logging.ERROR and gone and "fuse_reply_" in str(record.msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 def install(logger: logging.Logger | None = None) -> None:
-    """Escape what every handler of ``logger`` (default: the root logger) writes."""
+    """Escape what every handler of ``logger`` (default: the root logger) writes, and
+    quiet pyfuse3's report of replies to requests the kernel no longer has."""
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, EscapeFilter) for f in handler.filters):
             handler.addFilter(EscapeFilter())
+    fuse = logging.getLogger("pyfuse3")
+    if not any(isinstance(f, GoneRequestFilter) for f in fuse.filters):
+        fuse.addFilter(GoneRequestFilter())
 
 
 class LogOnce:

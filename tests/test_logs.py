@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from glacierfs.logs import EscapeFilter, LogOnce, escape, install
+from glacierfs.logs import EscapeFilter, GoneRequestFilter, LogOnce, escape, install
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -158,3 +158,20 @@ def test_the_daemons_logging_setup_escapes_every_line() -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert "job a\\n2026-11-25 12:00:00,000 ERROR glacierfs: forged\\x1b[2J appeared" in lines[0]
+
+
+def test_a_reply_to_a_request_the_kernel_dropped_is_not_an_error() -> None:
+    gone = GoneRequestFilter()
+
+    def record(level: int, msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("pyfuse3", level, __file__, 1, msg, args, None)
+
+    dropped = record(
+        logging.ERROR, "fuse_read(): fuse_reply_* failed with %s", "No such file or directory"
+    )
+    assert not gone.filter(dropped)  # the root logger is not at DEBUG
+    assert dropped.levelno == logging.DEBUG
+    other = record(logging.ERROR, "fuse_read(): fuse_reply_* failed with %s", "Invalid argument")
+    assert gone.filter(other) and other.levelno == logging.ERROR
+    unrelated = record(logging.ERROR, "something else: %s", "No such file or directory")
+    assert gone.filter(unrelated) and unrelated.levelno == logging.ERROR

@@ -94,6 +94,9 @@ class Soak:
     def _mount(self, emulator: Emulator, size: int) -> Mount:
         options = {
             "cache_size": str(size),
+            # few connections: a request per connection fits in 3/16 of the small
+            # cache, so that fetches stream into it (ReaderSettings.for_cache)
+            "connections": "4",
             "memory_cache": "8M",
             "read_ahead": "8M",
             "memory_budget": "32M",
