@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from glacierfs.cache.disk import DiskCache, blocks, reads
 from glacierfs.cache.disk.granules import GRANULE
 from glacierfs.treehash import MIB
+from tests.support.files import flip_byte
 from tests.test_diskcache import DAMAGED, OWNER, data_file, leaf, put, write_v1_index
 
 
@@ -44,11 +45,7 @@ def expected_sums(data: bytes) -> bytes:
 
 
 def flip(root: Path, key: str, offset: int) -> None:
-    with open(data_file(root, key), "r+b") as f:
-        f.seek(offset)
-        old = f.read(1)
-        f.seek(offset)
-        f.write(bytes([old[0] ^ 0xFF]))
+    flip_byte(data_file(root, key), offset)
 
 
 class NoSha256:

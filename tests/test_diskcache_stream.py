@@ -3,7 +3,6 @@ written leaf by leaf unverified, committed in one transaction or abandoned and p
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from glacierfs.cache.disk import DiskCache
+from tests.support.files import has_data
 from tests.test_diskcache import CountingWriter, FillableDisk, data_file
 
 MIB = 1 << 20
@@ -25,21 +25,6 @@ def content(key: str, index: int, length: int = MIB) -> bytes:
 
 def sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def data_at(path: Path, start: int, stop: int) -> bool:
-    """Whether the file holds data (not a hole) anywhere in ``[start, stop)``."""
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.lseek(fd, start, os.SEEK_DATA) < stop
-    except OSError as error:
-        if error.errno != errno.ENXIO:
-            raise
-        return False
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -95,10 +80,10 @@ def test_an_abandoned_stream_leaves_no_row_and_punches_its_bytes(
     for n in range(2):  # half written, then the body is cut
         data = content("a", 4 + n)
         assert cache.write_leaf(claim, n, memoryview(data), sha(data))
-    assert data_at(data_file(root, "a"), 4 * MIB, 6 * MIB)
+    assert has_data(data_file(root, "a"), 4 * MIB, 6 * MIB)
     cache.abandon(claim)
     assert cache.leaves("a").keys() == {0}
-    assert not data_at(data_file(root, "a"), MIB, 8 * MIB)
+    assert not has_data(data_file(root, "a"), MIB, 8 * MIB)
     assert cache.get("a", 0) == content("a", 0)
     assert cache.usage().used == MIB
 
@@ -172,7 +157,7 @@ def test_a_disk_that_fills_mid_stream_keeps_the_leaves_written_before(root: Path
         assert cache.commit(claim, [sha(p) for p in pieces], "block") == {0}
         assert not cache.writable
         assert cache.leaves("a").keys() == {0}
-        assert not data_at(data_file(root, "a"), MIB, 3 * MIB)
+        assert not has_data(data_file(root, "a"), MIB, 3 * MIB)
         stream(cache, "a", 1, 2)  # space is back: the next put succeeds
         assert cache.writable
 
@@ -189,7 +174,7 @@ def test_a_stream_that_outlives_the_cache_commits_nothing(root: Path) -> None:
     assert cache.commit(claim, [sha(data), sha(late)], "block") == set()
     with DiskCache(root, 64 * MIB) as again:  # not closed cleanly: what it wrote goes
         assert again.leaves("a") == {}
-        assert not data_at(data_file(root, "a"), 0, 2 * MIB)
+        assert not has_data(data_file(root, "a"), 0, 2 * MIB)
     with DiskCache(root, 64 * MIB) as later:  # and that one was closed cleanly
         assert later.usage().used == 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.emulator import Emulator
+from tests.support.files import flip_byte
 from tests.support.mount import Mount, cmp, needs_fuse, wait_for
 from tests.support.vault import retrieve
 
@@ -106,11 +107,7 @@ def test_a_damaged_granule_is_never_served_by_a_random_read(
     job, expected, cache_dir = hydrated(emulator, mount_factory, tmp_path, 8 * MIB)
     (data_file,) = (cache_dir / "v1" / "data").iterdir()
     at = 5 * MIB + 3 * GRANULE + 123
-    with data_file.open("r+b") as damaged:
-        damaged.seek(at)
-        byte = damaged.read(1)
-        damaged.seek(at)
-        damaged.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(data_file, at, 0x01)
     fetched = emulator.job_bytes(job)
     second: Mount = mount_factory(emulator.url, VAULT, cache_dir=cache_dir)
     offset = at - at % (4 * KIB)
@@ -156,11 +153,7 @@ def test_a_damaged_granule_is_never_served_by_a_sequential_read(
     job, expected, cache_dir = hydrated(emulator, mount_factory, tmp_path, 8 * MIB)
     (data_file,) = (cache_dir / "v1" / "data").iterdir()
     at = 3 * MIB + 9 * GRANULE + 7
-    with data_file.open("r+b") as damaged:
-        damaged.seek(at)
-        byte = damaged.read(1)
-        damaged.seek(at)
-        damaged.write(bytes([byte[0] ^ 0x80]))
+    flip_byte(data_file, at, 0x80)
     fetched = emulator.job_bytes(job)
     second: Mount = mount_factory(emulator.url, VAULT, cache_dir=cache_dir)
     cmp(second.job_file(job), expected)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.emulator import Emulator
+from tests.support.files import flip_byte
 from tests.support.mount import Mount, cmp, needs_fuse
 from tests.support.vault import inventory, job_output, retrieve, sample, upload
 
@@ -200,11 +201,7 @@ def test_a_damaged_block_file_in_the_cache_is_detected_and_refetched(
     first.stop()
     data_files = list((first.cache_dir / "v1" / "data").iterdir())
     assert len(data_files) == 1
-    with data_files[0].open("r+b") as damaged:
-        damaged.seek(3 * MIB + 99)
-        byte = damaged.read(1)
-        damaged.seek(3 * MIB + 99)
-        damaged.write(bytes([byte[0] ^ 0x55]))
+    flip_byte(data_files[0], 3 * MIB + 99, 0x55)
     fetched = emulator.job_bytes(job)
     second: Mount = mount_factory(emulator.url, VAULT, cache_dir=first.cache_dir)
     cmp(second.job_file(job), expected)

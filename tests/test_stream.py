@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.emulator import Emulator
+from tests.support.files import has_data
 from tests.support.mount import Mount, cmp, needs_fuse, wait_for
 from tests.support.vault import retrieve
 
@@ -38,19 +39,6 @@ def data_file(cache_dir: Path) -> Path:
     files = list((cache_dir / "v1" / "data").iterdir())
     assert len(files) == 1, files
     return files[0]
-
-
-def data_in(path: Path, start: int, stop: int) -> bool:
-    """Whether the file holds data, not a hole, anywhere in ``[start, stop)``."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.lseek(fd, start, os.SEEK_DATA) < stop
-    except OSError as error:
-        if error.errno != errno.ENXIO:
-            raise
-        return False
-    finally:
-        os.close(fd)
 
 
 def read_at(path: Path, offset: int, size: int = 4096) -> bytes:
@@ -78,7 +66,7 @@ def test_a_kill_9_half_way_through_a_streamed_response_leaves_its_leaves_absent(
     assert read_at(target, 2 * BLOCK) == content[2 * BLOCK : 2 * BLOCK + 4096]  # leaf 32
     assert cached(target) == BLOCK + 321
     data = data_file(mount.cache_dir)
-    assert not data_in(data, BLOCK, 2 * BLOCK)
+    assert not has_data(data, BLOCK, 2 * BLOCK)
 
     emulator.fault("bandwidth", job=job_id, bps=MIB // 2)  # 32 s for the middle block
     reader = subprocess.Popen(
@@ -87,8 +75,8 @@ def test_a_kill_9_half_way_through_a_streamed_response_leaves_its_leaves_absent(
     )
     try:
         # written, unverified: the first leaves of the response are in the file
-        wait_for(lambda: data_in(data, BLOCK + 2 * MIB, 2 * BLOCK), "a response half written")
-        assert data_in(data, BLOCK, BLOCK + MIB)
+        wait_for(lambda: has_data(data, BLOCK + 2 * MIB, 2 * BLOCK), "a response half written")
+        assert has_data(data, BLOCK, BLOCK + MIB)
         os.kill(mount.pid, signal.SIGKILL)
         mount.process.wait()  # type: ignore[union-attr]
     finally:
@@ -105,8 +93,8 @@ def test_a_kill_9_half_way_through_a_streamed_response_leaves_its_leaves_absent(
     again: Mount = mount_factory(emulator.url, VAULT, OPTIONS, cache_dir=mount.cache_dir)
     target = again.job_file(job_id)
     assert cached(target) == BLOCK + 321  # no row of the cut response; the others whole
-    assert not data_in(data, BLOCK, 2 * BLOCK)  # and its bytes punched out
-    assert data_in(data, 0, MIB) and data_in(data, 2 * BLOCK, 2 * BLOCK + 1)
+    assert not has_data(data, BLOCK, 2 * BLOCK)  # and its bytes punched out
+    assert has_data(data, 0, MIB) and has_data(data, 2 * BLOCK, 2 * BLOCK + 1)
     cmp(target, expected)
     for asked in ranges(emulator):  # only the cut response's leaves again, each once
         first, last = map(int, asked.split("-"))
@@ -134,7 +122,7 @@ def test_a_bad_body_under_a_checksum_is_never_committed_nor_served(
     data_dir = mount.cache_dir / "v1" / "data"
 
     def punched() -> bool:  # read-ahead requests may still be failing: each punches its bytes
-        return not any(data_in(path, 0, 3 * BLOCK) for path in data_dir.iterdir())
+        return not any(has_data(path, 0, 3 * BLOCK) for path in data_dir.iterdir())
 
     wait_for(punched, "the bad responses' bytes to be punched out (deleted, or holes)")
     assert cached(target) == 0
