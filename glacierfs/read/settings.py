@@ -36,13 +36,14 @@ class ReaderSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     memory_cache: int = DEFAULT_MEMORY_CACHE
     holds_responses: bool = True
-    """Whether fetched bytes are handed over through memory (today's fetch: a response
-    is held whole until stored, its leaves go to the memory cache for their readers).
-    Then requests are sized so that one per connection fits in the memory budget
-    (:meth:`largest_request`), and the window stays within two thirds of the memory
-    cache (:meth:`read_ahead_ceiling`), or leaves fetched ahead are pushed out before
-    they are read and read back from disk (measured: 958 of 1,024 MiB on loopback with
-    a 1 GiB window). False when fetches stream to the disk cache (:meth:`for_cache`)."""
+    """Whether fetched bytes are handed over through memory (the loader's fallback, for a
+    cache too small to stream into: a response is held until stored, its leaves go to
+    the memory cache for their readers). Then requests are sized so that one per
+    connection fits in the memory budget (:meth:`largest_request`), and the window stays
+    within two thirds of the memory cache (:meth:`read_ahead_ceiling`), or leaves fetched
+    ahead are pushed out before they are read and read back from disk (measured: 958 of
+    1,024 MiB on loopback with a 1 GiB window). False when fetches stream to the disk
+    cache (:meth:`for_cache`)."""
     cache_capacity: int | None = None
     """The disk cache's size, which bounds the window and, when fetches stream into it,
     the requests (:meth:`for_cache`); None: no such bound."""
