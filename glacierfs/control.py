@@ -148,17 +148,18 @@ def render_retrievals(found: list[Pending], problem: str) -> list[str]:
         f"{'EXPECTED UTC':<25} {'SIZE':>8}  NAME",
     ]
     for p in found:
-        job = p.job_id if len(p.job_id) <= 28 else p.job_id[:25] + "..."
+        r = p.request
+        job = r.job_id if len(r.job_id) <= 28 else r.job_id[:25] + "..."
         if p.completed is not None:
             expected = f"done {utc(p.completed, '%m-%d %H:%M')}"
         elif p.expected is not None:
             expected = " .. ".join(utc(t, "%m-%d %H:%M") for t in p.expected)
         else:
             expected = "?"
-        name = p.path if p.whole else f"{p.path} [{p.start}-{p.end}]"
+        name = r.path if r.whole else f"{r.path} [{r.start}-{r.end}]"
         lines.append(
-            f"{job:<28} {p.state:<11} {p.tier:<9} {utc(p.requested, '%Y-%m-%d %H:%M'):<16} "
-            f"{expected:<25} {short_size(p.size):>8}  {name}"
+            f"{job:<28} {p.state:<11} {r.tier:<9} {utc(r.requested, '%Y-%m-%d %H:%M'):<16} "
+            f"{expected:<25} {short_size(r.size):>8}  {name}"
         )
     return lines
 

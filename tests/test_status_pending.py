@@ -32,13 +32,13 @@ def test_only_requests_not_yet_dealt_with_are_pending_each_within_its_tiers_time
         request("standard", tier="Standard", at=2000.0),
     ]
     found = pending(rows, {})
-    assert [(p.job_id, p.state) for p in found] == [
+    assert [(p.request.job_id, p.state) for p in found] == [
         ("standard", IN_PROGRESS),
         ("bulk", IN_PROGRESS),
     ]
     assert found[0].expected == (2000.0 + 3 * HOUR, 2000.0 + 5 * HOUR)
     assert found[1].expected == (5000.0 + PRICES["Bulk"].ready[0], 5000.0 + 12 * HOUR)
-    assert found[1].completed is None and found[1].size == MIB
+    assert found[1].completed is None and found[1].request.size == MIB
 
 
 def test_a_request_the_mount_lists_is_ready_at_the_services_completion_time() -> None:
@@ -57,7 +57,7 @@ def test_a_tier_the_price_table_does_not_know_has_no_window() -> None:
 def test_a_range_request_says_which_bytes() -> None:
     row = Request("r", "A", "big", MIB, 2 * MIB - 1, False, "Bulk", 0.0, False, REQUESTED, 0)
     (found,) = pending([row], {})
-    assert found.as_dict()["range"] == [MIB, 2 * MIB - 1] and found.size == MIB
+    assert found.as_dict()["range"] == [MIB, 2 * MIB - 1] and found.request.size == MIB
 
 
 def test_no_state_means_no_retrievals(tmp_path: Path) -> None:

@@ -31,33 +31,23 @@ IN_PROGRESS, READY = "in progress", "ready"
 
 @dataclass(frozen=True)
 class Pending:
-    """One job ``retrieve`` started whose output is not saved yet."""
+    """One job ``retrieve`` started (its ``request``) whose output is not saved yet."""
 
-    job_id: str
-    archive_id: str
-    path: str
-    start: int
-    end: int
-    whole: bool
-    tier: str
-    requested: float
+    request: Request
     state: str  # IN_PROGRESS or READY
     expected: tuple[float, float] | None  # when it should complete; None for an unknown tier
     completed: float | None  # the service's CompletionDate, once the mount lists the job
 
-    @property
-    def size(self) -> int:
-        return self.end - self.start + 1
-
     def as_dict(self) -> dict[str, object]:
+        r = self.request
         return {
-            "job_id": self.job_id,
-            "archive_id": self.archive_id,
-            "path": self.path,
-            "range": None if self.whole else [self.start, self.end],
-            "size": self.size,
-            "tier": self.tier,
-            "requested": self.requested,
+            "job_id": r.job_id,
+            "archive_id": r.archive_id,
+            "path": r.path,
+            "range": None if r.whole else [r.start, r.end],
+            "size": r.size,
+            "tier": r.tier,
+            "requested": r.requested,
             "state": self.state,
             "expected": list(self.expected) if self.expected else None,
             "completed": self.completed,
@@ -69,7 +59,7 @@ def pending(requests: Iterable[Request], completed: Mapping[str, float]) -> list
     lists (completed ones) to their completion times. Saved, expired and failed
     requests are not pending: ``retrieve`` has dealt with them."""
     found = [_one(r, completed.get(r.job_id)) for r in requests if r.status == REQUESTED]
-    return sorted(found, key=lambda p: (p.requested, p.job_id))
+    return sorted(found, key=lambda p: (p.request.requested, p.request.job_id))
 
 
 def _one(r: Request, done: float | None) -> Pending:
@@ -81,10 +71,7 @@ def _one(r: Request, done: float | None) -> Pending:
         tier = PRICES.get(r.tier)
         if tier is not None:
             expected = (r.requested + tier.ready[0], r.requested + tier.ready[1])
-    return Pending(
-        r.job_id, r.archive_id, r.path, r.start, r.end, r.whole, r.tier, r.requested,
-        state, expected, done,
-    )  # fmt: skip
+    return Pending(r, state, expected, done)
 
 
 def read_requests(cache_dir: Path, vault: str) -> list[Request]:
