@@ -41,6 +41,7 @@ from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
 from glacierfs.view.filesystem import Access, Filesystem
 from glacierfs.view.tree import ROOT_INODE, archive_id_name
+from tests.support.records import archive_record
 
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/photos"
 UID, GID, UMASK = 1234, 5678, 0o022
@@ -64,23 +65,7 @@ class Glacier:
 
     def add_archive(self, job_id: str, archive_id: str, data: bytes) -> None:
         self.outputs[job_id] = data
-        self.records.append(
-            {
-                "JobId": job_id,
-                "Action": "ArchiveRetrieval",
-                "ArchiveId": archive_id,
-                "ArchiveSizeInBytes": len(data),
-                "ArchiveSHA256TreeHash": tree_hash(data),
-                "SHA256TreeHash": tree_hash(data),
-                "RetrievalByteRange": f"0-{len(data) - 1}",
-                "CreationDate": "2026-11-01T10:00:00.000Z",
-                "CompletionDate": "2026-11-01T14:00:00.000Z",
-                "Completed": True,
-                "StatusCode": "Succeeded",
-                "VaultARN": ARN,
-                "JobDescription": None,
-            }
-        )
+        self.records.append(archive_record(job_id, archive_id, data, ARN))
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return [dict(record) for record in self.records]

@@ -41,28 +41,11 @@ from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
 from glacierfs.view.filesystem import Access, Filesystem
+from tests.support.records import archive_record
 
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/bench"
 RETRY = RetryPolicy(attempts=2, timeout=30, base_delay=0.001, max_delay=0.01)
 CTX = pyfuse3.RequestContext()
-
-
-def _record(data: bytes) -> dict[str, object]:
-    return {
-        "JobId": "J1",
-        "Action": "ArchiveRetrieval",
-        "ArchiveId": "A1",
-        "ArchiveSizeInBytes": len(data),
-        "ArchiveSHA256TreeHash": tree_hash(data),
-        "SHA256TreeHash": tree_hash(data),
-        "RetrievalByteRange": f"0-{len(data) - 1}",
-        "CreationDate": "2026-11-01T10:00:00.000Z",
-        "CompletionDate": "2026-11-01T14:00:00.000Z",
-        "Completed": True,
-        "StatusCode": "Succeeded",
-        "VaultARN": ARN,
-        "JobDescription": None,
-    }
 
 
 async def _mounted(data: bytes, disk: DiskCache, nursery: trio.Nursery) -> Operations:
@@ -76,7 +59,7 @@ async def _mounted(data: bytes, disk: DiskCache, nursery: trio.Nursery) -> Opera
     reader = await Reader.create(
         fetch_part, aio, memory, ReaderSettings(retry=RETRY), Stats(), nursery=nursery
     )
-    catalog = Catalog(lambda: [_record(data)], aio, ARN, RETRY)
+    catalog = Catalog(lambda: [archive_record("J1", "A1", data, ARN)], aio, ARN, RETRY)
     assert await catalog.refresh()
     return Operations(Filesystem(catalog, reader, Access(0, 0, 0o022)))
 
