@@ -318,7 +318,7 @@ def test_archives_evicted_from_a_small_cache_after_saving_are_not_paid_for_again
     assert "started 0 jobs" in second.stdout and len(history(emulator)) == 3
     advance(emulator, 2 * DAY)  # its job expired too: only a new one would bring it back
     asked = json.loads(again.run("--all", "--dry-run", "--json", "--request-evicted").stdout)
-    assert asked["jobs"] == 1 and "the copy kept of the last inventory" in asked["origin"]
+    assert asked["jobs"] == 1 and "the store of the last inventory used" in asked["origin"]
 
 
 def test_beside_a_running_follow_a_dry_run_plans_and_a_second_run_is_refused(

@@ -305,11 +305,11 @@ def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:
     ]
     plan = make_plan(holdings, [], Limits(MIB * 100), PRICES["Bulk"], 1e9)
     assert (plan.selected, plan.cached, plan.in_progress, plan.ready, plan.empty) == (6, 1, 1, 1, 1)
-    assert [(u.archive.archive_id, u.size, u.whole) for u in plan.units] == [
+    assert [(u.archive.archive_id, u.size, u.whole) for u in plan.batch] == [
         ("id3", MIB, False),
         ("id4", 2 * MIB, True),
     ]
-    assert plan.batch == plan.units and plan.outstanding == 2
+    assert (plan.jobs, plan.archives, plan.split, plan.outstanding) == (2, 2, 1, 2)
     document = plan_document(plan)
     assert (document["jobs"], document["bytes"], document["batch_jobs"]) == (2, 3 * MIB, 2)
     text = "\n".join(render_plan(plan, "photos"))

@@ -106,8 +106,9 @@ class Wanted:
     tag: str
 
 
-_order = operator.attrgetter("precedence", "tag", "key", "components")
+claim_order = operator.attrgetter("precedence", "tag", "key", "components")
 """The order of claimants of one path: the first keeps the plain name."""
+_order = claim_order
 
 
 class _Safe:
@@ -137,10 +138,11 @@ def _suffixes(tag: str, key: str) -> Iterator[str]:
     yield from (f"~{short}-{count}" for count in itertools.count(2))
 
 
-def _suffixed(
+def suffixed(
     path: Path, claimants: list[Wanted], taken: Container[Path]
 ) -> Iterator[tuple[str, Path]]:
-    """(key, path with the first suffix that makes it free) for each loser of ``path``."""
+    """(key, path with the first suffix that makes it free) for each loser of ``path``,
+    in the order given (the caller adds each path given to ``taken`` before the next)."""
     stem, extension = _split_extension(path[-1])
     for w in claimants:
         for suffix in _suffixes(w.tag, w.key):
@@ -210,7 +212,7 @@ def assign_paths(wanted: Iterable[Wanted]) -> dict[str, Path]:
             result[w.key] = path
     taken = _Taken(first, directories)
     for path in sorted(losers):
-        for key, new in _suffixed(path, losers[path], taken):
+        for key, new in suffixed(path, losers[path], taken):
             taken.given.add(new)
             result[key] = new
     return result

@@ -16,6 +16,7 @@ yet is an empty cache.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 from glacierfs.cache.disk import LAYOUT
@@ -25,6 +26,9 @@ from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import combine
 
 INDEX = "index.sqlite3"
+
+KEYS_A_QUERY = 500
+"""Keys in one ``IN (...)``: well under SQLite's limit on a statement's variables."""
 
 
 def archive_key(archive: Archive, vault_arn: str) -> str:
@@ -80,6 +84,25 @@ class CacheIndex:
 
     def leaves(self, key: str) -> frozenset[int]:
         return frozenset(self.digests(key))
+
+    def leaves_of(self, keys: Iterable[str]) -> dict[str, frozenset[int]]:
+        """The leaves present of each key (every key given is in the answer), a few
+        hundred keys a query: what planning a batch of archives asks."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, set[int]] = {key: set() for key in wanted}
+        db = self._connect()
+        if db is None:
+            return {key: frozenset() for key in wanted}
+        try:
+            for start in range(0, len(wanted), KEYS_A_QUERY):
+                chunk = wanted[start : start + KEYS_A_QUERY]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(f"SELECT key, idx FROM leaves WHERE key IN ({marks})", chunk)
+                for key, idx in rows:
+                    found[key].add(int(idx))
+        except sqlite3.Error as error:
+            raise ConfigError(f"cannot read the cache index {self.path}: {error}") from None
+        return {key: frozenset(leaves) for key, leaves in found.items()}
 
     def verified(self, archive: Archive, vault_arn: str) -> bool:
         """Whether every leaf is present and their tree hash is the archive's."""

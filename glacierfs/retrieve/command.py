@@ -36,7 +36,8 @@ from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
-from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select
+from glacierfs.retrieve.selected import Selected
+from glacierfs.retrieve.selection import Criteria, parse_date
 from glacierfs.retrieve.source import load_inventory, start_inventory
 from glacierfs.retrieve.state import State
 
@@ -200,42 +201,55 @@ def _retrieve(
 ) -> int:
     root = cache_root(options)
     with State(root, vault_arn) as state, CacheIndex(root) as index:
-        entries, source = load_inventory(options, client, vault_arn, root, state.directory)
-        archives = select(name_archives(entries), criteria(args))
-        if args.dry_run:
-            holder = state.try_lock()  # beside a running --follow: look, change nothing
-        else:
-            state.lock()
-            holder = True
-        caps, why = limits(args, state)
-        progress = Progress()
-        engine = Engine(
-            client,
-            state,
-            index,
-            archives,
-            vault_arn,
-            price(args.tier, args.price_per_gb, args.price_per_1000),
-            caps,
-            progress.event,
-            capacity=options.cache_size,
-            request_evicted=args.request_evicted,
-        )
-        plan = engine.plan(engine.look(update=holder))
-        show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
-        if args.dry_run:
-            return 0
-        confirm(args, len(plan.units) if args.follow else len(plan.batch))
-        if not args.follow:
-            started = engine.request(plan.batch)
-            print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
-            return 0
-        follower = Follower(
-            engine, lambda: open_access(options, root, vault_arn), args.poll, progress
-        )
-        summary = follower.run()
-        print(render_summary(summary), flush=True)
-        return 1 if summary["failed"] else 0
+        store, source = load_inventory(options, client, vault_arn, root, state.directory)
+        with store:
+            selected = Selected(store, criteria(args))
+            return _run(args, options, client, vault_arn, state, index, selected, source)
+
+
+def _run(
+    args: argparse.Namespace,
+    options: Options,
+    client: GlacierClient,
+    vault_arn: str,
+    state: State,
+    index: CacheIndex,
+    selected: Selected,
+    source: str,
+) -> int:
+    root = cache_root(options)
+    if args.dry_run:
+        holder = state.try_lock()  # beside a running --follow: look, change nothing
+    else:
+        state.lock()
+        holder = True
+    caps, why = limits(args, state)
+    progress = Progress()
+    engine = Engine(
+        client,
+        state,
+        index,
+        selected,
+        vault_arn,
+        price(args.tier, args.price_per_gb, args.price_per_1000),
+        caps,
+        progress.event,
+        capacity=options.cache_size,
+        request_evicted=args.request_evicted,
+    )
+    plan = engine.plan(engine.look(update=holder))
+    show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
+    if args.dry_run:
+        return 0
+    confirm(args, plan.jobs if args.follow else len(plan.batch))
+    if not args.follow:
+        started = engine.request(plan.batch)
+        print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
+        return 0
+    follower = Follower(engine, lambda: open_access(options, root, vault_arn), args.poll, progress)
+    summary = follower.run()
+    print(render_summary(summary), flush=True)
+    return 1 if summary["failed"] else 0
 
 
 def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> None:

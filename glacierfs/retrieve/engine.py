@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.pricing import TierPrice, cost, price
 from glacierfs.retrieve.save import ToSave
+from glacierfs.retrieve.selected import Selected
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
 
@@ -61,11 +62,12 @@ Event = Callable[[str, str], None]
 
 @dataclass
 class Snapshot:
-    """What one look found."""
+    """What one look found: the service's live jobs and the state's own. The archives'
+    holdings are read from it in batches (:meth:`Engine.holdings`), never all at once."""
 
     now: float
-    holdings: list[Holding]
     live: dict[str, list[LiveJob]] = field(default_factory=dict)  # listed, by archive
+    pending: dict[str, list[LiveJob]] = field(default_factory=dict)  # ours, not listed yet
     given_up: set[str] = field(default_factory=set)  # archive ids
     evicted: set[str] = field(default_factory=set)  # saved once, no longer wholly cached
 
@@ -73,8 +75,8 @@ class Snapshot:
         archive_id = holding.archive.archive_id
         return archive_id in self.given_up or archive_id in self.evicted
 
-    def by_id(self) -> dict[str, Holding]:
-        return {h.archive.archive_id: h for h in self.holdings}
+    def jobs(self, archive_id: str) -> tuple[LiveJob, ...]:
+        return tuple(self.live.get(archive_id, [])) + tuple(self.pending.get(archive_id, []))
 
 
 class Engine:
@@ -83,7 +85,7 @@ class Engine:
         client: GlacierClient,
         state: State,
         index: CacheIndex,
-        archives: Sequence[Archive],
+        selected: Selected,
         vault_arn: str,
         tier: TierPrice,
         limits: Limits,
@@ -92,13 +94,15 @@ class Engine:
         request_evicted: bool = False,
     ) -> None:
         self.client, self.state, self.index = client, state, index
-        self.archives = list(archives)
+        self.selected = selected
         self.vault_arn, self.tier, self.limits, self.event = vault_arn, tier, limits, event
-        self._keys = {a.archive_id: archive_key(a, vault_arn) for a in self.archives}
-        self._selected = {a.archive_id: a for a in self.archives}
+        self._paths: dict[str, str] = {}  # archive id -> path, of the outputs to save
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
+
+    def key(self, archive: Archive) -> str:
+        return archive_key(archive, self.vault_arn)
 
     # --- looking ------------------------------------------------------------------------
 
@@ -121,31 +125,33 @@ class Engine:
         return self.snapshot(now, live)
 
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
-        """Holdings from the cache as it is now, the live jobs, and the state's own."""
+        """The live jobs, the state's own, and what the state says is given up or evicted."""
         pending = self._pending(now, live)
-        holdings = [
-            Holding(
-                a,
-                self.index.leaves(self._keys[a.archive_id]),
-                tuple(live.get(a.archive_id, [])) + tuple(pending.get(a.archive_id, [])),
-            )
-            for a in self.archives
-        ]
+        requests = self.state.requests()
         tries: dict[str, int] = {}
-        for request in self.state.requests():
+        for request in requests:
             if request.status in (EXPIRED, FAILED):
                 tries[request.archive_id] = tries.get(request.archive_id, 0) + 1
         given_up = {a for a, n in tries.items() if n >= MAX_TRIES} | self.refused
         evicted = set()
         if not self.request_evicted:
+            saved = [r for r in requests if r.status == SAVED]
+            chosen = self.selected.lookup(r.archive_id for r in saved)
             evicted = {
                 r.archive_id
-                for r in self.state.requests()
-                if r.status == SAVED
-                and r.archive_id in self._selected
-                and not self._wholly_saved(r)
+                for r in saved
+                if r.archive_id in chosen and not self._wholly_saved(r, chosen[r.archive_id])
             }
-        return Snapshot(now, holdings, live, given_up, evicted)
+        return Snapshot(now, live, pending, given_up, evicted)
+
+    def holdings(self, snapshot: Snapshot) -> Iterator[Holding]:
+        """What holds each archive selected, in path order, read a batch at a time."""
+        for batch in self.selected.batches():
+            yield from self._held(batch, snapshot)
+
+    def _held(self, archives: list[Archive], snapshot: Snapshot) -> list[Holding]:
+        cached = self.index.leaves_of(self.key(a) for a in archives)
+        return [Holding(a, cached[self.key(a)], snapshot.jobs(a.archive_id)) for a in archives]
 
     def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
         """Requests and young intents the listing does not show (yet): count them live."""
@@ -195,10 +201,13 @@ class Engine:
                 self.state.drop_intent(intent.id)
 
     def _update_requests(self, listed: dict[str, Any]) -> None:
-        for request in self.state.requests():
-            if request.status != REQUESTED or request.archive_id not in self._selected:
+        waiting = [r for r in self.state.requests() if r.status == REQUESTED]
+        chosen = self.selected.lookup(r.archive_id for r in waiting)
+        for request in waiting:
+            archive = chosen.get(request.archive_id)
+            if archive is None:
                 continue
-            if self._wholly_saved(request):
+            if self._wholly_saved(request, archive):
                 self.state.mark(request.job_id, SAVED)
                 continue
             record = listed.get(request.job_id)
@@ -222,40 +231,44 @@ class Engine:
             log.info("job %s not described now: %s", request.job_id, error)
         return None
 
-    def _wholly_saved(self, request: Request) -> bool:
-        cached = self.index.leaves(self._keys.get(request.archive_id, ""))
+    def _wholly_saved(self, request: Request, archive: Archive) -> bool:
+        cached = self.index.leaves(self.key(archive))
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return request.archive_id in self._keys and all(i in cached for i in range(first, stop))
+        return all(i in cached for i in range(first, stop))
 
     # --- deciding -----------------------------------------------------------------------
 
     def plan(self, snapshot: Snapshot) -> Plan:
-        holdings = [h for h in snapshot.holdings if not snapshot.finished(h)]
+        holdings = (h for h in self.holdings(snapshot) if not snapshot.finished(h))
         plan = make_plan(holdings, self.state.history(), self.limits, self.tier, snapshot.now)
         plan.evicted, plan.capacity = len(snapshot.evicted), self.capacity
         return plan
 
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:
-        """Outputs ready and not wholly cached, soonest-expiring first."""
+        """Outputs ready and not wholly cached, soonest-expiring first (read from the
+        archives with live jobs only)."""
         done = {r.job_id for r in self.state.requests() if r.status in (FAILED, SAVED)}
+        chosen = self.selected.lookup(set(snapshot.live) | set(snapshot.pending))
+        held = self._held(sorted(chosen.values(), key=lambda a: a.archive_id), snapshot)
         ready = [
             (job.expires, job.job_id, h.archive)
-            for h in snapshot.holdings
+            for h in held
             for job in h.unsaved_jobs()
             if job.status == "Succeeded" and job.job_id not in done
         ]
+        self._paths.update((a.archive_id, a.path) for _, _, a in ready)
         return [
             ToSave(j, a.archive_id, a.description) for _, j, a in sorted(ready, key=lambda r: r[:2])
         ]
 
     def path(self, archive_id: str) -> str:
-        archive = self._selected.get(archive_id)
-        return archive.path if archive else archive_id
+        """The path of an archive :meth:`to_save` gave (else its id)."""
+        return self._paths.get(archive_id, archive_id)
 
     def done(self, snapshot: Snapshot) -> bool:
         return all(
             h.archive.size == 0 or h.wholly_cached or snapshot.finished(h)
-            for h in snapshot.holdings
+            for h in self.holdings(snapshot)
         )
 
     # --- requesting ---------------------------------------------------------------------
@@ -312,15 +325,22 @@ class Engine:
     # --- the end ------------------------------------------------------------------------
 
     def summary(self, snapshot: Snapshot) -> dict[str, Any]:
-        requests = [r for r in self.state.requests() if r.archive_id in self._selected]
+        requests = self.state.requests()
+        chosen = self.selected.lookup(r.archive_id for r in requests)
+        requests = [r for r in requests if r.archive_id in chosen]
         spent = sum(cost(price(r.tier), r.size, 1) for r in requests)
-        cached = [h.archive for h in snapshot.holdings if h.wholly_cached]
-        verified = [a for a in cached if self.index.verified(a, self.vault_arn)]
+        archives = total = cached = verified = 0
+        for holding in self.holdings(snapshot):
+            archives += 1
+            total += holding.archive.size
+            if holding.wholly_cached:
+                cached += 1
+                verified += self.index.verified(holding.archive, self.vault_arn)
         return {
-            "archives": len(snapshot.holdings),
-            "bytes": sum(h.archive.size for h in snapshot.holdings),
-            "cached": len(cached),
-            "verified": len(verified),
+            "archives": archives,
+            "bytes": total,
+            "cached": cached,
+            "verified": verified,
             "re_requested": len({r.archive_id for r in requests if r.again}),
             "failed": len(snapshot.given_up),
             "evicted": len(snapshot.evicted),

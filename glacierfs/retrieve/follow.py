@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from glacierfs.errors import ConfigError, TransientServiceError
 from glacierfs.humane import size
-from glacierfs.retrieve.engine import Engine, Snapshot
+from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.plan import Plan
 from glacierfs.retrieve.pricing import dollars, duration
 from glacierfs.retrieve.save import Access, Saved, ToSave
@@ -96,7 +96,7 @@ class Follower:
             return self.engine.summary(snapshot)
         plan = self.engine.plan(snapshot)
         self.engine.request(plan.batch)
-        self.progress.status(self._line(snapshot, plan))
+        self.progress.status(self._line(plan))
         return None
 
     def _save(self, ready: list[ToSave]) -> None:
@@ -140,19 +140,15 @@ class Follower:
         self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
         self.engine.state.set_fact(RATE_FACT, self._rate)
 
-    def _line(self, snapshot: Snapshot, plan: Plan) -> str:
-        holdings = snapshot.holdings
-        saved = [h for h in holdings if h.wholly_cached]
-        waiting = sum(1 for h in holdings if h.jobs and not h.wholly_cached)
-        saved_bytes = sum(h.archive.size for h in saved)
-        total = sum(h.archive.size for h in holdings)
-        left = total - saved_bytes
+    def _line(self, plan: Plan) -> str:
+        """Counted over the archives still planned for (given up and evicted left out)."""
+        left = plan.selected_bytes - plan.cached_bytes
         days = left / plan.limits.per_day * 86400 if plan.limits.per_day else 0
         rate = f"{size(self._rate)}/s" if self._rate else "rate not measured yet"
         return (
-            f"saved {len(saved)}/{len(holdings)} archives ({size(saved_bytes)} of {size(total)}), "
-            f"{waiting} with jobs under way, {len(plan.units)} jobs to request; {rate}; "
-            f"ETA {duration(days) if left else 'now'}"
+            f"saved {plan.cached}/{plan.selected} archives ({size(plan.cached_bytes)} of "
+            f"{size(plan.selected_bytes)}), {plan.waiting} with jobs under way, "
+            f"{plan.jobs} jobs to request; {rate}; ETA {duration(days) if left else 'now'}"
         )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from glacierfs.humane import size, utc
 from glacierfs.retrieve.coverage import Holding
-from glacierfs.retrieve.pacing import DAY, Limits, Requested, Unit, take_batch, units_for
+from glacierfs.retrieve.pacing import DAY, Limits, Requested, Unit, take_batch, units_for, used
 from glacierfs.retrieve.pricing import (
     PRICES_DATE,
     PRICES_WHERE,
@@ -28,6 +28,12 @@ from glacierfs.retrieve.pricing import (
 
 @dataclass
 class Plan:
+    """Counts over every archive selected, and the batch: what may be requested now.
+
+    The jobs to request are counted as they are found, not kept: a plan of ten million
+    archives holds the batch only (see :func:`make_plan`).
+    """
+
     tier: TierPrice
     limits: Limits
     now: float  # service time
@@ -37,37 +43,54 @@ class Plan:
     cached_bytes: int = 0
     in_progress: int = 0  # archives held by the cache and jobs still in progress
     ready: int = 0  # archives held by the cache and succeeded jobs not yet saved
+    waiting: int = 0  # archives with live jobs, not wholly cached
     empty: int = 0
-    units: list[Unit] = field(default_factory=list)
+    jobs: int = 0  # jobs to request, now and later
+    bytes: int = 0  # their bytes
+    archives: int = 0  # archives with something still to request
+    split: int = 0  # archives requested in more than one piece
     batch: list[Unit] = field(default_factory=list)
     outstanding: int = 0  # live jobs whose output is not yet saved
     evicted: int = 0  # archives saved once and since evicted from the cache: not requested
     capacity: int | None = None  # of the disk cache
 
     @property
-    def bytes(self) -> int:
-        return sum(u.size for u in self.units)
-
-    @property
     def batch_bytes(self) -> int:
         return sum(u.size for u in self.batch)
 
-    @property
-    def archives(self) -> int:
-        """Archives with something still to request."""
-        return len({u.archive.archive_id for u in self.units})
-
-    @property
-    def split(self) -> int:
-        """Archives requested in more than one piece."""
-        ids = [u.archive.archive_id for u in self.units if not u.whole]
-        return len(set(ids))
-
     def cost(self) -> float:
-        return cost(self.tier, self.bytes, len(self.units))
+        return cost(self.tier, self.bytes, self.jobs)
 
     def batch_cost(self) -> float:
         return cost(self.tier, self.batch_bytes, len(self.batch))
+
+    def count(self, units: Sequence[Unit]) -> None:
+        """One archive's units, counted."""
+        self.jobs += len(units)
+        self.bytes += sum(u.size for u in units)
+        self.archives += bool(units)
+        self.split += any(not u.whole for u in units)
+
+
+class _Front:
+    """The units, in order, up to the first that today's room cannot take: a superset of
+    the batch (:func:`take_batch` cuts it to the caps), and never more."""
+
+    def __init__(self, history: Sequence[Requested], now: float, limits: Limits) -> None:
+        self.room = limits.per_day - used(history, now)
+        self.most = limits.max_jobs
+        self.units: list[Unit] = []
+        self.closed = False
+
+    def offer(self, units: Iterable[Unit]) -> None:
+        for unit in units:
+            if self.closed:
+                return
+            if unit.size > self.room or (self.most is not None and len(self.units) >= self.most):
+                self.closed = True
+                return
+            self.units.append(unit)
+            self.room -= unit.size
 
 
 def make_plan(
@@ -77,12 +100,15 @@ def make_plan(
     tier: TierPrice,
     now: float,
 ) -> Plan:
+    """The plan over ``holdings`` (read once, as they come)."""
     plan = Plan(tier, limits, now)
+    front = _Front(history, now, limits)
     for holding in holdings:
         archive = holding.archive
         plan.selected += 1
         plan.selected_bytes += archive.size
         plan.outstanding += len(holding.unsaved_jobs())
+        plan.waiting += bool(holding.jobs) and not holding.wholly_cached
         if archive.size == 0:
             plan.empty += 1
         elif holding.wholly_cached:
@@ -90,12 +116,13 @@ def make_plan(
             plan.cached_bytes += archive.size
         else:
             units = units_for(archive, holding.covered(), limits.per_day)
-            plan.units += units
+            plan.count(units)
+            front.offer(units)
             if not units:
                 running = any(j.status == "InProgress" for j in holding.jobs)
                 plan.in_progress += running
                 plan.ready += not running
-    plan.batch = take_batch(plan.units, history, plan.outstanding, now, limits)
+    plan.batch = take_batch(front.units, history, plan.outstanding, now, limits)
     return plan
 
 
@@ -107,11 +134,11 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
         f"  skipped: {plan.cached} wholly cached ({size(plan.cached_bytes)}), "
         f"{plan.in_progress} covered by jobs in progress, {plan.ready} by jobs ready to save"
         + (f", {plan.empty} empty" if plan.empty else ""),
-        f"  to retrieve: {plan.archives} archives, {size(plan.bytes)} in {len(plan.units)} "
+        f"  to retrieve: {plan.archives} archives, {size(plan.bytes)} in {plan.jobs} "
         f"{tier.tier} jobs"
         + (f" ({plan.split} archive(s) in aligned ranges)" if plan.split else ""),
         f"  estimated retrieval cost: {dollars(plan.cost())} ({size(plan.bytes)} x "
-        f"${tier.per_gb}/GB + {len(plan.units)} jobs x ${tier.per_thousand_requests}/1000; "
+        f"${tier.per_gb}/GB + {plan.jobs} jobs x ${tier.per_thousand_requests}/1000; "
         f"prices of {PRICES_DATE}, {PRICES_WHERE})",
         f"  data transfer out, if this host is outside AWS: about "
         f"{dollars(transfer_cost(plan.bytes))}",
@@ -120,7 +147,7 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
     if plan.limits.max_jobs is not None:
         cap += f", {plan.limits.max_jobs} jobs unsaved at once"
     days = plan.bytes / plan.limits.per_day if plan.limits.per_day else 0
-    lines.append(f"  pacing: {cap}: about {max(days, 1.0 if plan.units else 0):.1f} days")
+    lines.append(f"  pacing: {cap}: about {max(days, 1.0 if plan.jobs else 0):.1f} days")
     low, high = tier.ready
     lines.append(
         f"  now: {len(plan.batch)} jobs, {size(plan.batch_bytes)}, "
@@ -146,9 +173,9 @@ def _notes(plan: Plan) -> list[str]:
             f"{size(plan.cached_bytes + plan.bytes)} selected: outputs saved early will be "
             "evicted before the end (raise -o cache_size, or copy them out as they come)"
         )
-    if len(plan.batch) < len(plan.units):
+    if len(plan.batch) < plan.jobs:
         lines.append(
-            f"  later: {len(plan.units) - len(plan.batch)} jobs as the caps allow "
+            f"  later: {plan.jobs - len(plan.batch)} jobs as the caps allow "
             "(run again, or use --follow)"
         )
     return lines
@@ -164,7 +191,7 @@ def plan_document(plan: Plan) -> dict[str, object]:
         "ready": plan.ready,
         "empty": plan.empty,
         "archives": plan.archives,
-        "jobs": len(plan.units),
+        "jobs": plan.jobs,
         "bytes": plan.bytes,
         "split": plan.split,
         "tier": plan.tier.tier,

@@ -25,7 +25,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -78,9 +78,18 @@ class ToSave:
 Report = Callable[[Saved], None]
 
 
+class InventoryTarget(Protocol):
+    """Where an inventory is read into (:class:`glacierfs.retrieve.inventorydb.InventoryStore`)."""
+
+    def holds(self, identity: str) -> bool: ...
+
+    def load(self, entries: Iterable[Entry], identity: str, source: str) -> None: ...
+
+
 class Access(Protocol):
-    def newest_inventory(self) -> tuple[list[Entry], str] | None:
-        """The newest inventory the cache holds or the service still serves."""
+    def newest_inventory(self, target: InventoryTarget) -> str | None:
+        """Put the newest inventory the cache holds or the service still serves into
+        ``target``, unless it holds it already; where it came from (None: there is none)."""
         ...
 
     def save(self, jobs: Sequence[ToSave], report: Report) -> None:
@@ -204,21 +213,23 @@ class InProcess:
             disk.close()
             client.close()
 
-    def newest_inventory(self) -> tuple[list[Entry], str] | None:
-        async def work(
-            reader: Reader, catalog: Catalog, disk: AsyncDisk
-        ) -> tuple[list[Entry], str] | None:
+    def newest_inventory(self, target: InventoryTarget) -> str | None:
+        async def work(reader: Reader, catalog: Catalog, disk: AsyncDisk) -> str | None:
             jobs = [j for j in catalog.jobs.values() if j.kind == "inventory"]
             if not jobs:
                 return None
             newest = max(jobs, key=lambda j: (j.completed, j.job_id))
+            source = f"inventory job {newest.job_id[:16]}... of {utc(newest.completed)}"
+            identity = f"job:{newest.job_id}"
+            if target.holds(identity):
+                return source
 
-            def read() -> list[Entry]:
+            def read() -> None:
                 stream = io.BufferedReader(ReaderStream(reader, newest), 1 << 20)
-                return list(parse(stream, newest.inventory_format))
+                target.load(parse(stream, newest.inventory_format), identity, source)
 
-            entries = await trio.to_thread.run_sync(read)
-            return entries, f"inventory job {newest.job_id[:16]}... of {utc(newest.completed)}"
+            await trio.to_thread.run_sync(read)
+            return source
 
         return self._run(work)
 
@@ -277,19 +288,22 @@ class ThroughMount:
             time.sleep(0.2)  # polling the mount for the refreshed listing
         return False
 
-    def newest_inventory(self) -> tuple[list[Entry], str] | None:
+    def newest_inventory(self, target: InventoryTarget) -> str | None:
         directory = self.mountpoint / "inventories"
         files = sorted(directory.glob("*"), key=lambda p: (p.stat().st_mtime, p.name))
         if not files:
             return None
         newest = files[-1]
+        source = f"{newest} (through the mount)"
         fmt = "CSV" if newest.suffix.lower() == ".csv" else "JSON"
         try:
             with newest.open("rb") as stream:
-                entries = list(parse(stream, fmt))
+                identity = f"mounted:{newest.name}:{os.fstat(stream.fileno()).st_size}"
+                if not target.holds(identity):
+                    target.load(parse(stream, fmt), identity, source)
         except OSError as error:
             raise ConfigError(f"reading {newest}: {error.strerror}") from None
-        return entries, f"{newest} (through the mount)"
+        return source
 
     def save(self, jobs: Sequence[ToSave], report: Report) -> None:
         for item in jobs:

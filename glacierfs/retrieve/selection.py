@@ -61,11 +61,16 @@ def _components(entry: Entry) -> tuple[str, ...]:
     return safe_components(decoded.path)
 
 
-def _created(entry: Entry) -> float:
+def created_of(creation_date: str) -> float:
+    """An inventory's CreationDate as POSIX time (0 when it is not a date)."""
     try:
-        return parse_date(entry.creation_date)
+        return parse_date(creation_date)
     except ValueError:
         return 0.0
+
+
+def _created(entry: Entry) -> float:
+    return created_of(entry.creation_date)
 
 
 def name_archives(entries: Iterable[Entry]) -> list[Archive]:

@@ -2,79 +2,65 @@
 
 In order: the user's file (``-o inventory=FILE``); else the newest inventory job the
 cache holds or the service still serves (read through whichever holds the cache, so
-its output is cached and fetched once); else the copy of the last inventory used,
-kept beside the retrieval state. The copy is there because a run lasts days: the
-inventory job expires after 24 hours, and its output may be evicted from a cache too
-small for the vault, while the run still needs every archive's name and tree hash.
+its output is cached and fetched once); else the store of the last inventory used,
+beside the retrieval state (:mod:`.inventorydb`). Whichever it is, it is read into
+that store once, and not again while it is the same. The store also outlives the
+inventory job: a run lasts days, the job expires after 24 hours, and its output may be
+evicted from a cache too small for the vault, while the run still needs every
+archive's name and tree hash.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
-from glacierfs.inventory import Entry, parse
+from glacierfs.inventory import parse
+from glacierfs.retrieve.inventorydb import InventoryStore
 from glacierfs.retrieve.save import open_access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
 
 
-def kept_path(directory: Path, vault_arn: str) -> Path:
-    """The kept copy of one vault's inventory (the state directory serves every vault)."""
-    return directory / f"inventory-{hashlib.sha256(vault_arn.encode()).hexdigest()[:16]}.json"
+def store_key(vault_arn: str) -> str:
+    """Names one vault's inventory store (the state directory serves every vault)."""
+    return hashlib.sha256(vault_arn.encode()).hexdigest()[:16]
 
 
-def _read_file(path: Path) -> list[Entry]:
+def _load_file(store: InventoryStore, path: Path) -> None:
+    """The user's file into the store, unless the store holds it as it is now."""
     try:
         with path.open("rb") as stream:
-            return list(parse(stream))
+            st = os.fstat(stream.fileno())
+            identity = f"file:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+            if not store.holds(identity):
+                store.load(parse(stream), identity, str(path))
     except OSError as error:
         raise ConfigError(f"inventory {path}: {error.strerror}") from None
     except InventoryError as error:
         raise ConfigError(f"inventory {path}: {error}") from None
 
 
-def keep(entries: list[Entry], source: str, path: Path) -> None:
-    """Write the inventory used as Glacier's JSON, beside the state (atomically)."""
-    document = {
-        "VaultARN": None,
-        "InventoryDate": None,
-        "Source": source,
-        "ArchiveList": [
-            {
-                "ArchiveId": e.archive_id,
-                "ArchiveDescription": e.description,
-                "CreationDate": e.creation_date,
-                "Size": e.size,
-                "SHA256TreeHash": e.tree_hash,
-            }
-            for e in entries
-        ],
-    }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with temporary.open("w") as out:
-        json.dump(document, out)
-    os.replace(temporary, path)
-
-
 def load_inventory(
-    options: Options, client: GlacierClient, vault_arn: str, cache_root: Path, kept: Path
-) -> tuple[list[Entry], str]:
-    """The archives of the newest inventory, and a phrase saying where they came from."""
+    options: Options, client: GlacierClient, vault_arn: str, cache_root: Path, directory: Path
+) -> tuple[InventoryStore, str]:
+    """The store of the newest inventory, and a phrase saying where it came from."""
+    store = InventoryStore(directory, store_key(vault_arn))
     if options.inventory is not None:
-        return _read_file(options.inventory), str(options.inventory)
-    copy = kept_path(kept, vault_arn)
-    found = open_access(options, cache_root, vault_arn).newest_inventory()
+        _load_file(store, options.inventory)
+        return store, str(options.inventory)
+    try:
+        found = open_access(options, cache_root, vault_arn).newest_inventory(store)
+    except InventoryError as error:
+        raise ConfigError(f"the newest inventory: {error}") from None
     if found is not None:
-        keep(found[0], found[1], copy)
-        return found
-    if copy.exists():
-        return _read_file(copy), f"the copy kept of the last inventory used ({copy})"
+        return store, found
+    if store.ready:
+        return store, f"the store of the last inventory used, {store.source} ({store.path})"
     running = inventories_running(client)
     if running:
         raise ConfigError(

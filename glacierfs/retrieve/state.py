@@ -89,6 +89,17 @@ class Intent:
     again: bool
 
 
+def open_database(path: Path, exclusive: bool = False, journal: str = "WAL") -> sqlite3.Connection:
+    """A SQLite file of the state directory (the state, the inventory stores), in
+    autocommit mode: created 0600 and never through a symbolic link; ``exclusive``
+    creates it new (O_EXCL). The one place these files are opened for writing."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    os.close(os.open(path, flags | (os.O_EXCL if exclusive else 0), 0o600))
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    db.execute(f"PRAGMA journal_mode = {journal}")
+    return db
+
+
 class State:
     """The retrieval state of one vault in one cache directory."""
 
@@ -99,10 +110,7 @@ class State:
         try:
             os.makedirs(cache_root, mode=0o700, exist_ok=True)
             self.directory.mkdir(mode=0o700, exist_ok=True)
-            path = self.directory / STATE_FILE
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db = open_database(self.directory / STATE_FILE)
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as error:
