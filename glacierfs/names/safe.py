@@ -18,6 +18,7 @@ and readable. The result depends only on the set of claimants, not on their orde
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import re
@@ -88,7 +89,13 @@ def safe_components(path: str) -> tuple[str, ...]:
     parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".", "..")]
     if len(parts) > MAX_DEPTH:
         parts = [*parts[: MAX_DEPTH - 1], parts[-1]]
-    return tuple(safe_name(part, REPLACEMENT) for part in parts)
+    return tuple(_safe_part(part) for part in parts)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _safe_part(part: str) -> str:
+    """A component made safe, remembered: directories repeat across millions of paths."""
+    return safe_name(part, REPLACEMENT)
 
 
 @dataclass(frozen=True)

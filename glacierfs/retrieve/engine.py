@@ -150,8 +150,12 @@ class Engine:
             yield from self._held(batch, snapshot)
 
     def _held(self, archives: list[Archive], snapshot: Snapshot) -> list[Holding]:
-        cached = self.index.leaves_of(self.key(a) for a in archives)
-        return [Holding(a, cached[self.key(a)], snapshot.jobs(a.archive_id)) for a in archives]
+        keys = [self.key(a) for a in archives]
+        cached = self.index.leaves_of(keys)
+        return [
+            Holding(a, cached[k], snapshot.jobs(a.archive_id))
+            for a, k in zip(archives, keys, strict=True)
+        ]
 
     def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
         """Requests and young intents the listing does not show (yet): count them live."""

@@ -56,6 +56,9 @@ CREATE TABLE facts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLUMNS = "archive_id, size, tree_hash, created, description, path"
+_STORED = "archive_id, path, size, created, mtime, tree_hash, description"
+"""What the store keeps once named: the rows in path order (their rowid order), so that
+a pass over every archive reads the table front to back."""
 
 
 def store_path(directory: Path, key: str) -> Path:
@@ -150,9 +153,7 @@ class InventoryStore:
 
     def archives(self) -> Iterator[list[Archive]]:
         """Every archive, in path order, :data:`BATCH` at a time."""
-        cursor = self._connection().execute(
-            f"SELECT {_COLUMNS} FROM archives ORDER BY path, archive_id"
-        )
+        cursor = self._connection().execute(f"SELECT {_COLUMNS} FROM archives ORDER BY rowid")
         while rows := cursor.fetchmany(BATCH):
             yield [_archive(r) for r in rows]
 
@@ -191,20 +192,23 @@ def _build(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
         "INSERT INTO archives VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (_row(e) for e in entries)
     )
     try:
-        db.execute("CREATE UNIQUE INDEX by_id ON archives (archive_id)")
+        db.execute("CREATE UNIQUE INDEX first_id ON archives (archive_id)")
     except sqlite3.IntegrityError:  # an inventory lists each archive once; keep the first
         db.execute(
             "DELETE FROM archives WHERE rowid NOT IN "
             "(SELECT min(rowid) FROM archives GROUP BY archive_id)"
         )
-        db.execute("CREATE UNIQUE INDEX by_id ON archives (archive_id)")
+        db.execute("CREATE UNIQUE INDEX first_id ON archives (archive_id)")
     db.execute("CREATE INDEX by_wanted ON archives (wanted)")
     moves = list(renamed(_groups(db), lambda path: _claimed(db, path)))
     db.executemany(
         "UPDATE archives SET path = ? WHERE archive_id = ?",
         (("/".join(path), key) for key, path in moves),
     )
-    db.execute("CREATE INDEX by_path ON archives (path, archive_id)")
+    db.execute(f"CREATE TABLE named AS SELECT {_STORED} FROM archives ORDER BY path, archive_id")
+    db.execute("DROP TABLE archives")
+    db.execute("ALTER TABLE named RENAME TO archives")
+    db.execute("CREATE UNIQUE INDEX by_id ON archives (archive_id)")
 
 
 def _groups(db: sqlite3.Connection) -> Iterator[tuple[tuple[str, ...], list[Wanted]]]:
