@@ -29,6 +29,7 @@ from tests.bench.harness import (
 )
 from tests.bench.inventory import inventory_scale
 from tests.bench.random4k import random_4k
+from tests.bench.scale import scale
 from tests.bench.warm import warm_sequential
 
 
@@ -226,4 +227,5 @@ ALL: list[tuple[str, Callable[[Bench, int], None]]] = [
     ("concurrent", concurrent_wan),
     ("load", load_loopback),
     ("inventory", inventory_scale),
+    ("scale", scale),
 ]
