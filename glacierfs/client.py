@@ -9,6 +9,7 @@ domain errors of :mod:`glacierfs.errors`, and credentials never appear in a mess
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import re
@@ -37,31 +38,21 @@ from glacierfs.errors import (
     SizeDisagreement,
     TransientServiceError,
 )
+from glacierfs.retry import PAGE_RETRY, retried_now
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "RequestTimeoutException",
-        "ServiceUnavailableException",
-        "SlowDown",
-        "InternalFailure",
-        "InternalError",
-        "RequestLimitExceeded",
-    }
-)
-CREDENTIAL_CODES = frozenset(
-    {
-        "UnrecognizedClientException",
-        "InvalidSignatureException",
-        "AccessDeniedException",
-        "MissingAuthenticationTokenException",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-    }
-)
+# fmt: off
+TRANSIENT_CODES = frozenset((
+    "ThrottlingException", "RequestTimeoutException", "ServiceUnavailableException",
+    "SlowDown", "InternalFailure", "InternalError", "RequestLimitExceeded",
+))
+CREDENTIAL_CODES = frozenset((
+    "UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException",
+    "MissingAuthenticationTokenException", "ExpiredTokenException", "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+))
+# fmt: on
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -279,8 +270,7 @@ class GlacierClient:
             params: dict[str, Any] = dict(filters)
             if marker:
                 params["marker"] = marker
-            with translated("listing jobs"):
-                page = self._call("list_jobs", **params)
+            page = retried_now(functools.partial(self._page, params), PAGE_RETRY)
             batch = page.get("JobList")
             if not isinstance(batch, list):
                 raise BadResponse("listing jobs: the response has no JobList")
@@ -291,6 +281,10 @@ class GlacierClient:
             if marker in seen:
                 raise BadResponse("listing jobs: the service repeated a page marker")
             seen.add(marker)
+
+    def _page(self, params: dict[str, Any]) -> Any:
+        with translated("listing jobs"):
+            return self._call("list_jobs", **params)
 
     def describe_job(self, job_id: str) -> dict[str, Any]:
         with translated(f"job {job_id}", job_id):

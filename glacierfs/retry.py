@@ -1,4 +1,5 @@
-"""Bounded retries with jittered exponential backoff, on the trio loop.
+"""Bounded retries with jittered exponential backoff, on the trio loop (and, for the
+pages of a listing, in the worker thread that reads them: :func:`retried_now`).
 
 One policy for every call to the service: a transient failure (throttling, 5xx, a
 cut connection, a short body, a checksum mismatch) is tried again after a delay that
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -36,6 +38,27 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2^attempt)]."""
         return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+
+PAGE_RETRY = RetryPolicy(attempts=10, base_delay=0.5, max_delay=10.0)
+"""A page of a listing that fails transiently (the service throttles fast listers) is
+asked again where the listing stopped: starting a listing of a thousand pages over
+might, under a rate limit, never end."""
+
+
+def retried_now(call: Callable[[], T], policy: RetryPolicy) -> T:
+    """``call`` (blocking, in a worker thread) asked again while it fails transiently,
+    up to ``policy.attempts`` times, sleeping the jittered delays in between."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except TransientServiceError as error:
+            attempt += 1
+            if attempt >= policy.attempts:
+                raise
+            log.debug("asked again after: %s", error)
+            time.sleep(policy.delay(attempt))
 
 
 async def retrying(

@@ -69,6 +69,13 @@ def _timing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-page-size", type=int, default=50, help="most jobs/vaults a page")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--bandwidth", type=int, default=0, help="bytes/s per connection")
+    parser.add_argument(
+        "--list-jobs-rate",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="answer at most N ListJobs a second (bursts of N), ThrottlingException beyond",
+    )
 
 
 def _fault_options(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             access_key=args.access_key,
             latency_ms=args.latency_ms,
             bandwidth=args.bandwidth,
+            list_jobs_rate=args.list_jobs_rate,
         )
     except OSError as error:
         where = f"{args.host}:{args.port}"

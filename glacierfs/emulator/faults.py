@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -147,3 +149,24 @@ class Faults:
                     if fault.count == 0:
                         self._faults.remove(fault)
         return struck
+
+
+class RateLimit:
+    """At most ``rate`` requests a second, in bursts of up to ``rate`` (a token bucket):
+    what the service does to fast listers, who get ThrottlingException beyond it."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self._clock = rate, clock
+        self._tokens, self._last = max(rate, 1.0), clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Whether one more request may be answered now."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(max(self.rate, 1.0), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from glacierfs.emulator.admin import Admin
 from glacierfs.emulator.counters import Counters
-from glacierfs.emulator.faults import ERRORS, Fault, Faults
+from glacierfs.emulator.faults import ERRORS, Fault, Faults, RateLimit
 from glacierfs.emulator.jobs import Jobs
 from glacierfs.emulator.records import ApiError, invalid, missing, not_found
 from glacierfs.emulator.store import Store
@@ -77,11 +77,13 @@ class Emulator(ThreadingHTTPServer):
         access_key: str | None = None,
         latency_ms: float = 0.0,
         bandwidth: int = 0,
+        list_jobs_rate: float = 0.0,
     ) -> None:
         super().__init__(address, Handler)
         self.store, self.jobs, self.faults = store, Jobs(store), faults
         self.counters = Counters()
         self.access_key, self.latency_ms, self.bandwidth = access_key, latency_ms, bandwidth
+        self.list_limit = RateLimit(list_jobs_rate) if list_jobs_rate > 0 else None
 
 
 class Handler(Admin, Transfer):
@@ -136,6 +138,10 @@ class Handler(Admin, Transfer):
         self._authorise(parts[0])
         tier = _asked_tier(body) if operation == "InitiateJob" else None
         struck = self.server.faults.fire(operation, self._entry["job"], tier)
+        limit = self.server.list_limit
+        if operation == "ListJobs" and limit is not None and not limit.take():
+            self._entry["fault"] = "throttle"
+            raise ApiError(*ERRORS["throttle"])
         for fault in struck:
             if fault.kind in ERRORS:
                 self._entry["fault"] = fault.kind
