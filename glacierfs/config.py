@@ -191,6 +191,7 @@ class Options:
     names_wait: float = DEFAULT_NAMES_WAIT
     verify: str = "default"
     allow_other: bool = False
+    nonempty: bool = False
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
@@ -224,6 +225,7 @@ Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (32M)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
            names_wait=SECONDS (60): how long a mount waits to learn names
 Access:    allow_other  uid=N  gid=N  umask=OCTAL  default_permissions (always on)
+           nonempty: mount over a directory that has files (they are hidden meanwhile)
 Logging:   debug  foreground  log=FILE (default: stderr with -f, syslog otherwise)
 Ignored:   {" ".join(sorted(SERVICE_ONLY_OPTIONS))} x-systemd.* comment=*
 """

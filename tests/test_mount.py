@@ -367,3 +367,27 @@ def test_other_users_read_only_with_allow_other_and_the_mode_allowing_it(
             assert result.returncode != 0 and b"Permission denied" in result.stderr
     finally:
         mount.stop()
+
+
+def test_a_mountpoint_with_files_is_refused_unless_nonempty(
+    emulator, vault, tmp_path: Path, mount_factory
+) -> None:  # type: ignore[no-untyped-def]
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (mnt / "keep.txt").write_text("mine")
+    ok = f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'}"
+    result = run_glacierfs(VAULT, str(mnt), "-o", ok, env=isolated_env())
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not empty" in lines[0] and "nonempty" in lines[0], result.stderr
+    assert not os.path.ismount(mnt)
+    assert (mnt / "keep.txt").read_text() == "mine"
+
+    mount = mount_factory(emulator.url, VAULT, {"nonempty": ""}, name="over")
+    mount.stop()
+    (mount.path / "keep.txt").write_text("mine")
+    mount.start()
+    assert os.path.ismount(mount.path)
+    assert "jobs" in os.listdir(mount.path) and "keep.txt" not in os.listdir(mount.path)
+    mount.stop()
+    assert (mount.path / "keep.txt").read_text() == "mine"
