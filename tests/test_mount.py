@@ -391,3 +391,24 @@ def test_a_mountpoint_with_files_is_refused_unless_nonempty(
     assert "jobs" in os.listdir(mount.path) and "keep.txt" not in os.listdir(mount.path)
     mount.stop()
     assert (mount.path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("flag", ["--json", None])
+def test_status_into_a_closed_pipe_ends_quietly(emulator, vault, mount_factory, flag) -> None:  # type: ignore[no-untyped-def]
+    """`glacierfs status --json | head -1`: the reader went away; no traceback."""
+    mount = mount_factory(emulator.url, VAULT)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has had enough before the first byte: EPIPE at once
+    argv = [sys.executable, "-m", "glacierfs", "status", *([flag] if flag else []), str(mount.path)]
+    try:
+        result = subprocess.run(
+            argv,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=isolated_env(),
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141

@@ -315,6 +315,16 @@ def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:
     text = "\n".join(render_plan(plan, "photos"))
     assert "1 wholly cached" in text and "1 covered by jobs in progress" in text
     assert "2 Bulk jobs" in text and "$" in text and "prices of" in text
+    assert "first 100 GB a month are free" in text and "--in-region" in text
+    assert "data transfer out: none" in "\n".join(render_plan(plan, "photos", in_region=True))
+
+
+def test_a_plan_with_nothing_to_request_says_so_and_promises_no_outputs() -> None:
+    cached = Holding(archive(2 * MIB, "id0", "f0"), frozenset({0, 1}), ())
+    plan = make_plan([cached], [], Limits(MIB * 100), PRICES["Bulk"], 1e9)
+    text = "\n".join(render_plan(plan, "photos"))
+    assert "1 archive selected" in text and "now: nothing to request" in text
+    assert "outputs ready" not in text and "later:" not in text
 
 
 # progress and summary

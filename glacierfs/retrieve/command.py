@@ -27,7 +27,7 @@ from glacierfs.config import (
 )
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
-from glacierfs.humane import size
+from glacierfs.humane import plural, size
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
@@ -46,7 +46,7 @@ SHARD_ENV = "JOB_COMPLETION_INDEX"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"retrieve: {message} (see glacierfs retrieve --help)")
+        raise UsageError(f"{message} (see glacierfs retrieve --help)")
 
 
 def _size_arg(text: str) -> int:
@@ -100,18 +100,39 @@ def parser() -> argparse.ArgumentParser:
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
     how = p.add_argument_group("retrieval")
-    how.add_argument("--tier", choices=TIERS, default=DEFAULT_TIER)
-    how.add_argument("--max-bytes-per-day", type=_size_arg, metavar="SIZE")
-    how.add_argument("--max-jobs", type=int, metavar="N", help="jobs with output not yet saved")
+    how.add_argument(
+        "--tier", choices=TIERS, default=DEFAULT_TIER, help=f"(default: {DEFAULT_TIER})"
+    )
+    how.add_argument(
+        "--max-bytes-per-day",
+        type=_size_arg,
+        metavar="SIZE",
+        help="requested in any 24 hours (default: what half a day of saving takes, at the "
+        "rate measured, else an assumed 10 MiB/s)",
+    )
+    how.add_argument(
+        "--max-jobs", type=int, metavar="N", help="jobs with output not yet saved (default: no cap)"
+    )
     how.add_argument("--download-rate", type=_size_arg, metavar="SIZE", help="bytes/s saved")
     how.add_argument("--price-per-gb", type=float, metavar="USD")
     how.add_argument("--price-per-1000", type=float, metavar="USD", help="per 1,000 jobs")
+    how.add_argument(
+        "--in-region",
+        action="store_true",
+        help="this host is in the vault's region (EC2 there): no transfer-out charge",
+    )
     run = p.add_argument_group("running")
     run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
     run.add_argument("--yes", action="store_true", help="start without asking")
     run.add_argument("--json", action="store_true", help="print the plan as JSON")
     run.add_argument("--follow", action="store_true", help="save and request until all saved")
-    run.add_argument("--poll", type=float, default=FOLLOW_POLL, metavar="SECONDS")
+    run.add_argument(
+        "--poll",
+        type=float,
+        default=FOLLOW_POLL,
+        metavar="SECONDS",
+        help=f"how often --follow looks at the service (default: {FOLLOW_POLL:g})",
+    )
     run.add_argument("--inventory", action="store_true", help="start an inventory job")
     run.add_argument(
         "--request-evicted",
@@ -134,7 +155,7 @@ def parse(
     if not args.poll > 0:
         raise UsageError("--poll must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
-        raise UsageError("retrieve: say what to retrieve: PATTERNs, --archive-id ID or --all")
+        raise UsageError("say what to retrieve: PATTERNs, --archive-id ID or --all")
     args.opts = parse_retrieve_options(args.vault, args.options)
     return args
 
@@ -228,7 +249,7 @@ def _retrieve(
         confirm(args, len(plan.units) if args.follow else len(plan.batch))
         if not args.follow:
             started = engine.request(plan.batch)
-            print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
+            print(started_line(len(started), plan))
             return 0
         follower = Follower(
             engine, lambda: open_access(options, root, vault_arn), args.poll, progress
@@ -238,13 +259,26 @@ def _retrieve(
         return 1 if summary["failed"] else 0
 
 
+def started_line(started: int, plan: Plan) -> str:
+    """What a run without ``--follow`` did, and what it left."""
+    wanted = len(plan.units)
+    if wanted == 0 and plan.evicted:
+        return "nothing to request (evicted archives wait for --request-evicted)"
+    if wanted == 0:
+        return "nothing to request: every selected archive is cached or covered by a job"
+    line = f"started {plural(started, 'job')}"
+    if wanted > started:
+        line += f"; {wanted - started} more as the caps allow: run again later, or use --follow"
+    return line
+
+
 def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> None:
     """The plan on stdout, for people or (``--json``) for scripts."""
     if args.json:
         print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
     else:
         print(origin)
-        print("\n".join(render_plan(plan, vault)), flush=True)
+        print("\n".join(render_plan(plan, vault, args.in_region)), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

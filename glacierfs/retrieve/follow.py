@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from glacierfs.errors import ConfigError, TransientServiceError
-from glacierfs.humane import size
+from glacierfs.humane import plural, size
 from glacierfs.retrieve.engine import Engine, Snapshot
 from glacierfs.retrieve.plan import Plan
 from glacierfs.retrieve.pricing import dollars, duration
@@ -150,15 +150,16 @@ class Follower:
         days = left / plan.limits.per_day * 86400 if plan.limits.per_day else 0
         rate = f"{size(self._rate)}/s" if self._rate else "rate not measured yet"
         return (
-            f"saved {len(saved)}/{len(holdings)} archives ({size(saved_bytes)} of {size(total)}), "
-            f"{waiting} with jobs under way, {len(plan.units)} jobs to request; {rate}; "
+            f"saved {len(saved)}/{plural(len(holdings), 'archive')} ({size(saved_bytes)} of "
+            f"{size(total)}), {waiting} with jobs under way, {plural(len(plan.units), 'job')} "
+            f"to request; {rate}; "
             f"ETA {duration(days) if left else 'now'}"
         )
 
 
 def render_summary(summary: dict[str, Any]) -> str:
     return (
-        f"done: {summary['archives']} archives, {size(summary['bytes'])}; "
+        f"done: {plural(summary['archives'], 'archive')}, {size(summary['bytes'])}; "
         f"{summary['cached']} saved, {summary['verified']} verified against their tree hash, "
         f"{summary['re_requested']} re-requested, {summary['failed']} failed"
         + (
@@ -167,5 +168,5 @@ def render_summary(summary: dict[str, Any]) -> str:
             else ""
         )
         + "; "
-        f"{summary['jobs']} jobs, about {dollars(summary['spent'])} spent on retrieval"
+        f"{plural(summary['jobs'], 'job')}, about {dollars(summary['spent'])} spent on retrieval"
     )
