@@ -205,7 +205,7 @@ class Options:
 HELP = f"""\
 usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
-       glacierfs status [--watch] MOUNTPOINT
+       glacierfs status [--watch [SECONDS]] [--json] MOUNTPOINT
        glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
 
 Mount the completed retrieval jobs of an Amazon S3 Glacier vault as read-only files.
