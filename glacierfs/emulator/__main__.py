@@ -18,7 +18,6 @@ from glacierfs.emulator.server import Emulator
 from glacierfs.emulator.store import Store
 from glacierfs.emulator.tiers import REAL_TIMES, parse_tier_delay
 
-
 SEEDING = """\
 A vault of your own: create it as a user would (any credentials are accepted unless
 --access-key is given), then seed archives through the admin endpoint, which takes JSON
