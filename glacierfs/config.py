@@ -134,6 +134,11 @@ FOLLOW_POLL = 300.0
 """Seconds between two looks at the jobs in ``retrieve --follow``: jobs take hours, and
 each look costs one ListJobs call (a few with thousands of jobs)."""
 
+HEARTBEAT = 900.0
+"""Seconds between ``retrieve --follow``'s status lines when not on a terminal: a
+journal shows the run alive at least every 15 minutes through a Bulk job's 5 to 12
+hours, and a day of waiting is under a hundred lines."""
+
 SERVICE_ONLY_OPTIONS = frozenset(
     {
         "ro",

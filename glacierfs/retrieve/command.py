@@ -22,6 +22,7 @@ from glacierfs.config import (
     DEFAULT_DOWNLOAD_RATE,
     DEFAULT_TIER,
     FOLLOW_POLL,
+    HEARTBEAT,
     Options,
     default_cache_dir,
 )
@@ -91,7 +92,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("vault", help="VAULT or ACCOUNTID:VAULT")
     p.add_argument("patterns", nargs="*", metavar="PATTERN", help="globs over archives/ paths")
-    pick = p.add_argument_group("selection")
+    _selection_arguments(p.add_argument_group("selection"))
+    _retrieval_arguments(p.add_argument_group("retrieval"))
+    _running_arguments(p.add_argument_group("running"))
+    return p
+
+
+def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--all", action="store_true", help="every archive of the inventory")
     pick.add_argument("--archive-id", action="append", default=[], metavar="ID")
     pick.add_argument("--min-size", type=_size_arg, metavar="SIZE")
@@ -99,7 +106,9 @@ def parser() -> argparse.ArgumentParser:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
-    how = p.add_argument_group("retrieval")
+
+
+def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
     how.add_argument(
         "--tier", choices=TIERS, default=DEFAULT_TIER, help=f"(default: {DEFAULT_TIER})"
     )
@@ -121,7 +130,9 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="this host is in the vault's region (EC2 there): no transfer-out charge",
     )
-    run = p.add_argument_group("running")
+
+
+def _running_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
     run.add_argument("--yes", action="store_true", help="start without asking")
     run.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -133,13 +144,20 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"how often --follow looks at the service (default: {FOLLOW_POLL:g})",
     )
+    run.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT,
+        metavar="SECONDS",
+        help=f"with --follow, not on a terminal: a status line at least this often "
+        f"(default: {HEARTBEAT:g})",
+    )
     run.add_argument("--inventory", action="store_true", help="start an inventory job")
     run.add_argument(
         "--request-evicted",
         action="store_true",
         help="request again archives saved once and since evicted from the cache",
     )
-    return p
 
 
 def parse(
@@ -154,6 +172,8 @@ def parse(
         raise UsageError("--max-bytes-per-day must be at least 1M (one job holds at least 1 MiB)")
     if not args.poll > 0:
         raise UsageError("--poll must be a positive number of seconds")
+    if not args.heartbeat > 0:
+        raise UsageError("--heartbeat must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
         raise UsageError("say what to retrieve: PATTERNs, --archive-id ID or --all")
     args.opts = parse_retrieve_options(args.vault, args.options)
@@ -229,7 +249,7 @@ def _retrieve(
             state.lock()
             holder = True
         caps, why = limits(args, state)
-        progress = Progress()
+        progress = Progress(heartbeat=args.heartbeat)
         engine = Engine(
             client,
             state,
