@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,6 +181,16 @@ def parse(
     return args
 
 
+def again(args: argparse.Namespace) -> str:
+    """``glacierfs retrieve -o OPTS VAULT``: this run's command, options included, for the
+    hints that tell the user what to run next (without them it would run against another
+    region or cache)."""
+    words = ["glacierfs", "retrieve"]
+    for text in args.options:
+        words += ["-o", text]
+    return shlex.join([*words, args.vault])
+
+
 def criteria(args: argparse.Namespace) -> Criteria:
     return Criteria(
         patterns=tuple(args.patterns),
@@ -230,7 +241,7 @@ def run(argv: Sequence[str]) -> int:
         vault = client.describe_vault()
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
         if args.inventory:
-            return start_inventory(options, client)
+            return start_inventory(options, client, again(args))
         return _retrieve(args, options, client, vault_arn)
     finally:
         client.close()
@@ -241,7 +252,9 @@ def _retrieve(
 ) -> int:
     root = cache_root(options)
     with State(root, vault_arn) as state, CacheIndex(root) as index:
-        entries, source = load_inventory(options, client, vault_arn, root, state.directory)
+        entries, source = load_inventory(
+            options, client, vault_arn, root, state.directory, again(args)
+        )
         archives = select(name_archives(entries), criteria(args))
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing
