@@ -87,9 +87,12 @@ class InventoryTarget(Protocol):
 
 
 class Access(Protocol):
-    def newest_inventory(self, target: InventoryTarget) -> str | None:
+    def newest_inventory(
+        self, record: dict[str, object] | None, target: InventoryTarget
+    ) -> str | None:
         """Put the newest inventory the cache holds or the service still serves into
-        ``target``, unless it holds it already; where it came from (None: there is none)."""
+        ``target``, unless it holds it already; where it came from (None: there is none).
+        ``record`` is the newest inventory job the service lists now, if any."""
         ...
 
     def save(self, jobs: Sequence[ToSave], report: Report) -> None:
@@ -213,7 +216,13 @@ class InProcess:
             disk.close()
             client.close()
 
-    def newest_inventory(self, target: InventoryTarget) -> str | None:
+    def newest_inventory(
+        self, record: dict[str, object] | None, target: InventoryTarget
+    ) -> str | None:
+        if record is not None and target.holds(f"job:{record['JobId']}"):
+            return f"inventory job {str(record['JobId'])[:16]}... (stored)"  # the cache unopened
+
+        # The catalog is listed afresh by this call: it knows whatever the service does.
         async def work(reader: Reader, catalog: Catalog, disk: AsyncDisk) -> str | None:
             jobs = [j for j in catalog.jobs.values() if j.kind == "inventory"]
             if not jobs:
@@ -288,17 +297,37 @@ class ThroughMount:
             time.sleep(0.2)  # polling the mount for the refreshed listing
         return False
 
-    def newest_inventory(self, target: InventoryTarget) -> str | None:
-        directory = self.mountpoint / "inventories"
-        files = sorted(directory.glob("*"), key=lambda p: (p.stat().st_mtime, p.name))
-        if not files:
-            return None
-        newest = files[-1]
-        source = f"{newest} (through the mount)"
-        fmt = "CSV" if newest.suffix.lower() == ".csv" else "JSON"
+    def newest_inventory(
+        self, record: dict[str, object] | None, target: InventoryTarget
+    ) -> str | None:
+        """The job the service names, through the mount, which is asked to refresh when it
+        does not list it yet; else the newest the mount shows (cached after expiry)."""
+        if record is not None:
+            identity = f"job:{record['JobId']}"
+            newest = self.mountpoint / "jobs" / str(record["JobId"])
+            source = f"{newest} (through the mount)"
+            if target.holds(identity):
+                return source
+            if not self._listed(newest):
+                raise ConfigError(
+                    f"the mount at {self.mountpoint} does not list inventory job "
+                    f"{record['JobId']} yet, though the service says it completed: "
+                    "run again in a minute"
+                )
+            parameters = record.get("InventoryRetrievalParameters")
+            fmt = parameters.get("Format") if isinstance(parameters, dict) else None
+            fmt = "CSV" if fmt == "CSV" else "JSON"
+        else:
+            directory = self.mountpoint / "inventories"
+            files = sorted(directory.glob("*"), key=lambda p: (p.stat().st_mtime, p.name))
+            if not files:
+                return None
+            newest = files[-1]
+            identity, source = "", f"{newest} (through the mount)"
+            fmt = "CSV" if newest.suffix.lower() == ".csv" else "JSON"
         try:
             with newest.open("rb") as stream:
-                identity = f"mounted:{newest.name}:{os.fstat(stream.fileno()).st_size}"
+                identity = identity or f"mounted:{newest.name}:{os.fstat(stream.fileno()).st_size}"
                 if not target.holds(identity):
                     target.load(parse(stream, fmt), identity, source)
         except OSError as error:
