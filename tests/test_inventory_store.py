@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from glacierfs.errors import ConfigError
 from glacierfs.inventory import Entry
 from glacierfs.retrieve import inventorydb
 from glacierfs.retrieve.cacheview import CacheIndex
@@ -122,3 +123,35 @@ def test_planning_memory_grows_with_the_batch_not_the_vault(
     assert (small_jobs, large_jobs) == (2_000, 20_000)
     print(f"peak while planning: {small / 1e3:.0f} kB at 2,000, {large / 1e3:.0f} kB at 20,000")
     assert large < 2 * small
+
+
+HEADER = "ArchiveId,ArchiveDescription,CreationDate,Size,SHA256TreeHash\n"
+
+
+def test_a_bad_inventory_leaves_the_last_store_and_a_link_is_never_followed(
+    tmp_path: Path,
+) -> None:
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text(HEADER + "A,a.txt,2020-01-01T00:00:00Z,12,00\n")
+    bad.write_text(HEADER + "B,b.txt,2020-01-01T00:00:00Z,notanumber,00\n")
+    store = InventoryStore(tmp_path, "v")
+    _load_file(store, good)
+    with pytest.raises(ConfigError, match="not a size"):
+        _load_file(store, bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bad.csv",
+        "good.csv",
+        "inventory-v.sqlite3",
+    ]
+    again = InventoryStore(tmp_path, "v")
+    assert again.ready and again.lookup(["A"])["A"].path == "a.txt"
+    victim = tmp_path / "victim"
+    victim.write_text("not a store")
+    (tmp_path / "inventory-l.sqlite3").symlink_to(victim)
+    linked = InventoryStore(tmp_path, "l")
+    assert not linked.ready
+    _load_file(linked, good)
+    assert (
+        victim.read_text() == "not a store" and not (tmp_path / "inventory-l.sqlite3").is_symlink()
+    )
+    assert linked.count == 1

@@ -98,8 +98,8 @@ class InventoryStore:
         try:
             self._db = open_database(self.path, journal="DELETE")
             self._facts = dict(self._db.execute("SELECT name, value FROM facts"))
-        except sqlite3.Error:
-            self.close()  # not a store of ours, or damaged: built again when loaded
+        except (OSError, sqlite3.Error):
+            self.close()  # not a store of ours (a link, damaged): replaced when loaded
             self._facts = {}
 
     @property
