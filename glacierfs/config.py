@@ -76,6 +76,11 @@ DEFAULT_REFRESH = 300.0
 """Seconds between job-list refreshes: jobs take hours to complete, so five minutes is
 prompt enough and costs one ListJobs call."""
 
+CUSTODY_MARGIN = 3600.0
+"""Seconds before its job expires from which a cached leaf counts as in custody, no longer
+replaceable: evicted later, it could not surely be fetched again before the job ends (and
+the service's clock is known only from its answers)."""
+
 DEFAULT_TIMEOUT = 120.0
 """Seconds a read keeps retrying an unreachable or failing endpoint before EIO."""
 
