@@ -74,10 +74,12 @@ class Custody:
     def __init__(
         self,
         cache_root: Path,
+        service_time: Callable[[], float | None] = lambda: None,
         margin: float = CUSTODY_MARGIN,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = cache_root
+        self._service_time = service_time
         self._margin = margin
         self._clock = clock
         self._unread = LogOnce(log)
@@ -88,10 +90,11 @@ class Custody:
         """The latest classes (:data:`~.cache.disk.classes.ClassesOf`): at once, any thread."""
         return self._classes
 
-    def update(self, live: Iterable[Job], service_now: float | None) -> None:
-        """The service listed ``live`` (its answer dated ``service_now``): derive again.
-        Reads the delivery record (blocking: call it from a worker thread)."""
-        now = self._clock()
+    def update(self, live: Iterable[Job]) -> None:
+        """The service has just listed ``live``: derive again, by its clock (the Date of
+        its latest answer, ``service_time``). Reads the delivery record (blocking: call
+        it from a worker thread)."""
+        now, service_now = self._clock(), self._service_time()
         if service_now is None:  # no Date header: this host's clock is all there is
             service_now = time.time()
         delivered = self._delivered(self._classes.delivered)
