@@ -211,6 +211,7 @@ usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
        glacierfs status [--watch] MOUNTPOINT
        glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
+       glacierfs release PATH|GLOB...   (archives copied out by hand: may leave the cache)
 
 Mount the completed retrieval jobs of an Amazon S3 Glacier vault as read-only files.
 VAULT is a vault name or ACCOUNTID:VAULT.

@@ -3,17 +3,21 @@ stay in a small cache while live ones are read through it, and cache_size holds.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.emulator import Emulator
-from tests.support.mount import Mount, needs_fuse, wait_for
+from tests.support.mount import Mount, isolated_env, needs_fuse, wait_for
 from tests.support.vault import retrieve
 
 pytestmark = [needs_fuse, pytest.mark.timeout(600)]
@@ -121,3 +125,71 @@ def test_paid_for_outputs_stay_in_a_small_cache_while_live_ones_are_read_through
     assert sampler.samples > 100
     assert 48 * MIB <= sampler.most <= CACHE_SIZE
     assert "WARNING" not in mount.log() + again.log()
+
+
+def glacierfs(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "glacierfs", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=isolated_env(), timeout=120)
+
+
+def status(mount: Mount) -> dict[str, Any]:
+    done = glacierfs("status", "--json", str(mount.path))
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def custody_of(path: Path) -> str:
+    return os.getxattr(path, CUSTODY_XATTR).decode()
+
+
+def test_release_marks_archives_delivered_and_status_shows_each_class(
+    emulator: Emulator, mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    client = emulator.client()
+    client.create_vault(vaultName=VAULT)
+    names = ["dir/a1.bin", "dir/a2.bin", "dir/b3.bin"]
+    for seed, name in enumerate(names, 1):
+        archive_id, _ = emulator.seeded_archive(VAULT, 2 * MIB, seed, name)
+        retrieve(client, VAULT, archive_id)
+    mount = mount_factory(emulator.url, VAULT, {"cache_size": str(CACHE_SIZE)})
+    files = [mount.path / "archives" / name for name in names]
+    for path in files:
+        path.read_bytes()
+    assert {custody_of(path) for path in files} == {"replaceable"}
+    emulator.admin("POST", "clock", {"advance": 25 * HOUR})
+    os.kill(mount.pid, signal.SIGHUP)
+    wait_for(lambda: all(custody_of(p) == "custody" for p in files), "the jobs to expire")
+    cache = status(mount)["cache"]
+    assert cache == {
+        "custody": 6 * MIB,
+        "replaceable": 0,
+        "delivered": 0,
+        "free": CACHE_SIZE - 6 * MIB,
+        "capacity": CACHE_SIZE,
+    }
+    done = glacierfs("release", str(files[0]), str(mount.path / "archives" / "dir" / "a2*"))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "released archives/dir/a1.bin (2.0M)",
+        "released archives/dir/a2.bin (2.0M)",
+    ]
+    wait_for(lambda: custody_of(files[1]) == "delivered", "the mount to read the release")
+    assert [custody_of(path) for path in files] == ["delivered", "delivered", "custody"]
+    document = status(mount)
+    assert (document["cache"]["delivered"], document["cache"]["custody"]) == (4 * MIB, 2 * MIB)
+    assert sorted(f["custody"] for f in document["files"]) == ["custody", "delivered", "delivered"]
+    table = glacierfs("status", str(mount.path)).stdout
+    assert "cache: 2.0M custody, 0B replaceable, 4.0M delivered" in table
+    again = glacierfs("release", str(files[0]))
+    assert again.returncode == 0 and again.stdout.startswith("already delivered: archives/dir/a1")
+    (tmp_path / "elsewhere").write_bytes(b"x")
+    job_file = next((mount.path / "jobs").iterdir())
+    bad = glacierfs(
+        "release", str(tmp_path / "nothing*"), str(tmp_path / "elsewhere"), str(job_file)
+    )
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert [line.split(": ", 2)[-1] for line in bad.stderr.splitlines()] == [
+        "no such file or directory",
+        "not a file of a glacierfs mount",
+        "not an archive file (release the files under archives/)",
+    ]
