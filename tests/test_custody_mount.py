@@ -193,3 +193,34 @@ def test_release_marks_archives_delivered_and_status_shows_each_class(
         "not a file of a glacierfs mount",
         "not an archive file (release the files under archives/)",
     ]
+
+
+def test_a_cache_full_of_custody_serves_reads_uncached_and_keeps_custody_over_a_lower_size(
+    emulator: Emulator, mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    client = emulator.client()
+    client.create_vault(vaultName=VAULT)
+    data = seeded(emulator, 2, 1)
+    paid = {retrieve(client, VAULT, archive_id): archive_id for archive_id in data}
+    cache = tmp_path / "cache"
+    mount = mount_factory(emulator.url, VAULT, {"cache_size": "16M"}, cache_dir=cache, name="a")
+    read_all(mount, paid, data)
+    emulator.admin("POST", "clock", {"advance": 25 * HOUR})
+    later = seeded(emulator, 1, 101)
+    data |= later
+    live = {retrieve(client, VAULT, archive_id): archive_id for archive_id in later}
+    os.kill(mount.pid, signal.SIGHUP)
+    wait_for(lambda: all(mount.job_file(j).exists() for j in live), "the new job")
+    wait_for(lambda: classes(mount, paid) == {"custody"}, "the old jobs to expire")
+    read_all(mount, live, data)  # served from memory: the cache keeps what it holds
+    assert DiskSampler(cache / "v1" / "data").held() == 16 * MIB
+    full = [line for line in mount.log().splitlines() if "full of outputs in custody" in line]
+    assert len(full) == 1 and f"({16 * MIB} bytes" in full[0], mount.log()
+    mount.stop()
+    emulator.reset_counters()
+    smaller = mount_factory(emulator.url, VAULT, {"cache_size": "8M"}, cache_dir=cache, name="b")
+    wait_for(lambda: "more than cache_size" in smaller.log(), "the line about custody")
+    read_all(smaller, paid, data)
+    assert output_requests(emulator, paid) == 0
+    over = [line for line in smaller.log().splitlines() if "WARNING" in line]
+    assert len(over) == 1 and f"holds {16 * MIB} bytes in custody" in over[0], over
