@@ -1,0 +1,50 @@
+"""Job records checked one by one, through real mounts: one bad record hides one job.
+
+The emulator answers any field we set in a job's record (its admin API), as a lying or
+broken service would; the daemon must show every other job, at mount and after, log
+the bad one once (escaped), and stay up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from tests.support.emulator import Emulator
+from tests.support.mount import Mount, needs_fuse, wait_for
+from tests.support.vault import retrieve
+
+VAULT = "records"
+
+
+def jobs_of(emulator: Emulator, count: int) -> tuple[Any, str, list[str]]:
+    client = emulator.client()
+    client.create_vault(vaultName=VAULT)
+    archive, _ = emulator.seeded_archive(VAULT, 1 << 20, 1, "")
+    return client, archive, [retrieve(client, VAULT, archive) for _ in range(count)]
+
+
+def listings(emulator: Emulator) -> int:
+    return int(emulator.counters()["operations"].get("ListJobs", {}).get("requests", 0))
+
+
+@needs_fuse
+def test_a_record_with_a_size_of_the_wrong_type_hides_that_job_only(
+    emulator: Emulator, mount_factory: Any
+) -> None:
+    """can fail: botocore's parse of the page made it 0 of 6 jobs, and none later."""
+    client, archive, jobs = jobs_of(emulator, 6)
+    emulator.set_job(jobs[0], ArchiveSizeInBytes="abc")
+    mount: Mount = mount_factory(emulator.url, VAULT, {"refresh": "3600"})
+    assert sorted(os.listdir(mount.path / "jobs")) == sorted(jobs[1:])
+    later = retrieve(client, VAULT, archive)
+    before = listings(emulator)
+    for step in range(1, 4):  # each refresh meets the same bad record
+        os.kill(mount.pid, signal.SIGHUP)
+        wait_for(lambda step=step: listings(emulator) >= before + step, "a refresh")
+    wait_for(lambda: later in os.listdir(mount.path / "jobs"), "the later job to be shown")
+    assert sorted(os.listdir(mount.path / "jobs")) == sorted([*jobs[1:], later])
+    assert mount.alive()
+    refused = [line for line in mount.log().splitlines() if "job not shown" in line]
+    assert refused == [refused[0]] and "ArchiveSizeInBytes is 'abc'" in refused[0], refused
