@@ -27,19 +27,29 @@ from glacierfs.retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
 
-ListJobs = Callable[[], list[dict[str, Any]]]
+ListJobs = Callable[[], list[Any]]
+
+
+def record_key(record: Any) -> str:
+    """What a refused record is logged once under: its JobId, whatever its fault."""
+    return repr(record.get("JobId")) if isinstance(record, dict) else repr(record)
 
 
 class Catalog:
     def __init__(
-        self, list_jobs: ListJobs, disk: AsyncDisk, vault_arn: str, retry: RetryPolicy
+        self,
+        list_jobs: ListJobs,
+        disk: AsyncDisk,
+        vault_arn: str,
+        retry: RetryPolicy,
+        refused: LogOnce | None = None,
     ) -> None:
         self._list_jobs = list_jobs
         self._disk = disk
         self.namespace = vault_arn
         self._namespace = f"jobs:{vault_arn}"
         self._retry = retry
-        self._bad = LogOnce(log)
+        self._bad = refused or LogOnce(log)  # one line per record, however many refreshes
         self.jobs: dict[str, Job] = {}
 
     async def refresh(self) -> bool:
@@ -79,8 +89,7 @@ class Catalog:
             try:
                 job = job_from_record(record)
             except BadResponse as error:
-                key = repr(record.get("JobId")) if isinstance(record, dict) else repr(record)
-                self._bad.error(key, "job not shown: %s", error)
+                self._bad.error(record_key(record), "job not shown: %s", error)
                 continue
             jobs[job.job_id] = job
         return jobs

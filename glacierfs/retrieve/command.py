@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from glacierfs import logs
 from glacierfs.client import GlacierClient
 from glacierfs.config import (
     DAILY_SHARE,
@@ -28,6 +29,7 @@ from glacierfs.config import (
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.humane import size
+from glacierfs.logs import escape
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
@@ -183,6 +185,7 @@ def confirm(args: argparse.Namespace, count: int) -> None:
 def run(argv: Sequence[str]) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="glacierfs retrieve: %(message)s")
+    logs.install()  # every line escaped, as the mount's
     options: Options = args.opts
     client = GlacierClient(client_settings(options))
     try:
@@ -229,12 +232,12 @@ def _retrieve(
         if not args.follow:
             started = engine.request(plan.batch)
             print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
-            return 0
+            return 1 if engine.refused else 0  # a request failed: said above, one line each
         follower = Follower(
             engine, lambda: open_access(options, root, vault_arn), args.poll, progress
         )
         summary = follower.run()
-        print(render_summary(summary), flush=True)
+        print(escape(render_summary(summary)), flush=True)
         return 1 if summary["failed"] else 0
 
 
@@ -243,15 +246,15 @@ def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> 
     if args.json:
         print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
     else:
-        print(origin)
-        print("\n".join(render_plan(plan, vault)), flush=True)
+        print(escape(origin))
+        print("\n".join(escape(line) for line in render_plan(plan, vault)), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:
     try:
         return run(argv)
     except GlacierfsError as error:
-        print(f"glacierfs retrieve: {error}", file=sys.stderr)
+        print(f"glacierfs retrieve: {escape(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

@@ -19,6 +19,7 @@ from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
 from glacierfs.inventory import Entry, parse
+from glacierfs.logs import escape
 from glacierfs.retrieve.save import open_access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
@@ -102,7 +103,7 @@ def start_inventory(options: Options, client: GlacierClient) -> int:
     running = inventories_running(client)
     if running:
         job = running[0].get("JobId")
-        print(f"an inventory job of vault {options.vault} is already in progress: {job}")
+        print(escape(f"an inventory job of vault {options.vault} is already in progress: {job}"))
         return 0
     job_id = client.initiate_inventory("JSON", "glacierfs retrieve --inventory")
     print(
