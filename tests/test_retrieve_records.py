@@ -71,18 +71,22 @@ def test_a_job_id_with_terminal_escapes_covers_nothing_and_is_logged_once_escape
     assert made["b.dat"][0] in requested  # the forged record covered nothing
 
 
-def test_an_initiate_job_answering_another_jobs_id_is_a_failed_request(
-    vault: tuple[Emulator, Any], liar_of: Liar, tmp_path: Path
+@pytest.mark.parametrize("answer", ["another job's", "forged"])
+def test_an_initiate_job_answering_another_jobs_id_or_a_forged_one_is_a_failed_request(
+    vault: tuple[Emulator, Any], liar_of: Liar, tmp_path: Path, answer: str
 ) -> None:
     """can fail: the other job's id was taken as each request's, and the run said so."""
     emulator, made = vault
     other = start_job(emulator, made["a.dat"][0])
-    liar_of.answer_job_ids(other, other)
+    given = other if answer == "another job's" else FORGED.split("\n")[0]  # a header: no CR, LF
+    liar_of.answer_job_ids(given, given)
     run = Retrieve(emulator, VAULT, tmp_path / "cache", tmp_path / "run.log", liar_of.url)
     result = run.run("b.dat", "c.dat", "--yes")
-    assert result.returncode == 1, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert result.returncode == 1 and not RAW_CONTROL.search(said), said
     failed = [line for line in result.stderr.splitlines() if "failed:" in line]
-    assert len(failed) == 2 and all(f"job id {other}, which is already" in f for f in failed)
+    why = f"job id {other}, which is already" if given == other else "unusable job id '\\x1b]0"
+    assert len(failed) == 2 and all(why in line for line in failed), said
     assert "started 0 jobs" in result.stdout
     assert len(history(emulator)) == 3  # the jobs the service did start (under their ids)...
     again = run.run("b.dat", "c.dat", "--yes")

@@ -301,9 +301,7 @@ class Engine:
                 unit, self.tier.tier, self.now(), archive.archive_id in again
             )
             try:
-                job_id = self.client.initiate_retrieval(
-                    archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
-                )
+                job_id = self._initiate(unit)
             except TransientServiceError as error:
                 self.event(
                     "note", f"{archive.path}: request not confirmed ({error}); will look again"
@@ -315,17 +313,7 @@ class Engine:
             except ServiceError as error:
                 self.state.drop_intent(intent)
                 self.refused.add(archive.archive_id)
-                self.event("failed", f"{archive.path}: the service refused the request: {error}")
-                continue
-            whose = self._whose(job_id)
-            if whose:
-                self.state.drop_intent(intent)
-                self.refused.add(archive.archive_id)
-                self.event(
-                    "failed",
-                    f"{archive.path}: the service answered job id {job_id}, which is already "
-                    f"{whose}: not taken as this request",
-                )
+                self.event("failed", f"{archive.path}: {error}")
                 continue
             self.state.requested(intent, job_id)
             started.append(job_id)
@@ -333,6 +321,28 @@ class Engine:
             kind = "re-requested" if archive.archive_id in again else "requested"
             self.event(kind, f"{archive.path} ({what}{size(unit.size)}): job {job_id}")
         return started
+
+    def _initiate(self, unit: Unit) -> str:
+        """InitiateJob for one unit; its job id. ServiceError when the service refuses,
+        or when its answer cannot be this request's: a job id outside its alphabet, or
+        one that is already another request's or another listed job's."""
+        try:
+            job_id = self.client.initiate_retrieval(
+                unit.archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
+            )
+        except (TransientServiceError, InsufficientCapacity):
+            raise
+        except BadResponse as error:
+            raise ServiceError(f"the service's answer is unusable: {error}") from None
+        except ServiceError as error:
+            raise ServiceError(f"the service refused the request: {error}") from None
+        whose = self._whose(job_id)
+        if whose:
+            raise ServiceError(
+                f"the service answered job id {job_id}, which is already {whose}: "
+                "not taken as this request"
+            )
+        return job_id
 
     def _whose(self, job_id: str) -> str:
         """Whose job ``job_id`` already is ("" when no one's): a job id the service
