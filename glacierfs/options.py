@@ -93,6 +93,7 @@ _FLAGS = {
     "empty_start": "empty_start",
     "foreground": "foreground",
     "hydrate": "hydrate",
+    "nonempty": "nonempty",
 }
 _SIZES = ("cache_size", "memory_cache", "read_ahead", "memory_budget")
 _STRINGS = ("region", "profile", "endpoint_url")
