@@ -43,10 +43,13 @@ def job_page(what: str, answer: Any) -> tuple[list[Any], str | None]:
     return records, marker or None
 
 
-def job_record(what: str, answer: Any) -> dict[str, Any]:
-    """A DescribeJob answer: one record, as sent (checked by its user)."""
+def job_record(what: str, answer: Any, job_id: str) -> dict[str, Any]:
+    """A DescribeJob answer of job ``job_id``: one record, as sent (its other fields are
+    checked by its user); BadResponse when it is not an object or describes another job."""
     if not isinstance(answer, dict):
         raise BadResponse(f"{what}: the answer is not an object")
+    if answer.get("JobId") != job_id:
+        raise BadResponse(f"{what}: the answer describes job {shown(answer.get('JobId'))}")
     return answer
 
 

@@ -308,10 +308,11 @@ class GlacierClient:
             seen.add(marker)
 
     def describe_job(self, job_id: str) -> dict[str, Any]:
-        """The job's record as the service sent it (checked by the caller)."""
+        """The job's record as the service sent it (checked by the caller); BadResponse
+        when the answer is no record of this job."""
         with translated(f"job {job_id}", job_id):
             answer = self._call("describe_job", jobId=job_id)
-        return job_record(f"job {job_id}", answer.get(AS_SENT))
+        return job_record(f"job {job_id}", answer.get(AS_SENT), job_id)
 
     def initiate_retrieval(
         self,
