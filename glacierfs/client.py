@@ -213,10 +213,9 @@ def _as_sent(
     model's type at once, so one bad record (``ArchiveSizeInBytes: "abc"``) fails the
     whole page, and others are changed before we check them (``1.5`` becomes ``1``); see
     :mod:`glacierfs.answers`. Botocore's event system is its documented extension point,
-    and the hook sees the body after botocore read it, so signing, retries and error
-    answers stay botocore's: an error status, or a body that is not JSON, is left to its
-    parser (a ClientError, or a parse error that :func:`translated` turns into
-    BadResponse).
+    and the hook sees the body after botocore read it, so signing, connections and error
+    answers stay botocore's: an error status is left to its parser (a ClientError), and a
+    body that is not JSON leaves no document, which the caller answers with BadResponse.
     """
     if int(response_dict.get("status_code") or 500) >= 300:
         return
