@@ -114,7 +114,7 @@ def _rclone(bench: Bench, plain: Path, size: int, ours: float, local: float) -> 
 
 def _rclone_runs(bench: Bench, plain: Path, size: int, ours: float, local: float) -> None:
     """One rclone baseline, as shipped (its READ sizes counted on a run of their own with
-    ``--debug-fuse``, which slows it: they are what the timed runs got too)."""
+    ``--debug-fuse -vv``, which slows it: they are what the timed runs got too)."""
     cache = bench.fresh_dir("rclone-cache")
     cold = []
     for _ in range(bench.runs):
@@ -126,7 +126,7 @@ def _rclone_runs(bench: Bench, plain: Path, size: int, ours: float, local: float
         return peers.rclone(plain, bench.fresh_dir("rclone"), cache)
 
     warm = _fresh_mounts(bench, size, make)
-    counting = peers.rclone(plain, bench.fresh_dir("rclone"), cache, "--debug-fuse", "-v")
+    counting = peers.rclone(plain, bench.fresh_dir("rclone"), cache, "--debug-fuse", "-vv")
     with counting.start() as served:
         dd(served.file)
     sizes = peers.rclone_read_sizes(counting)
