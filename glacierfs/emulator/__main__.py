@@ -100,6 +100,12 @@ def _timing_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="answer at most N ListJobs a second (bursts of N), ThrottlingException beyond",
     )
+    parser.add_argument(
+        "--total-bandwidth",
+        type=int,
+        default=0,
+        help="bytes/s of every connection together (a NIC: 125000000 is 1 Gbit/s)",
+    )
 
 
 def _fault_options(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             bandwidth=args.bandwidth,
             list_jobs_rate=args.list_jobs_rate,
+            total_bandwidth=args.total_bandwidth,
         )
     except OSError as error:
         where = f"{args.host}:{args.port}"
