@@ -44,7 +44,7 @@ from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
-from glacierfs.retrieve.pricing import TierPrice, cost, price
+from glacierfs.retrieve.pricing import TierPrice
 from glacierfs.retrieve.save import REFUSED, ToSave
 from glacierfs.retrieve.selected import Selected
 from glacierfs.retrieve.selection import Archive
@@ -380,29 +380,3 @@ class Engine:
     def save_failed(self, job_id: str, error: str) -> None:
         if self.state.failed_once(job_id) >= MAX_SAVE_FAILURES:
             self.state.mark(job_id, FAILED, f"not saved: {error}")
-
-    # --- the end ------------------------------------------------------------------------
-
-    def summary(self, snapshot: Snapshot) -> dict[str, Any]:
-        requests = self.state.requests()
-        chosen = self.selected.lookup(r.archive_id for r in requests)
-        requests = [r for r in requests if r.archive_id in chosen]
-        spent = sum(cost(price(r.tier), r.size, 1) for r in requests)
-        archives = total = cached = verified = 0
-        for holding in self.holdings(snapshot):
-            archives += 1
-            total += holding.archive.size
-            if holding.wholly_cached:
-                cached += 1
-                verified += self.index.verified(holding.archive, self.vault_arn)
-        return {
-            "archives": archives,
-            "bytes": total,
-            "cached": cached,
-            "verified": verified,
-            "re_requested": len({r.archive_id for r in requests if r.again}),
-            "failed": len(snapshot.given_up),
-            "evicted": len(snapshot.evicted),
-            "jobs": len(requests),
-            "spent": round(spent, 6),
-        }

@@ -25,6 +25,7 @@ from glacierfs.config import HEARTBEAT
 from glacierfs.errors import ConfigError, TransientServiceError
 from glacierfs.humane import plural, size
 from glacierfs.logs import escape
+from glacierfs.retrieve.ending import summarise
 from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.heartbeat import heartbeat_line
 from glacierfs.retrieve.plan import Plan
@@ -108,7 +109,7 @@ class Follower:
             self._save(ready)
             snapshot = self.engine.snapshot(snapshot.now, snapshot.live)
         if self.engine.done(snapshot):
-            return self.engine.summary(snapshot)
+            return summarise(self.engine, snapshot)
         plan = self.engine.plan(snapshot)
         self.engine.request(plan.batch)
         self.progress.status(self._line(plan))
