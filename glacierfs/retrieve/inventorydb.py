@@ -123,18 +123,15 @@ class InventoryStore:
         (from any thread: the store's own connection is opened again when next used)."""
         self.close()
         building = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        for stale in (building, Path(f"{building}-journal")):
+        scratch = building.with_name(f"{building.name}.scratch")
+        for stale in (building, scratch):
             stale.unlink(missing_ok=True)
         try:
-            db = open_database(building, exclusive=True, journal="OFF")
+            db = open_database(scratch, exclusive=True, journal="OFF")
             try:
                 _build(db, entries)
                 facts = {"identity": identity, "source": source, "version": VERSION}
-                count = db.execute("SELECT count(*) FROM archives").fetchone()[0]
-                facts.update(count=str(count), complete="1")
-                db.executemany("INSERT INTO facts VALUES (?, ?)", facts.items())
-                db.execute("COMMIT")
-                db.execute("PRAGMA journal_mode = DELETE")
+                _finish(db, building, facts)
             finally:
                 db.close()
             os.replace(building, self.path)
@@ -142,6 +139,7 @@ class InventoryStore:
             raise ConfigError(f"inventory store {self.path}: {error}") from None
         finally:
             building.unlink(missing_ok=True)
+            scratch.unlink(missing_ok=True)
         self._facts = facts
 
     def _connection(self) -> sqlite3.Connection:
@@ -205,10 +203,27 @@ def _build(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
         "UPDATE archives SET path = ? WHERE archive_id = ?",
         (("/".join(path), key) for key, path in moves),
     )
-    db.execute(f"CREATE TABLE named AS SELECT {_STORED} FROM archives ORDER BY path, archive_id")
-    db.execute("DROP TABLE archives")
-    db.execute("ALTER TABLE named RENAME TO archives")
-    db.execute("CREATE UNIQUE INDEX by_id ON archives (archive_id)")
+    db.execute("COMMIT")
+
+
+def _finish(db: sqlite3.Connection, building: Path, facts: dict[str, str]) -> None:
+    """The named rows copied in path order into a new file (the scratch's free pages and
+    naming columns left behind), indexed by ArchiveId, with the facts that say it is whole."""
+    open_database(building, exclusive=True, journal="OFF").close()
+    db.execute("ATTACH DATABASE ? AS out", (str(building),))
+    db.execute("PRAGMA out.journal_mode = OFF")
+    db.execute("PRAGMA out.synchronous = OFF")
+    db.execute("BEGIN")
+    db.execute(
+        f"CREATE TABLE out.archives AS SELECT {_STORED} FROM archives ORDER BY path, archive_id"
+    )
+    db.execute("CREATE UNIQUE INDEX out.by_id ON archives (archive_id)")
+    db.execute("CREATE TABLE out.facts (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    count = db.execute("SELECT count(*) FROM out.archives").fetchone()[0]
+    facts.update(count=str(count), complete="1")
+    db.executemany("INSERT INTO out.facts VALUES (?, ?)", facts.items())
+    db.execute("COMMIT")
+    db.execute("DETACH DATABASE out")
 
 
 def _groups(db: sqlite3.Connection) -> Iterator[tuple[tuple[str, ...], list[Wanted]]]:
