@@ -33,6 +33,7 @@ from glacierfs.retrieve.selection import (
     Criteria,
     glob_regex,
     name_archives,
+    older_versions,
     parse_date,
     select,
     shard_of,
@@ -81,14 +82,33 @@ def test_archives_are_named_by_their_decoded_descriptions_as_the_mount_names_the
     }
 
 
-def test_the_oldest_archive_keeps_a_contested_name_and_the_other_gets_its_id_tag() -> None:
+def test_the_newest_version_keeps_a_contested_name_and_older_ones_are_named_by_date() -> None:
     archives = name_archives(
         [entry("NEWERxxxxxx", "same.txt", created="2021-01-01"), entry("OLDERyyyyyy", "same.txt")]
     )
-    assert {a.archive_id: a.path for a in archives} == {
-        "OLDERyyyyyy": "same.txt",
-        "NEWERxxxxxx": "same~NEWERxxx.txt",
+    assert {a.archive_id: (a.path, a.latest) for a in archives} == {
+        "NEWERxxxxxx": ("same.txt", True),
+        "OLDERyyyyyy": ("same~20200101T000000Z.txt", False),
     }
+
+
+def test_latest_selects_the_newest_version_of_each_path_and_counts_the_rest() -> None:
+    archives = name_archives(
+        [
+            entry("V2019", "docs/a.txt", 5, "2019-01-01"),
+            entry("V2021", "docs/a.txt", 7, "2021-01-01"),
+            entry("V2020", "docs/a.txt", 11, "2020-01-01"),
+            entry("ONLY", "docs/b.txt", 13),
+        ]
+    )
+    latest = Criteria(everything=True, latest=True)
+    assert [a.archive_id for a in select(archives, latest)] == ["V2021", "ONLY"]
+    older = older_versions(archives, latest)
+    assert sorted(a.archive_id for a in older) == ["V2019", "V2020"]
+    assert older_versions(archives, Criteria(everything=True)) == []
+    plan = make_plan([], [], Limits(MIB), price("Bulk"), 0.0)
+    plan.older_versions, plan.older_bytes = len(older), sum(a.size for a in older)
+    assert "--latest left out 2 older versions (16 B)" in "\n".join(render_plan(plan, "v"))
 
 
 @pytest.mark.parametrize(

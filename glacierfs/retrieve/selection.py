@@ -3,9 +3,13 @@ them, filtered by the user's patterns, sizes, dates and shard. Pure code.
 
 Names are the paths the mount shows under ``archives/``: the description decoded by
 :func:`glacierfs.names.decoders.decode_description`, made safe by
-:func:`glacierfs.names.safe.safe_components`, and made unique among all the inventory's
-archives by :func:`glacierfs.names.safe.assign_paths` (the oldest archive keeps a contested
-name). An archive whose description gives no file name is named by its ArchiveId.
+:func:`glacierfs.names.safe.safe_components`, named by version among the archives that
+claim the same path
+(:func:`glacierfs.names.versions.versioned`: the newest keeps the plain name, older ones
+are ``NAME~YYYYMMDDTHHMMSSZ.EXT``), and made unique among all the inventory's archives by
+:func:`glacierfs.names.safe.assign_paths` (the oldest archive keeps a name still
+contested). An archive whose description gives no file name is named by its ArchiveId.
+``--latest`` (:attr:`Criteria.latest`) selects only the newest version of each path.
 
 Patterns are shell globs over those paths: ``*`` and ``?`` stay within one directory,
 ``**`` crosses directories (``a/**/b`` also matches ``a/b``), ``[...]`` is a class;
@@ -17,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from glacierfs.inventory import Entry
 from glacierfs.names.decoders import decode_description
 from glacierfs.names.safe import Wanted, assign_paths, safe_components, safe_name
+from glacierfs.names.versions import Version, latest_keys, versioned
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Archive:
     created: float  # POSIX time of its CreationDate
     description: str
     path: str  # relative to archives/
+    latest: bool = True  # the newest version of its path (see the module)
 
     @property
     def leaves(self) -> int:
@@ -54,18 +60,24 @@ def parse_date(text: str) -> float:
     return moment.timestamp()
 
 
-def _components(entry: Entry) -> tuple[str, ...]:
+def _version(entry: Entry) -> Version:
+    """The entry as a version of the path its description gives (``()``: none)."""
     decoded = decode_description(entry.description)
     if decoded.path is None or decoded.is_directory:
-        return ()
-    return safe_components(decoded.path)
+        return Version(entry.archive_id, (), decoded.mtime, _creation(entry))
+    path = safe_components(decoded.path)
+    return Version(entry.archive_id, path, decoded.mtime, _creation(entry))
 
 
 def _created(entry: Entry) -> float:
+    return _creation(entry) or 0.0
+
+
+def _creation(entry: Entry) -> float | None:
     try:
         return parse_date(entry.creation_date)
     except ValueError:
-        return 0.0
+        return None
 
 
 def name_archives(entries: Iterable[Entry]) -> list[Archive]:
@@ -73,10 +85,12 @@ def name_archives(entries: Iterable[Entry]) -> list[Archive]:
     chosen: dict[str, Entry] = {}
     for entry in entries:
         chosen.setdefault(entry.archive_id, entry)  # an inventory lists each archive once
+    versions = [_version(e) for e in chosen.values()]
+    claims, latest = versioned(versions), latest_keys(versions)
     wanted = [
         Wanted(
             e.archive_id,
-            _components(e) or (safe_name(e.archive_id, "archive"),),
+            claims[e.archive_id] or (safe_name(e.archive_id, "archive"),),
             (f"{_created(e):020.3f}", e.archive_id),
             e.archive_id,
         )
@@ -91,6 +105,7 @@ def name_archives(entries: Iterable[Entry]) -> list[Archive]:
             _created(e),
             e.description,
             "/".join(paths[e.archive_id]),
+            e.archive_id in latest,
         )
         for e in chosen.values()
     ]
@@ -156,6 +171,7 @@ class Criteria:
     created_after: float | None = None
     created_before: float | None = None
     shard: tuple[int, int] | None = None  # (K, N)
+    latest: bool = False  # only the newest version of each path
 
     def chooses(self, archive: Archive, matchers: Sequence[re.Pattern[str]]) -> bool:
         named = self.everything or archive.archive_id in self.archive_ids
@@ -169,6 +185,8 @@ class Criteria:
             return False
         if self.created_before is not None and archive.created >= self.created_before:
             return False
+        if self.latest and not archive.latest:
+            return False
         return self.shard is None or shard_of(archive.archive_id, self.shard[1]) == self.shard[0]
 
 
@@ -176,3 +194,12 @@ def select(archives: Iterable[Archive], criteria: Criteria) -> list[Archive]:
     """The archives ``criteria`` choose, in the order given."""
     matchers = [glob_regex(p) for p in criteria.patterns]
     return [a for a in archives if criteria.chooses(a, matchers)]
+
+
+def older_versions(archives: Iterable[Archive], criteria: Criteria) -> list[Archive]:
+    """The archives ``criteria`` would choose but for ``latest``: what it leaves out."""
+    if not criteria.latest:
+        return []
+    every = replace(criteria, latest=False)
+    matchers = [glob_regex(p) for p in criteria.patterns]
+    return [a for a in archives if not a.latest and every.chooses(a, matchers)]
