@@ -124,6 +124,7 @@ class Mounted:
             self.reader,
             Access(options.uid, options.gid, options.umask),
             namer=self.names.namer,
+            settled=self.names.settled,
             file_inodes=inodes if isinstance(inodes, dict) else None,
             paths=paths if isinstance(paths, dict) else None,
             damage=self.damage,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from glacierfs.names.known import KnownVersions
 from glacierfs.names.safe import MAX_NAME_BYTES
 from glacierfs.names.versions import Version, latest_keys, stamp, versioned
 
@@ -101,3 +103,23 @@ def test_names_are_unique_per_path_and_independent_of_order(versions: list[Versi
         assert len(plain) == 1  # exactly one version keeps the plain name
         assert plain[0].key in latest_keys(versions)
         assert all(v.rank() <= plain[0].rank() for v in group)
+
+
+def test_a_mount_names_by_the_inventorys_versions_and_keeps_them_across_mounts() -> None:
+    known = KnownVersions()
+    path = ("docs", "a.txt")
+    known.claim(Version("OLD", path, mtime=at(2019)))  # the only version with a job
+    assert known.name("OLD", path) == path and not known.settled(path)
+    assert known.unscanned() == {path}
+    scan = {path: [Version("OLD", path, at(2019), at(2019)), Version("NEW", path, None, at(2021))]}
+    known.add_scan({path}, scan)
+    assert known.name("OLD", path) == ("docs", "a~20190101T123005Z.txt") and known.settled(path)
+    assert known.unscanned() == set()
+    remount = KnownVersions()
+    remount.load(json.loads(json.dumps(known.saved())))
+    remount.claim(Version("OLD", path, mtime=at(2019)))
+    assert remount.name("OLD", path) == ("docs", "a~20190101T123005Z.txt")
+    assert remount.unscanned() == set()
+    broken = KnownVersions()
+    broken.load([[["x"], [["id", "not a date", None]]], "junk", None])
+    assert broken.saved() == []  # malformed: looked for again

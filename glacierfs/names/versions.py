@@ -25,11 +25,13 @@ like any other.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from glacierfs.names.safe import _fit, _split_extension
+from glacierfs.inventory import Entry
+from glacierfs.names.decoders import decode_description
+from glacierfs.names.safe import _fit, _split_extension, safe_components
 
 Path = tuple[str, ...]
 
@@ -128,3 +130,37 @@ def latest_keys(versions: Iterable[Version]) -> set[str]:
         else:
             keys.add(version.key)
     return keys | {newest(group).key for group in groups.values()}
+
+
+def creation_date(text: str) -> float | None:
+    """An inventory's CreationDate as POSIX time (UTC unless it says), None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def described(key: str, description: str, created: float | None = None) -> Version:
+    """An archive as a version of the path its description gives (``()``: no file name),
+    decoded and made safe as everywhere else."""
+    decoded = decode_description(description)
+    if decoded.path is None or decoded.is_directory:
+        return Version(key, (), decoded.mtime, created)
+    return Version(key, safe_components(decoded.path), decoded.mtime, created)
+
+
+def entry_version(entry: Entry) -> Version:
+    """An inventory entry as a version: what the mount and ``retrieve`` both name by."""
+    return described(entry.archive_id, entry.description, creation_date(entry.creation_date))
+
+
+def versions_of(entries: Iterable[Entry], paths: Container[Path]) -> dict[Path, list[Version]]:
+    """Every version the entries hold of each of ``paths`` (streamed: memory follows
+    the versions found, not the entries)."""
+    found: dict[Path, list[Version]] = {}
+    for entry in entries:
+        version = entry_version(entry)
+        if version.components and version.components in paths:
+            found.setdefault(version.components, []).append(version)
+    return found

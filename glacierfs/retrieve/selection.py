@@ -25,9 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from glacierfs.inventory import Entry
-from glacierfs.names.decoders import decode_description
-from glacierfs.names.safe import Wanted, assign_paths, safe_components, safe_name
-from glacierfs.names.versions import Version, latest_keys, versioned
+from glacierfs.names.safe import Wanted, assign_paths, safe_name
+from glacierfs.names.versions import entry_version, latest_keys, versioned
 
 
 @dataclass(frozen=True)
@@ -60,24 +59,11 @@ def parse_date(text: str) -> float:
     return moment.timestamp()
 
 
-def _version(entry: Entry) -> Version:
-    """The entry as a version of the path its description gives (``()``: none)."""
-    decoded = decode_description(entry.description)
-    if decoded.path is None or decoded.is_directory:
-        return Version(entry.archive_id, (), decoded.mtime, _creation(entry))
-    path = safe_components(decoded.path)
-    return Version(entry.archive_id, path, decoded.mtime, _creation(entry))
-
-
 def _created(entry: Entry) -> float:
-    return _creation(entry) or 0.0
-
-
-def _creation(entry: Entry) -> float | None:
     try:
         return parse_date(entry.creation_date)
     except ValueError:
-        return None
+        return 0.0
 
 
 def name_archives(entries: Iterable[Entry]) -> list[Archive]:
@@ -85,7 +71,7 @@ def name_archives(entries: Iterable[Entry]) -> list[Archive]:
     chosen: dict[str, Entry] = {}
     for entry in entries:
         chosen.setdefault(entry.archive_id, entry)  # an inventory lists each archive once
-    versions = [_version(e) for e in chosen.values()]
+    versions = [entry_version(e) for e in chosen.values()]
     claims, latest = versioned(versions), latest_keys(versions)
     wanted = [
         Wanted(

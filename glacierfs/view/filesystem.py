@@ -25,7 +25,7 @@ from glacierfs.read.reader import Reader
 from glacierfs.view.archive_files import ArchiveFiles
 from glacierfs.view.archives import Archive
 from glacierfs.view.damage import DamagedJobs
-from glacierfs.view.tree import ROOT_INODE, Namer, Node, Tree, archive_id_name
+from glacierfs.view.tree import ROOT_INODE, Namer, Node, Settled, Tree, archive_id_name
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Filesystem:
         reader: Reader,
         access: Access,
         namer: Namer = archive_id_name,
+        settled: Settled | None = None,
         file_inodes: dict[str, int] | None = None,
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
@@ -72,8 +73,9 @@ class Filesystem:
         self.damage = damage if damage is not None else DamagedJobs()
         self.archives = ArchiveFiles(reader, self.damage)
         self.namer = namer
+        self.settled: Settled = settled or (lambda job: False)
         self.tree = Tree(file_inodes, paths)
-        self.tree.build(catalog.jobs.values(), namer)
+        self.tree.build(catalog.jobs.values(), namer, self.settled)
         self.started = time.time()
         self._handles: dict[int, tuple[Job, Prefetcher]] = {}
         self._archive_handles: dict[int, tuple[Archive, dict[str, Prefetcher]]] = {}
@@ -81,7 +83,7 @@ class Filesystem:
         self._next_handle = count(1)
 
     def rebuild(self) -> None:
-        self.tree.build(self.catalog.jobs.values(), self.namer)
+        self.tree.build(self.catalog.jobs.values(), self.namer, self.settled)
 
     def _node(self, inode: int) -> Node:
         node = self.tree.nodes.get(inode)
