@@ -4,7 +4,12 @@ A job is live while the service lists it as in progress, or as succeeded (it sto
 listing a job when its output expires). Live jobs come from ListJobs, whoever started
 them (this host, a run killed before it wrote down its job, another tool), so an
 archive is never requested while a job of it is live. Job records are untrusted: one
-that does not parse is ignored for coverage (and logged by the caller).
+that does not parse, or claims a size past the service's limit, is ignored for coverage
+(and logged by the caller).
+
+What holds an archive is runs of leaves (:mod:`glacierfs.intervals`), so a 40 TiB
+archive costs what a 1 MiB one does; only the leaves actually cached are counted one by
+one.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from glacierfs.intervals import Run, Runs, covers, gaps, of_leaves, union
+from glacierfs.jobs import MAX_SIZE
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import MIB
 
@@ -36,8 +43,9 @@ class LiveJob:
     tier: str
 
     @property
-    def leaves(self) -> range:
-        return range(self.start // MIB, -(-(self.end + 1) // MIB))
+    def leaves(self) -> Run:
+        """The leaves its output holds, ``(first, stop)``."""
+        return self.start // MIB, -(-(self.end + 1) // MIB)
 
     @property
     def expires(self) -> float:
@@ -65,10 +73,14 @@ def live_job(record: Any) -> LiveJob | None:
         return None
     if status not in ("InProgress", "Succeeded") or not isinstance(size, int):
         return None
+    if not 0 <= size <= MAX_SIZE:
+        return None
     start, end = 0, size - 1
     text = record.get("RetrievalByteRange")
     if isinstance(text, str) and (match := _RANGE.match(text)):
         start, end = int(match.group(1)), int(match.group(2))
+        if not 0 <= start <= end + 1 <= size:
+            return None
     completed = _moment(record.get("CompletionDate")) if status == "Succeeded" else None
     tier = record.get("Tier") if isinstance(record.get("Tier"), str) else "Standard"
     return LiveJob(job_id, archive_id, start, end, status, created, completed, str(tier))
@@ -93,18 +105,20 @@ class Holding:
     jobs: tuple[LiveJob, ...]  # its live jobs
 
     @property
+    def cached_runs(self) -> Runs:
+        return of_leaves(self.cached)
+
+    @property
     def wholly_cached(self) -> bool:
-        return len(self.cached) >= self.archive.leaves and all(
-            leaf in self.cached for leaf in range(self.archive.leaves)
+        return len(self.cached) >= self.archive.leaves and covers(
+            self.cached_runs, 0, self.archive.leaves
         )
 
-    def covered(self) -> set[int]:
-        """Leaves cached or to come from a live job."""
-        leaves = set(self.cached)
-        for job in self.jobs:
-            leaves.update(job.leaves)
-        return leaves
+    def covered(self) -> Runs:
+        """Runs of leaves cached or to come from a live job."""
+        return union(self.cached_runs, (job.leaves for job in self.jobs))
 
     def unsaved_jobs(self) -> list[LiveJob]:
         """Live jobs with leaves not yet in the cache: outputs still to save."""
-        return [j for j in self.jobs if any(leaf not in self.cached for leaf in j.leaves)]
+        cached = self.cached_runs
+        return [j for j in self.jobs if gaps(*j.leaves, cached)]

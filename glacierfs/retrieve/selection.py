@@ -19,14 +19,19 @@ a pattern that names a directory selects everything under it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from glacierfs.inventory import Entry
+from glacierfs.jobs import MAX_SIZE
+from glacierfs.logs import escape
 from glacierfs.names.safe import Wanted, assign_paths, safe_name
 from glacierfs.names.versions import entry_version, latest_keys, versioned
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,29 @@ def _created(entry: Entry) -> float:
         return 0.0
 
 
-def name_archives(entries: Iterable[Entry]) -> list[Archive]:
-    """The inventory's archives with their unique friendly paths, in path order."""
-    chosen: dict[str, Entry] = {}
+def refusal(entry: Entry) -> str | None:
+    """Why an inventory entry is not an archive the service can hold; None if it is."""
+    if not 0 <= entry.size <= MAX_SIZE:
+        shown = escape(entry.archive_id[:200])
+        return f"inventory entry {shown}: Size {entry.size} is not an archive's (0 to 40 TiB)"
+    return None
+
+
+def plausible(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """The entries, less each one that :func:`refusal` refuses (one warning line each)."""
     for entry in entries:
+        why = refusal(entry)
+        if why is None:
+            yield entry
+        else:
+            log.warning("%s: left out", why)
+
+
+def name_archives(entries: Iterable[Entry]) -> list[Archive]:
+    """The inventory's archives with their unique friendly paths, in path order (an
+    entry no archive can be is left out: :func:`plausible`)."""
+    chosen: dict[str, Entry] = {}
+    for entry in plausible(entries):
         chosen.setdefault(entry.archive_id, entry)  # an inventory lists each archive once
     versions = [entry_version(e) for e in chosen.values()]
     claims, latest = versioned(versions), latest_keys(versions)
