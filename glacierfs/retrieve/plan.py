@@ -156,7 +156,8 @@ def _notes(plan: Plan) -> list[str]:
     lines = []
     if plan.older_versions:
         lines.append(
-            f"  --latest left out {plan.older_versions} older versions ({size(plan.older_bytes)})"
+            f"  --latest left out {plural(plan.older_versions, 'older version')} "
+            f"({size(plan.older_bytes)})"
         )
     if plan.outstanding:
         lines.append(f"  {plural(plan.outstanding, 'live job')} with output not yet saved")
