@@ -20,32 +20,35 @@ from __future__ import annotations
 
 from glacierfs.names.versions import Path, Version, versioned
 
+Group = dict[str, Version]
+_EMPTY: Group = {}
+
 
 class KnownVersions:
+    """Changed on the trio thread; :meth:`name` and :meth:`settled` may be asked from the
+    thread that builds the tree meanwhile. So a path's group of versions is never changed
+    in place, only replaced (copy on write), and a name computed is kept with the groups
+    it was computed from, used only while they are still the path's."""
+
     def __init__(self) -> None:
-        self._claims: dict[Path, dict[str, Version]] = {}  # archives with jobs
-        self._scanned: dict[Path, dict[str, Version]] = {}  # from the inventory
-        self._names: dict[Path, dict[str, Path]] = {}  # computed, per path
+        self._claims: dict[Path, Group] = {}  # archives with jobs
+        self._scanned: dict[Path, Group] = {}  # from the inventory
+        self._names: dict[Path, tuple[Group, Group, dict[str, Path]]] = {}  # computed
 
     def claim(self, version: Version) -> None:
         """An archive with jobs whose description is known."""
-        group = self._claims.setdefault(version.components, {})
+        group = self._claims.get(version.components, _EMPTY)
         if group.get(version.key) != version:
-            group[version.key] = version
-            self._names.pop(version.components, None)
+            self._claims[version.components] = {**group, version.key: version}
 
     def unscanned(self) -> set[Path]:
         """Paths claimed by archives with jobs that no inventory scan looked for."""
         return {path for path in self._claims if path and path not in self._scanned}
 
-    def scanned(self) -> dict[Path, list[Version]]:
-        return {path: list(group.values()) for path, group in self._scanned.items()}
-
     def add_scan(self, paths: set[Path], found: dict[Path, list[Version]]) -> None:
         """What an inventory holds of ``paths`` (a path it lacks holds no version)."""
         for path in paths:
             self._scanned[path] = {v.key: v for v in found.get(path, ())}
-            self._names.pop(path, None)
 
     def saved(self) -> list[object]:
         """What the scans found, for the cache's metadata: ``[[path...], [[id, mtime,
@@ -71,8 +74,8 @@ class KnownVersions:
 
     def reset_scan(self) -> None:
         """Forget what an older inventory said (a newer one is read)."""
-        self._scanned.clear()
-        self._names.clear()
+        self._scanned = {}
+        self._names = {}
 
     def settled(self, components: Path) -> bool:
         return components in self._scanned
@@ -81,10 +84,13 @@ class KnownVersions:
         """The components the archive ``key`` claims among the versions of its path."""
         if not components:
             return components
-        names = self._names.get(components)
-        if names is None:
-            group = {**self._claims.get(components, {}), **self._scanned.get(components, {})}
-            names = self._names[components] = versioned(group.values())
+        claims = self._claims.get(components, _EMPTY)
+        scanned = self._scanned.get(components, _EMPTY)
+        kept = self._names.get(components)
+        if kept is not None and kept[0] is claims and kept[1] is scanned:
+            return kept[2].get(key, components)
+        names = versioned({**claims, **scanned}.values())
+        self._names[components] = (claims, scanned, names)
         return names.get(key, components)
 
 

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from itertools import count
 
+import trio
+
 from glacierfs import __version__
 from glacierfs.catalog import Catalog
 from glacierfs.errors import FsError
@@ -82,8 +84,18 @@ class Filesystem:
         self._dir_handles: dict[int, list[tuple[str, int]]] = {}
         self._next_handle = count(1)
 
-    def rebuild(self) -> None:
-        self.tree.build(self.catalog.jobs.values(), self.namer, self.settled)
+    async def rebuild(self) -> None:
+        """Show what the catalog and the namer say now.
+
+        The tree is built in a worker thread: 50,000 jobs are seconds of Python, which
+        on the trio thread would stall every read meanwhile (the thread gives the
+        interpreter back every few milliseconds). Lookups see the tree before until the
+        new one is whole. One rebuild at a time: the caller serialises them.
+        """
+        jobs = list(self.catalog.jobs.values())
+        await trio.to_thread.run_sync(
+            self.tree.build, jobs, self.namer, self.settled, abandon_on_cancel=True
+        )
 
     def _node(self, inode: int) -> Node:
         node = self.tree.nodes.get(inode)
