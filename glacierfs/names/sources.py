@@ -115,6 +115,7 @@ class Names:
         self.versions = KnownVersions()
         self._scan_source: str | None = None
         self._scan_failed: set[str] = set()
+        self._checked: set[str] = set()  # jobs compared with their inventory entry
 
     def namer(self, job: Job) -> Named | None:
         """The archive's path and mtime by its description, among the versions of its path
@@ -203,10 +204,17 @@ class Names:
             await self._disk.put_meta(ENTRIES_META, entry.archive_id, [entry.size, entry.tree_hash])
 
     async def _cross_check(self, jobs: list[Job]) -> None:
-        """Report each job whose record disagrees with its archive's inventory entry."""
-        for job in jobs:
+        """Report each job whose record disagrees with its archive's inventory entry
+        (each job once: a record does not change; the trio thread is let go every
+        thousand jobs, so a list of 50,000 never holds reads up)."""
+        for number, job in enumerate(jobs):
+            if number % 1000 == 999:
+                await trio.sleep(0)
+            if job.job_id in self._checked:
+                continue
             entry = self.entries.get(job.archive_id or "") if job.kind == "archive" else None
             if entry is not None:
+                self._checked.add(job.job_id)
                 for _, why in disagreements(job, *entry):
                     await self._reader.note_problem(job, why)
 
