@@ -40,10 +40,8 @@ from glacierfs.cache.aio import AsyncDisk
 from glacierfs.errors import GlacierfsError, IntegrityError, ShuttingDown
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import Job, disagreements
-from glacierfs.names.decoders import decode_description
 from glacierfs.names.known import KnownVersions
-from glacierfs.names.safe import safe_components
-from glacierfs.names.versions import described, versions_of
+from glacierfs.names.versions import Version, described, versions_of
 from glacierfs.read.reader import Reader
 from glacierfs.treehash import MIB
 from glacierfs.view.archives import probe_job
@@ -116,28 +114,24 @@ class Names:
         self._scan_source: str | None = None
         self._scan_failed: set[str] = set()
         self._checked: set[str] = set()  # jobs compared with their inventory entry
+        self._decoded: dict[str, Version] = {}  # archive id -> its description, decoded
 
     def namer(self, job: Job) -> Named | None:
         """The archive's path and mtime by its description, among the versions of its path
-        (:mod:`glacierfs.names.versions`); None while the description is unknown."""
+        (:mod:`glacierfs.names.versions`); None while the description is unknown. Asked
+        for every archive at every rebuild, from the thread that builds the tree: each
+        description is decoded once, when it is learnt."""
         archive_id = job.archive_id or ""
-        description = self.descriptions.get(archive_id)
-        if description is None:
+        version = self._decoded.get(archive_id)
+        if version is None:
             return None
-        if not description:
-            return (), None
-        decoded = decode_description(description)
-        if decoded.path is None or decoded.is_directory:
-            return (), decoded.mtime
-        return self.versions.name(archive_id, safe_components(decoded.path)), decoded.mtime
+        return self.versions.name(archive_id, version.components), version.mtime
 
     def settled(self, job: Job) -> bool:
         """Whether the inventory named every version of the path of the job's archive: a
         name remembered from an earlier mount does not override this one's."""
-        description = self.descriptions.get(job.archive_id or "")
-        if not description:
-            return False
-        return self.versions.settled(described("", description).components)
+        version = self._decoded.get(job.archive_id or "")
+        return version is not None and self.versions.settled(version.components)
 
     def unknown(self, jobs: Iterable[Job]) -> set[str]:
         """The archives of these jobs whose description is not known."""
@@ -225,7 +219,8 @@ class Names:
         for archive_id, description in pairs:
             if archive_id in missing and isinstance(description, str):
                 self.descriptions[archive_id] = description
-                self.versions.claim(described(archive_id, description))
+                version = self._decoded[archive_id] = described(archive_id, description)
+                self.versions.claim(version)
                 del missing[archive_id]
                 learnt.append(archive_id)
         return learnt
