@@ -39,11 +39,14 @@ def listing(archives: list[tuple[str, str, int]], tree_hash: str = "0" * 64) -> 
     }
 
 
-def test_retrieve_plans_a_32_tib_archive_in_pieces_and_refuses_2_70_bytes_in_one_line(
+def test_retrieve_plans_a_32_tib_archive_in_pieces_and_refuses_2_70_bytes_in_a_line_each(
     emulator_factory: Callable[..., Emulator], tmp_path: Path
 ) -> None:
     emulator = emulator_factory(*FLAGS)
-    emulator.client().create_vault(vaultName=VAULT)
+    client = emulator.client()
+    client.create_vault(vaultName=VAULT)
+    absurd_job = retrieve(client, VAULT, upload(client, VAULT, b"x"))  # in progress
+    emulator.set_job(absurd_job, ArchiveSizeInBytes=ABSURD)
     inventory = tmp_path / "inventory.json"
     archives = [("BIG", "big.bin", BIG), ("ABSURD\x1b[2J", "absurd.bin", ABSURD)]
     inventory.write_text(json.dumps(listing([*archives, ("SMALL", "small.txt", 10)])))
@@ -51,8 +54,9 @@ def test_retrieve_plans_a_32_tib_archive_in_pieces_and_refuses_2_70_bytes_in_one
     argv = ("-o", f"inventory={inventory}", "--all", "--dry-run", "--max-bytes-per-day", "1T")
     result = run.run(*argv, "--json")
     assert result.returncode == 0, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(ABSURD) in lines[0] and "\x1b" not in lines[0], lines
+    lines = result.stderr.strip().splitlines()  # one for the entry, one for the job record
+    assert len(lines) == 2 and all(str(ABSURD) in line for line in lines), lines
+    assert "\x1b" not in result.stderr and absurd_job in result.stderr
     plan = json.loads(result.stdout)
     assert (plan["selected"], plan["selected_bytes"]) == (2, BIG + 10)
     assert (plan["jobs"], plan["split"], plan["bytes"]) == (33, 1, BIG + 10)  # 32 pieces of 1 TiB

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from glacierfs.intervals import clip, count, covers, gaps, normal, of_leaves, union
 from glacierfs.inventory import Entry
 from glacierfs.jobs import MAX_SIZE, Job
-from glacierfs.retrieve.coverage import Holding, LiveJob, live_job
+from glacierfs.retrieve.coverage import Holding, LiveJob, live_job, live_jobs
 from glacierfs.retrieve.pacing import Limits, units_for
 from glacierfs.retrieve.plan import make_plan
 from glacierfs.retrieve.pricing import price
@@ -199,6 +199,11 @@ def test_sizes_past_the_services_limits_are_refused_per_record() -> None:
     assert live_job({**record, "ArchiveSizeInBytes": 1 << 45}) is not None
     wrong_range = {**record, "ArchiveSizeInBytes": MIB, "RetrievalByteRange": "0-8388607"}
     assert live_job(wrong_range) is None
+    refused: list[str] = []
+    records = [{**record, "JobId": "J\n2"}, {**record, "JobId": "K", "ArchiveId": "B"}]
+    records[1]["ArchiveSizeInBytes"] = MIB
+    assert list(live_jobs(records, refused.append)) == ["B"]
+    assert refused == [f"job J\\n2: ArchiveSizeInBytes {1 << 70} is no archive's"]
     for size in (1 << 70, -5, MAX_SIZE + 1):
         why = refusal(Entry("A\x1b[2J", "d", "2024-01-01T00:00:00Z", size, HASH))
         assert why is not None and "\x1b" not in why and str(size) in why

@@ -15,13 +15,14 @@ one.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from glacierfs.intervals import Run, Runs, covers, gaps, of_leaves, union
 from glacierfs.jobs import MAX_SIZE
+from glacierfs.logs import escape
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import MIB
 
@@ -86,13 +87,30 @@ def live_job(record: Any) -> LiveJob | None:
     return LiveJob(job_id, archive_id, start, end, status, created, completed, str(tier))
 
 
-def live_jobs(records: Iterable[Any]) -> dict[str, list[LiveJob]]:
-    """ArchiveId -> its live jobs."""
+def past_limits(record: Any) -> str | None:
+    """Why an archive job's record is past the service's limits (one line, escaped), or
+    None: a size below 0 or above 40 TiB is no archive's, and is not planned around."""
+    if not isinstance(record, dict) or record.get("Action") != "ArchiveRetrieval":
+        return None
+    size = record.get("ArchiveSizeInBytes")
+    if not isinstance(size, int) or 0 <= size <= MAX_SIZE:
+        return None
+    return (
+        f"job {escape(str(record.get('JobId'))[:200])}: ArchiveSizeInBytes {size} is no archive's"
+    )
+
+
+def live_jobs(
+    records: Iterable[Any], refused: Callable[[str], None] = lambda why: None
+) -> dict[str, list[LiveJob]]:
+    """ArchiveId -> its live jobs; ``refused`` is told of each record past the limits."""
     found: dict[str, list[LiveJob]] = {}
     for record in records:
         job = live_job(record)
         if job is not None:
             found.setdefault(job.archive_id, []).append(job)
+        elif (why := past_limits(record)) is not None:
+            refused(why)
     return found
 
 

@@ -28,6 +28,7 @@ from glacierfs.client import GlacierClient
 from glacierfs.errors import InsufficientCapacity, JobExpired, ServiceError, TransientServiceError
 from glacierfs.humane import size
 from glacierfs.intervals import covers, of_leaves
+from glacierfs.logs import LogOnce
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
@@ -100,8 +101,13 @@ class Engine:
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
+        self._refusals = LogOnce(log)  # job records past the service's limits, once each
 
     # --- looking ------------------------------------------------------------------------
+
+    def _refused_record(self, why: str) -> None:
+        if self._refusals.first(why):
+            log.warning("%s: ignored", why)
 
     def now(self) -> float:
         if self.client.service_time is None:
@@ -114,7 +120,7 @@ class Engine:
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
         now = self.now()
-        live = live_jobs(records)
+        live = live_jobs(records, self._refused_record)
         listed = {r["JobId"]: r for r in records if isinstance(r, dict) and "JobId" in r}
         if update:
             self._adopt_intents(live, now)
