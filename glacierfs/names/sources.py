@@ -10,6 +10,9 @@ fetched through the job the archive file reads it through
 (:func:`glacierfs.view.archives.probe_job`), never through a job known to fail its
 check (:mod:`glacierfs.view.damage`), and a failure is remembered.
 Every description learnt is kept in the cache's metadata, so none is asked twice.
+Only the descriptions of archives that have jobs are kept in memory, whatever the
+size of the inventory. An archive whose description is not known has no name yet
+(:meth:`Names.namer` says None): the tree leaves it out of ``archives/`` until then.
 
 Many archives can claim one path (versions of a file). Which one keeps the plain name is
 asked of the inventory (the file given, else the newest inventory job): once the names
@@ -17,9 +20,6 @@ of the archives with jobs are known, the inventory is read for every archive tha
 one of their paths (:func:`glacierfs.names.versions.versions_of`), and what it holds is
 kept in the cache's metadata, per inventory, so a remount reads it again only for paths
 it has not looked for (:mod:`glacierfs.names.known` says what can move without one).
-Only the descriptions of archives that have jobs are kept in memory, whatever the
-size of the inventory. An archive whose description is not known has no name yet
-(:meth:`Names.namer` says None): the tree leaves it out of ``archives/`` until then.
 
 The inventories also say each archive's size and tree hash, which the job records
 say too: for archives with jobs these entries are kept (in memory and in the cache's
@@ -288,7 +288,11 @@ class Names:
                 with path.open("rb") as stream:
                     yield from parse(stream)
 
-            return f"file:{path}", from_file
+            try:  # a file changed in place is another inventory
+                stat = path.stat()
+            except OSError:
+                return None  # said when its descriptions are read
+            return f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}", from_file
         inventories = [j for j in jobs if j.kind == "inventory"]
         if not inventories:
             return None
@@ -324,7 +328,7 @@ class Names:
             return False
         except (OSError, GlacierfsError) as error:
             self._scan_failed.add(source)
-            log.error("inventory %s not used for versions: %s", source.partition(":")[2], error)
+            log.error("inventory %s not used for versions: %s", source, error)
             return False
         self.versions.add_scan(paths, found)
         await self._disk.put_meta(VERSIONS_META, source, self.versions.saved())
