@@ -4,10 +4,13 @@ archives, and work that does not grow with the size of the archive on huge ones.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from glacierfs.errors import BadResponse
 from glacierfs.intervals import clip, count, covers, gaps, normal, of_leaves, union
 from glacierfs.inventory import Entry
 from glacierfs.jobs import MAX_SIZE, Job
@@ -194,16 +197,17 @@ def test_sizes_past_the_services_limits_are_refused_per_record() -> None:
         "CreationDate": "2024-01-01T00:00:00Z",
         "ArchiveSizeInBytes": 1 << 70,
     }
-    assert live_job(record) is None
-    assert live_job({**record, "ArchiveSizeInBytes": -1}) is None
+    for size in (1 << 70, -1):
+        with pytest.raises(BadResponse, match="ArchiveSizeInBytes"):
+            live_job({**record, "ArchiveSizeInBytes": size})
     assert live_job({**record, "ArchiveSizeInBytes": 1 << 45}) is not None
     wrong_range = {**record, "ArchiveSizeInBytes": MIB, "RetrievalByteRange": "0-8388607"}
-    assert live_job(wrong_range) is None
-    refused: list[str] = []
-    records = [{**record, "JobId": "J\n2"}, {**record, "JobId": "K", "ArchiveId": "B"}]
-    records[1]["ArchiveSizeInBytes"] = MIB
-    assert list(live_jobs(records, refused.append)) == ["B"]
-    assert refused == [f"job J\\n2: ArchiveSizeInBytes {1 << 70} is no archive's"]
+    with pytest.raises(BadResponse):
+        live_job(wrong_range)
+    refused: list[Any] = []
+    records = [record, {**record, "JobId": "K", "ArchiveId": "B", "ArchiveSizeInBytes": MIB}]
+    assert list(live_jobs(records, lambda r, why: refused.append(r))) == ["B"]
+    assert refused == [record]  # one line for it, from the caller
     for size in (1 << 70, -5, MAX_SIZE + 1):
         why = refusal(Entry("A\x1b[2J", "d", "2024-01-01T00:00:00Z", size, HASH))
         assert why is not None and "\x1b" not in why and str(size) in why
