@@ -110,6 +110,7 @@ def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
+    pick.add_argument("--latest", action="store_true", help="only the newest version of each path")
 
 
 def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
@@ -204,6 +205,7 @@ def criteria(args: argparse.Namespace) -> Criteria:
         created_after=args.created_after,
         created_before=args.created_before,
         shard=args.shard,
+        latest=args.latest,
     )
 
 
@@ -295,6 +297,7 @@ def _run(
         request_evicted=args.request_evicted,
     )
     plan = engine.plan(engine.look(update=holder))
+    plan.older_versions, plan.older_bytes = selected.older_versions()
     show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
     if args.dry_run:
         return 0

@@ -40,6 +40,7 @@ from glacierfs.errors import (
     TransientServiceError,
 )
 from glacierfs.humane import size
+from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
@@ -263,7 +264,7 @@ class Engine:
     def _wholly_saved(self, request: Request, archive: Archive) -> bool:
         cached = self.index.leaves(self.key(archive))
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return all(i in cached for i in range(first, stop))
+        return covers(of_leaves(cached), first, stop)
 
     # --- deciding -----------------------------------------------------------------------
 

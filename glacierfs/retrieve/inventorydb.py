@@ -30,13 +30,13 @@ from typing import Any
 
 from glacierfs.errors import ConfigError
 from glacierfs.inventory import Entry
-from glacierfs.names.decoders import decode_description
-from glacierfs.names.safe import Wanted, safe_components, safe_name
+from glacierfs.names.safe import Wanted, safe_name
 from glacierfs.names.streamed import renamed
-from glacierfs.retrieve.selection import Archive, created_of
+from glacierfs.names.versions import Version, entry_version, latest_keys, versioned
+from glacierfs.retrieve.selection import Archive, created_of, plausible
 from glacierfs.retrieve.state import open_database
 
-VERSION = "1"
+VERSION = "2"
 """Of the store's schema and naming: a store of another version is built again."""
 
 BATCH = 2000
@@ -50,13 +50,14 @@ _SCHEMA = """
 CREATE TABLE archives (
     archive_id TEXT NOT NULL, wanted TEXT NOT NULL, rank TEXT NOT NULL, path TEXT NOT NULL,
     size INTEGER NOT NULL, created REAL NOT NULL, mtime REAL, tree_hash TEXT NOT NULL,
-    description TEXT NOT NULL
+    description TEXT NOT NULL, named INTEGER NOT NULL, dated REAL, latest INTEGER NOT NULL
 );
+CREATE TEMP TABLE dated (archive_id TEXT PRIMARY KEY, wanted TEXT NOT NULL, latest INTEGER);
 CREATE TABLE facts (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_COLUMNS = "archive_id, size, tree_hash, created, description, path"
-_STORED = "archive_id, path, size, created, mtime, tree_hash, description"
+_COLUMNS = "archive_id, size, tree_hash, created, description, path, latest"
+_STORED = "archive_id, path, size, created, mtime, tree_hash, description, latest"
 """What the store keeps once named: the rows in path order (their rowid order), so that
 a pass over every archive reads the table front to back."""
 
@@ -66,21 +67,22 @@ def store_path(directory: Path, key: str) -> Path:
 
 
 def _row(entry: Entry) -> tuple[object, ...]:
-    decoded = decode_description(entry.description)
-    components: tuple[str, ...] = ()
-    if decoded.path is not None and not decoded.is_directory:
-        components = safe_components(decoded.path)
+    """An entry's row: the path it wants is the one its description gives (``named``),
+    else its ArchiveId; ``dated`` is its CreationDate for :mod:`glacierfs.names.versions`."""
+    version = entry_version(entry)
+    components = version.components
     wanted = SEP.join(components or (safe_name(entry.archive_id, "archive"),))
     created = created_of(entry.creation_date)
     rank = f"{created:020.3f}"
     path = wanted.replace(SEP, "/")
-    return (entry.archive_id, wanted, rank, path, entry.size, created, decoded.mtime,
-            entry.tree_hash.lower(), entry.description)  # fmt: skip
+    return (entry.archive_id, wanted, rank, path, entry.size, created, version.mtime,
+            entry.tree_hash.lower(), entry.description, bool(components), version.created,
+            1)  # fmt: skip
 
 
 def _archive(row: Sequence[Any]) -> Archive:
-    archive_id, size, tree_hash, created, description, path = row
-    return Archive(archive_id, size, tree_hash, created, description, path)
+    archive_id, size, tree_hash, created, description, path, latest = row
+    return Archive(archive_id, size, tree_hash, created, description, path, bool(latest))
 
 
 class InventoryStore:
@@ -187,7 +189,8 @@ def _build(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
     db.executescript(_SCHEMA)
     db.execute("BEGIN")
     db.executemany(
-        "INSERT INTO archives VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (_row(e) for e in entries)
+        "INSERT INTO archives VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (_row(e) for e in plausible(entries)),
     )
     try:
         db.execute("CREATE UNIQUE INDEX first_id ON archives (archive_id)")
@@ -198,6 +201,7 @@ def _build(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
         )
         db.execute("CREATE UNIQUE INDEX first_id ON archives (archive_id)")
     db.execute("CREATE INDEX by_wanted ON archives (wanted)")
+    _date_versions(db)
     moves = list(renamed(_groups(db), lambda path: _claimed(db, path)))
     db.executemany(
         "UPDATE archives SET path = ? WHERE archive_id = ?",
@@ -224,6 +228,42 @@ def _finish(db: sqlite3.Connection, building: Path, facts: dict[str, str]) -> No
     db.executemany("INSERT INTO out.facts VALUES (?, ?)", facts.items())
     db.execute("COMMIT")
     db.execute("DETACH DATABASE out")
+
+
+def _date_versions(db: sqlite3.Connection) -> None:
+    """The versions of each path named by :func:`glacierfs.names.versions.versioned`
+    (the newest keeps the path, older ones take a dated name), one path at a time, the
+    new names gathered in a table, not in memory."""
+    cursor = db.execute(
+        "SELECT wanted, archive_id, mtime, dated FROM archives WHERE named ORDER BY wanted"
+    )
+    group: list[Version] = []
+    while True:
+        rows = cursor.fetchmany(BATCH)
+        for wanted, archive_id, mtime, dated in rows:
+            parts = tuple(wanted.split(SEP))
+            if group and group[0].components != parts:
+                _dated(db, group)
+                group = []
+            group.append(Version(archive_id, parts, mtime, dated))
+        if not rows:
+            break
+    _dated(db, group)
+    db.execute(
+        "UPDATE archives SET wanted = d.wanted, path = replace(d.wanted, ?, '/'), "
+        "latest = d.latest FROM temp.dated AS d WHERE d.archive_id = archives.archive_id",
+        (SEP,),
+    )
+
+
+def _dated(db: sqlite3.Connection, group: list[Version]) -> None:
+    if len(group) < 2:
+        return
+    names, latest = versioned(group), latest_keys(group)
+    db.executemany(
+        "INSERT INTO temp.dated VALUES (?, ?, ?)",
+        ((v.key, SEP.join(names[v.key]), v.key in latest) for v in group),
+    )
 
 
 def _groups(db: sqlite3.Connection) -> Iterator[tuple[tuple[str, ...], list[Wanted]]]:

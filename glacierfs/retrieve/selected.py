@@ -9,6 +9,7 @@ a batch. Archives asked for by id only (``--archive-id``) are looked up, not sca
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from glacierfs.retrieve.inventorydb import InventoryStore
 from glacierfs.retrieve.selection import Archive, Criteria, glob_regex
@@ -41,6 +42,18 @@ class Selected:
 
     def _chosen(self, archives: Iterable[Archive]) -> list[Archive]:
         return [a for a in archives if self.criteria.chooses(a, self._matchers)]
+
+    def older_versions(self) -> tuple[int, int]:
+        """Archives, and bytes, that ``--latest`` leaves out: chosen but for it (a pass
+        over the store, made only with ``--latest``)."""
+        if not self.criteria.latest:
+            return 0, 0
+        every = Selected(self.store, replace(self.criteria, latest=False))
+        count = total = 0
+        for archive in every:
+            if not archive.latest:
+                count, total = count + 1, total + archive.size
+        return count, total
 
     def lookup(self, archive_ids: Iterable[str]) -> dict[str, Archive]:
         """Those of these archives that are chosen."""
