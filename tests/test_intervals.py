@@ -168,7 +168,7 @@ def test_a_32_tib_archive_is_planned_in_its_pieces_not_its_leaves() -> None:
         partly = live("J", 0, size * 3 // 32 // MIB * MIB - 1, "InProgress")  # a range job
         holding = Holding(archive, frozenset({5_000_000, 5_000_001}), (partly,))
         plan = make_plan([holding], [], Limits(TIB), price("Bulk"), 0.0)
-        return len(plan.units)
+        return plan.jobs
 
     small, pieces = operations(lambda: planned(MIB))
     assert pieces == 1
