@@ -10,6 +10,8 @@ unchanged, except where a test asked for a lie:
   real job when a client then names it in a request path.
 * :meth:`Liar.drop_header` removes a header from one job's Get Job Output answers
   (``x-amz-sha256-tree-hash``, say).
+* :meth:`Liar.hide` leaves one job out of ListJobs answers (as the service does once
+  a job's output expires), while its output is still served to whoever names it.
 
 The emulator stays honest, so a test compares what the client made of the lie with
 the truth, which it can still ask the emulator for directly.
@@ -43,6 +45,7 @@ class Liar:
         self._fields: dict[str, dict[str, Any]] = {}  # real JobId -> fields to replace
         self._forged: dict[str, str] = {}  # forged JobId -> real JobId
         self._dropped: dict[str, set[str]] = {}  # real JobId -> headers to drop (lower case)
+        self._hidden: set[str] = set()  # real JobIds left out of ListJobs
         self.rewritten = 0  # records rewritten so far
         handler = type("Handler", (_Handler,), {"liar": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -76,12 +79,18 @@ class Liar:
         with self._lock:
             self._dropped.setdefault(job_id, set()).add(name.lower())
 
+    def hide(self, job_id: str) -> None:
+        """Leave ``job_id`` out of ListJobs answers from now on."""
+        with self._lock:
+            self._hidden.add(job_id)
+
     def truth(self) -> None:
         """Stop every lie."""
         with self._lock:
             self._fields.clear()
             self._forged.clear()
             self._dropped.clear()
+            self._hidden.clear()
 
     # --- used by the handler -----------------------------------------------------------
 
@@ -103,6 +112,10 @@ class Liar:
             self.rewritten += 1
         return {**record, **fields}
 
+    @staticmethod
+    def _names(record: Any, jobs: set[str]) -> bool:
+        return isinstance(record, dict) and record.get("JobId") in jobs
+
     def rewrite(self, operation: str, body: bytes) -> bytes:
         """A DescribeJob or ListJobs answer with the lies put in."""
         try:
@@ -112,7 +125,10 @@ class Liar:
         if operation == "DescribeJob":
             document = self.rewrite_record(document)
         elif isinstance(document, dict) and isinstance(document.get("JobList"), list):
-            document["JobList"] = [self.rewrite_record(r) for r in document["JobList"]]
+            with self._lock:
+                hidden = set(self._hidden)
+            listed = [r for r in document["JobList"] if not self._names(r, hidden)]
+            document["JobList"] = [self.rewrite_record(r) for r in listed]
         return json.dumps(document).encode()
 
 
