@@ -83,7 +83,7 @@ class Job:
     @cached_property
     def ident(self) -> str:
         """This job, whatever vault or endpoint it comes from, as a short token."""
-        return _token("job", self.vault_arn, self.job_id)
+        return job_token(self.vault_arn, self.job_id)
 
     @property
     def owner(self) -> str:
@@ -122,6 +122,12 @@ class Job:
         return last < self.archive_size and is_tree_hash_aligned(
             self.range_start, last, self.archive_size
         )
+
+
+def job_token(vault_arn: str, job_id: str) -> str:
+    """:attr:`Job.ident` of the job ``job_id`` of vault ``vault_arn`` (the owner of the
+    leaves it fetched, in the disk cache's index)."""
+    return _token("job", vault_arn, job_id)
 
 
 def _token(*parts: str) -> str:

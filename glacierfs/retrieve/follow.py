@@ -26,7 +26,7 @@ from glacierfs.humane import size
 from glacierfs.retrieve.engine import Engine, Snapshot
 from glacierfs.retrieve.plan import Plan
 from glacierfs.retrieve.pricing import dollars, duration
-from glacierfs.retrieve.save import Access, Saved, ToSave
+from glacierfs.retrieve.save import TREE_HASH, UNCHECKABLE, Access, Saved, ToSave
 
 RATE_FACT = "download_rate"
 RATE_SAMPLE = 1 << 20
@@ -120,9 +120,8 @@ class Follower:
             if result.ok:
                 saved += result.size
                 self.engine.saved(result.job_id)
-                self.progress.event(
-                    "saved", f"{where}: {result.size} bytes, verified={result.verified}"
-                )
+                verified = result.verified + ("" if result.verified == TREE_HASH else UNCHECKABLE)
+                self.progress.event("saved", f"{where}: {result.size} bytes, verified={verified}")
             else:
                 self.engine.save_failed(result.job_id, result.error)
                 self.progress.event("note", f"{where}: not saved yet: {result.error}")
