@@ -111,6 +111,8 @@ def setup_logging(options: Options) -> None:
         handler = logging.StreamHandler(stream)
     elif options.foreground:
         handler = logging.StreamHandler(sys.stderr)
+        if os.environ.get("JOURNAL_STREAM"):  # systemd's journal stamps each line itself
+            form = "%(levelname)s %(name)s: %(message)s"
     elif os.path.exists("/dev/log"):
         handler = logging.handlers.SysLogHandler("/dev/log")
         form = "glacierfs[%(process)d]: %(levelname)s %(message)s"
@@ -161,7 +163,7 @@ def _wait_for_child(read_end: int, pid: int) -> int:
             message = f"the daemon was killed by {name} during startup"
         else:
             message = "the daemon exited during startup (see its log)"
-    print(f"glacierfs: {message}", file=sys.stderr)
+    print(f"glacierfs: {logs.escape(message)}", file=sys.stderr)
     return 1
 
 

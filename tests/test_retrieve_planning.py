@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glacierfs.emulator.outputs import is_tree_node
+from glacierfs.errors import BadResponse
 from glacierfs.inventory import Entry
 from glacierfs.retrieve.coverage import Holding, live_job, live_jobs
 from glacierfs.retrieve.follow import Progress, render_summary
@@ -275,19 +276,30 @@ def record(job_id: str, archive_id: str, status: str, size: int, rng: str | None
     }
 
 
-def test_live_jobs_are_read_from_records_and_anything_odd_is_ignored() -> None:
+def test_live_jobs_are_read_from_records_and_anything_odd_covers_nothing() -> None:
     good = record("J", "A", "InProgress", 3 * MIB, f"{MIB}-{2 * MIB - 1}")
     job = live_job(good)
     assert job is not None and (job.start, job.end, list(job.leaves)) == (MIB, 2 * MIB - 1, [1])
-    for bad in (
-        {**good, "StatusCode": "Failed"},
-        {**good, "Action": "InventoryRetrieval"},
+    for other in ({**good, "StatusCode": "Failed"}, {**good, "Action": "InventoryRetrieval"}):
+        assert live_job(other) is None
+    unreadable = [
         {**good, "CreationDate": "yesterday"},
         {**good, "ArchiveSizeInBytes": "3"},
+        {**good, "ArchiveSizeInBytes": True},
+        {**good, "RetrievalByteRange": f"0-{3 * MIB}"},
+        {**good, "JobId": "\x1b]0;title\x07\x1b[31mJ\nsaved: forged"},
+        {**good, "ArchiveId": "A\n"},
         "not a record",
-    ):
-        assert live_job(bad) is None
-    assert list(live_jobs([good, {**good, "JobId": "K"}])) == ["A"]
+    ]
+    for bad in unreadable:
+        with pytest.raises(BadResponse):
+            live_job(bad)
+    refused: list[Any] = []
+    found = live_jobs([good, {**good, "JobId": "K"}, *unreadable], lambda r, e: refused.append(r))
+    assert list(found) == ["A"] and [j.job_id for j in found["A"]] == ["J", "K"]
+    assert refused == unreadable
+    empty = live_job(record("E", "A", "Succeeded", 0, "0--1"))
+    assert empty is not None and (empty.start, empty.end, list(empty.leaves)) == (0, -1, [])
 
 
 def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:
