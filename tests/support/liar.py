@@ -87,6 +87,7 @@ class Liar:
         """Answer the next InitiateJob calls with these job ids, one each."""
         with self._lock:
             self._job_ids.extend(job_ids)
+
     def hide(self, job_id: str) -> None:
         """Leave ``job_id`` out of ListJobs answers from now on."""
         with self._lock:
