@@ -45,5 +45,5 @@ class Mismatched:
                 elif self._selected(archive_id) and job.job_id not in self._told:
                     self._told.add(job.job_id)
                     where = self._path(archive_id)
-                    self._event("note", f"{where}: job {job.job_id} {MISMATCHED}: not counted")
+                    self._event("note", f"{where}: job {job.job_id}: {MISMATCHED}: not counted")
         return kept, mismatched
