@@ -8,11 +8,11 @@ a held directory, never through a symlink, and used only if it is a directory or
 regular file of ours (a file with one link). Nothing is created before the root has
 passed, so a refused run leaves no trace::
 
-    root = open_root(path, create=True)            # ConfigError: one line
+    root = open_root(path)                         # ConfigError: one line
     with root:
         state = root.directory("retrieve")          # a Held directory, made 0700
         fd = state.open("lock", os.O_RDWR | os.O_CREAT)
-        state.replace("copy.json", data)            # atomically
+        state.replace("copy.json", data)            # atomically (or .replacing)
         db = state.connect("state.sqlite3")         # SQLite, on the very file
 
 SQLite takes a name, not a descriptor, so a database is named through
@@ -25,16 +25,29 @@ that SQLite has the very file opened here by descriptor. SQLite opens its ``-wal
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import os
+import secrets
 import sqlite3
 import stat
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
 from glacierfs import trusted
 from glacierfs.errors import ConfigError
 
 _COMPANIONS = ("-wal", "-shm", "-journal")
+
+IDENTITY = "identity"
+"""The cache's secret, in its root, 0600, made at its first open: the process holding the
+cache proves it with the secret, not with a pid in a file (see :func:`answer`)."""
+
+IDENTITY_XATTR = "user.glacierfs.identity."
+"""A mount's root answers ``getxattr(IDENTITY_XATTR + challenge)`` with
+:func:`answer`: the secret itself never leaves the cache root."""
 
 
 class Held:
@@ -44,13 +57,15 @@ class Held:
     def __init__(self, fd: int, path: Path) -> None:
         self.fd, self.path = fd, path
 
-    def directory(self, name: str, *, create: bool = True) -> Held | None:
+    def directory(self, name: str) -> Held:
         """The directory ``name`` in this one, a private directory of ours, made 0700
-        when missing and ``create``; None when missing and not ``create``."""
+        when missing; ConfigError (one line) when it is anything else."""
         what = f"cache directory {self.path}"
-        if not create and not _exists(name, self.fd):
-            return None
         return Held(trusted.open_subdirectory(self.fd, name, what), self.path / name)
+
+    def existing_directory(self, name: str) -> Held | None:
+        """The directory ``name`` as :meth:`directory` has it, or None when there is none."""
+        return self.directory(name) if _exists(name, self.fd) else None
 
     def open(self, name: str, flags: int, mode: int = 0o600) -> int:
         """A descriptor of the regular file ``name`` of ours (one link), created with
@@ -68,15 +83,21 @@ class Held:
             return stream.read()
 
     def replace(self, name: str, data: bytes) -> None:
-        """Make ``name`` hold ``data``, whole or not at all (a temporary file of ours,
-        synced, renamed over it); OSError when the disk refuses."""
+        """Make ``name`` hold ``data``, whole or not at all; OSError when the disk refuses."""
+        with self.replacing(name) as out:
+            out.write(data)
+
+    @contextmanager
+    def replacing(self, name: str) -> Iterator[BinaryIO]:
+        """A file to write ``name``'s new content to: a temporary file of ours, synced and
+        renamed over ``name`` when the block ends, removed if it raises."""
         temporary = f".{name}.{os.getpid()}.tmp"
         with suppress(FileNotFoundError):
             os.unlink(temporary, dir_fd=self.fd)  # left by a crash: the name itself goes
         fd = self.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(data)
+                yield out
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
@@ -147,18 +168,26 @@ class Held:
         self.close()
 
 
-def open_root(path: Path, *, create: bool) -> Held | None:
-    """The cache root ``path``, checked from ``/`` down and held: ours alone (0700 or
-    at least writable by no one else). With ``create`` it is made 0700 with any missing
-    parents, each after its parent passed; without, None when it does not exist.
-    ConfigError (one line) when it cannot be trusted."""
-    what = f"cache directory {path}"
+def open_root(path: Path) -> Held:
+    """The cache root ``path``, checked from ``/`` down and held, made 0700 with any
+    missing parents (each after its parent passed). It must be ours alone: writable by
+    no one else. ConfigError (one line) when it cannot be trusted."""
+    return _checked(path, trusted.open_directory(path, f"cache directory {path}", create=True))
+
+
+def existing_root(path: Path) -> Held | None:
+    """The cache root ``path`` checked and held as :func:`open_root` does, or None when
+    it does not exist: for those who only read, and create nothing."""
     try:
-        fd = trusted.open_directory(path, what, create=create)
+        fd = trusted.open_directory(path, f"cache directory {path}")
     except ConfigError:
-        if not create and not os.path.lexists(path):
+        if not os.path.lexists(path):
             return None
         raise
+    return _checked(path, fd)
+
+
+def _checked(path: Path, fd: int) -> Held:
     info = os.fstat(fd)
     problem = None
     if info.st_uid != os.geteuid():
@@ -168,8 +197,25 @@ def open_root(path: Path, *, create: bool) -> Held | None:
         problem = f"is writable by group or others (mode {mode:04o}); make it 0700"
     if problem is not None:
         os.close(fd)
-        raise ConfigError(f"{what} {problem}")
+        raise ConfigError(f"cache directory {path} {problem}")
     return Held(fd, path)
+
+
+def identity(root: Held) -> bytes:
+    """The cache's secret, made if it has none yet; ConfigError when it cannot be."""
+    try:
+        found = root.read(IDENTITY)
+        if not found:
+            root.replace(IDENTITY, secrets.token_hex(32).encode())
+            found = root.read(IDENTITY)
+    except OSError as error:
+        raise ConfigError(f"cache directory {root.path}: {IDENTITY}: {error.strerror}") from None
+    return found or b""
+
+
+def answer(secret: bytes, challenge: str) -> bytes:
+    """What the holder of the cache with ``secret`` answers to ``challenge``."""
+    return hmac.new(secret, challenge.encode(), hashlib.sha256).hexdigest().encode()
 
 
 def _exists(name: str, parent: int) -> bool:

@@ -131,6 +131,7 @@ class Mounted:
                 "cache_dir": str(self.disk.disk.root.absolute()),
                 "vault": self.catalog.namespace,
             },
+            identity=self.disk.disk.identity,
         )
         await self._save_tree()
         watch = MountWatch(options.mountpoint)

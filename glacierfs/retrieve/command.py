@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from glacierfs.cacheroot import open_root
 from glacierfs.client import GlacierClient
 from glacierfs.config import (
     DAILY_SHARE,
@@ -198,8 +199,8 @@ def run(argv: Sequence[str]) -> int:
 def _retrieve(
     args: argparse.Namespace, options: Options, client: GlacierClient, vault_arn: str
 ) -> int:
-    root = cache_root(options)
-    with State(root, vault_arn) as state, CacheIndex(root) as index:
+    root = open_root(cache_root(options))  # checked before anything is made in it
+    with root, State(root, vault_arn) as state, CacheIndex(root) as index:
         entries, source = load_inventory(options, client, vault_arn, root, state.directory)
         archives = select(name_archives(entries), criteria(args))
         if args.dry_run:

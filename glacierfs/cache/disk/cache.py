@@ -98,6 +98,7 @@ class DiskCache:
         index = self._directory.index
         self._health = WriteHealth(self.root)
         self._blocks = BlockStore(self._directory.data, self.root, pwrite)
+        self.identity = self._directory.identity  # the secret a mount proves it holds us by
         if self._directory.crashed():
             log.info("disk cache %s was not closed cleanly: removing stray bytes", self.root)
             self._directory.recover(self._blocks)

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 from pathlib import Path
 
 from glacierfs.cache.disk.blocks import BlockStore, file_name
 from glacierfs.cache.disk.index import INDEX, Index, open_index
-from glacierfs.cacheroot import Held, open_root
+from glacierfs.cacheroot import Held, identity, open_root
 from glacierfs.errors import ConfigError
 
 LAYOUT = "v1"
@@ -45,8 +44,7 @@ class CacheDirectory:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        held = open_root(root, create=True)
-        assert held is not None
+        held = open_root(root)
         self._directories: list[Held] = [held]  # root, layout, data: all held open
         try:
             self._lock_fd = _take_lock(root, held)
@@ -62,10 +60,8 @@ class CacheDirectory:
 
     def _open_layout(self) -> Index:
         layout = self._directories[0].directory(LAYOUT)
-        assert layout is not None
         self._directories.append(layout)
         data = layout.directory("data")
-        assert data is not None
         self._directories.append(data)
         return open_index(layout, self.root / LAYOUT / INDEX)
 
@@ -106,23 +102,6 @@ class CacheDirectory:
 def _close_all(directories: list[Held]) -> None:
     while directories:
         directories.pop().close()
-
-
-IDENTITY = "identity"
-"""The cache's secret, in its root, 0600: a mount proves with it that it holds this cache
-(see :func:`glacierfs.retrieve.holder.prove`); made once, at the first open."""
-
-
-def identity(root: Held) -> bytes:
-    """The cache's secret, made if it has none yet."""
-    try:
-        found = root.read(IDENTITY)
-        if not found:
-            root.replace(IDENTITY, secrets.token_hex(32).encode())
-            found = root.read(IDENTITY)
-    except OSError as error:
-        raise ConfigError(f"cache directory {root.path}: {IDENTITY}: {error.strerror}") from None
-    return found or b""
 
 
 def _take_lock(root: Path, directory: Held) -> int:
