@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from glacierfs import __version__
 from glacierfs.config import HELP
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import GlacierfsError, disk_error
 from glacierfs.options import parse_mount_args
 
 
@@ -43,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlacierfsError as error:
         print(f"glacierfs: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:  # a disk that refused a write, wherever: one line
+        said = disk_error(error)
+        if said is None:
+            raise
+        print(f"glacierfs: {said}", file=sys.stderr)
+        return said.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -37,9 +37,10 @@ from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.daemon import client_settings
-from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.errors import ConfigError, DiskUnwritable, GlacierfsError
 from glacierfs.humane import utc
 from glacierfs.inventory import Entry, parse
+from glacierfs.jobs import Job
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
 from glacierfs.read.reader import Reader
 from glacierfs.retrieve.holder import cache_holder, proven_mount
@@ -123,6 +124,8 @@ class InProcess:
                 return result
 
             return trio.run(main)
+        except BaseExceptionGroup as group:  # a task's error, from the nursery
+            raise expected(group) from None
         finally:
             disk.close()
             client.close()
@@ -175,6 +178,10 @@ class InProcess:
             except GlacierfsError as error:
                 report(Saved(item.job_id, False, error=str(error)))
                 return
+            failure = disk.disk.write_failure
+            if failure is not None and not await _kept(disk, job):
+                # read and checked, but not kept: not saved, and no round will do better
+                raise DiskUnwritable(f"disk cache {disk.disk.root} cannot be written: {failure}")
             if item.description:
                 await disk.put_meta(DESCRIPTIONS_META, item.archive_id, item.description)
             report(Saved(item.job_id, True, verdict, job.size, time.monotonic() - started))
@@ -228,6 +235,22 @@ class ThroughMount:
                 report(Saved(item.job_id, False, error=f"{path}: {error.strerror}"))
                 continue
             report(Saved(item.job_id, True, verdict, size, time.monotonic() - started))
+
+
+async def _kept(disk: AsyncDisk, job: Job) -> bool:
+    """Whether every leaf of the output is on disk for the job (the reader also counts
+    leaves it holds in memory, which end with this process)."""
+    rows = await disk.leaves(job.cache_key)
+    wanted = range(job.first_leaf, job.first_leaf + job.leaves)
+    return all(i in rows and rows[i].usable_by(job.owner) for i in wanted)
+
+
+def expected(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error glacierfs can explain in a group, or the group itself."""
+    found: BaseException | None = group.subgroup(lambda e: isinstance(e, GlacierfsError))
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found if found is not None else group
 
 
 def _read_through(path: Path) -> int:

@@ -220,6 +220,12 @@ class DiskCache:
         """False while the disk refuses writes (since the last failed put)."""
         return not self._health.failing
 
+    @property
+    def write_failure(self) -> str | None:
+        """Why the disk last refused a write in this DiskCache's life (full, read-only,
+        failing), even if it took later ones; None if it never did."""
+        return self._health.cause or None
+
     def begin_put(self, key: str, first: int, lengths: Sequence[int], owner: str) -> Claim | None:
         """Claim leaves ``first ..`` of ``key`` (of ``lengths``) for a streamed put, before
         its bytes arrive; None when the cache cannot take them (no room, or the disk

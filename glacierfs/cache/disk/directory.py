@@ -127,6 +127,12 @@ def _take_lock(root: Path, directory: Held) -> int:
             ) from None
         message = f"cache directory {root}: cannot lock {path}: {error.strerror}"
         raise ConfigError(message) from error
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as error:  # a full or read-only disk: the cache cannot be used
+        os.close(fd)
+        raise ConfigError(
+            f"cache directory {root}: cannot write {path}: {error.strerror}"
+        ) from None
     return fd

@@ -81,8 +81,10 @@ class WriteHealth:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._failing = False
+        self.cause = ""  # the last refusal, for a one-line error
 
     def failed(self, error: Exception) -> None:
+        self.cause = str(error)
         if not self._failing:
             self._failing = True
             log.warning(
