@@ -1,10 +1,12 @@
-"""Disks that refuse, and answers that cannot be parsed: one line and a non-zero exit.
+"""Disks that refuse, answers that cannot be parsed, durations out of bounds: one line
+and a non-zero exit.
 
 Issue 20, items 9 and 10: a full disk (ENOSPC), a read-only filesystem (EROFS) and an
 inventory output that cannot be parsed end every command in one line and a non-zero
 exit, never a traceback; a filesystem that cannot punch holes (ramfs) is refused at
-mount, as `cache_size` could not hold there. Real filesystems, mounted for the test
-(tmpfs with a size, ramfs), real `retrieve` runs and real mounts against the emulator.
+mount, as `cache_size` could not hold there; so are durations below their bounds. Real
+filesystems, mounted for the test (tmpfs with a size, ramfs), real `retrieve` runs and
+real mounts against the emulator.
 """
 
 from __future__ import annotations
@@ -193,3 +195,36 @@ def test_retrieve_whose_disk_fills_while_saving_ends_in_one_line_not_saved(
     last = result.stderr.splitlines()[-1]
     assert str(cache) in last and any(said in last for said in FULL), result.stderr
     assert "saved:" not in result.stderr
+
+
+@needs_fuse
+def test_a_cache_on_a_filesystem_that_cannot_punch_holes_is_refused_in_one_line(
+    vault: tuple[Emulator, str], disk: Disk, tmp_path: Path
+) -> None:
+    """ramfs: evicted leaves would keep their bytes, and cache_size would not hold (26 MiB
+    for cache_size=16M, issue 20). Refused at mount, and by retrieve, which saves into it."""
+    emulator, _ = vault
+    cache = disk("ramfs") / "cache"
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    options = f"endpoint_url={emulator.url},cache_dir={cache},cache_size=16M"
+    result = run_glacierfs(VAULT, str(mountpoint), "-o", options)
+    mounted = os.path.ismount(mountpoint)
+    unmount(mountpoint)
+    assert not mounted and "cannot punch holes" in one_line(result)
+    assert "cannot punch holes" in one_line(retrieve(emulator, cache, "--dry-run"))
+
+
+@pytest.mark.parametrize("option", ["timeout=1e-9", "refresh=1e-9", "names_wait=0"])
+def test_durations_below_their_bounds_are_refused_in_one_line(
+    vault: tuple[Emulator, str], tmp_path: Path, option: str
+) -> None:
+    """Issue 20, item 10: `timeout=1e-9` was accepted, and the mount missed files."""
+    emulator, _ = vault
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    options = f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'},{option}"
+    line = one_line(run_glacierfs(VAULT, str(mountpoint), "-o", options))
+    name = option.split("=")[0]
+    assert f"option {name}: must be a number of seconds from" in line, line
+    assert not os.path.ismount(mountpoint) and not (tmp_path / "cache").exists()

@@ -238,6 +238,22 @@ def test_the_log_file_is_created_0600(
     assert "mounted vault" in log.read_text()
 
 
+def test_an_existing_log_file_is_made_0600(
+    emulator: Emulator, job: Any, open_root: Path, mount_factory: Any
+) -> None:
+    """Issue 20, item 10: a log file made earlier (by hand, by logrotate) 0644 would show
+    every path read to every user."""
+    logs = open_root / "logs"
+    logs.mkdir()
+    log = logs / "glacierfs.log"
+    log.write_text("an earlier line\n")
+    log.chmod(0o644)
+    mount: Mount = mount_factory(emulator.url, VAULT, {"log": str(log)})
+    assert mount.stop() == 0
+    assert oct(log.stat().st_mode & 0o7777) == oct(0o600)
+    assert log.read_text().startswith("an earlier line\n")
+
+
 @pytest.mark.parametrize("plant", ["root's symlink", "nobody's symlink in /tmp"])
 def test_a_log_file_that_is_a_symlink_is_refused_and_not_followed(
     emulator: Emulator, job: Any, open_root: Path, plant: str

@@ -98,6 +98,12 @@ class DiskCache:
         index = self._directory.index
         self._health = WriteHealth(self.root)
         self._blocks = BlockStore(self._directory.data, self.root, pwrite)
+        if not self._blocks.can_punch():
+            raise ConfigError(
+                f"cache directory {self.root}: its filesystem cannot punch holes (fallocate),"
+                " so evicted bytes would stay and cache_size could not hold; put the cache on"
+                " another filesystem (ext4, xfs, btrfs, tmpfs)"
+            )
         self.identity = self._directory.identity  # the secret a mount proves it holds us by
         if self._directory.crashed():
             log.info("disk cache %s was not closed cleanly: removing stray bytes", self.root)
