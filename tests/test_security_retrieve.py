@@ -189,6 +189,7 @@ def test_a_lock_naming_a_real_mount_of_another_cache_is_not_proof(
     assert f"in use by pid {other.pid}" in line and "does not prove it holds it" in line
     assert emulator.job_bytes(job) == fetched  # no inventory read through that mount
     assert history(emulator) == []
+    assert sorted(os.listdir(cache)) == ["lock"]  # refused before the state was made
 
 
 def test_a_lock_naming_a_process_of_another_user_is_not_proof(

@@ -200,8 +200,10 @@ def _retrieve(
     args: argparse.Namespace, options: Options, client: GlacierClient, vault_arn: str
 ) -> int:
     root = open_root(cache_root(options))  # checked before anything is made in it
+    # A holder of the cache that cannot prove itself refuses the run before the state is made.
+    access = None if options.inventory else open_access(options, root, vault_arn)
     with root, State(root, vault_arn) as state, CacheIndex(root) as index:
-        entries, source = load_inventory(options, client, vault_arn, root, state.directory)
+        entries, source = load_inventory(options, client, vault_arn, access, state.directory)
         archives = select(name_archives(entries), criteria(args))
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing

@@ -21,7 +21,7 @@ from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
 from glacierfs.inventory import Entry, parse
-from glacierfs.retrieve.save import open_access
+from glacierfs.retrieve.save import Access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
 
@@ -89,13 +89,14 @@ def keep(entries: list[Entry], source: str, directory: Held, name: str) -> None:
 
 
 def load_inventory(
-    options: Options, client: GlacierClient, vault_arn: str, root: Held, kept: Held
+    options: Options, client: GlacierClient, vault_arn: str, access: Access | None, kept: Held
 ) -> tuple[list[Entry], str]:
-    """The archives of the newest inventory, and a phrase saying where they came from."""
+    """The archives of the newest inventory, and a phrase saying where they came from:
+    the user's file, else what ``access`` (the cache's holder) finds, else the copy kept."""
     if options.inventory is not None:
         return _read_file(options.inventory), str(options.inventory)
     copy = kept_name(vault_arn)
-    found = open_access(options, root, vault_arn).newest_inventory()
+    found = access.newest_inventory() if access is not None else None
     if found is not None:
         keep(found[0], found[1], kept, copy)
         return found
