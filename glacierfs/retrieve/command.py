@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,12 +24,13 @@ from glacierfs.config import (
     DEFAULT_DOWNLOAD_RATE,
     DEFAULT_TIER,
     FOLLOW_POLL,
+    HEARTBEAT,
     Options,
     default_cache_dir,
 )
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
-from glacierfs.humane import size
+from glacierfs.humane import plural, size
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
@@ -47,7 +49,7 @@ SHARD_ENV = "JOB_COMPLETION_INDEX"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"retrieve: {message} (see glacierfs retrieve --help)")
+        raise UsageError(f"{message} (see glacierfs retrieve --help)")
 
 
 def _size_arg(text: str) -> int:
@@ -92,7 +94,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("vault", help="VAULT or ACCOUNTID:VAULT")
     p.add_argument("patterns", nargs="*", metavar="PATTERN", help="globs over archives/ paths")
-    pick = p.add_argument_group("selection")
+    _selection_arguments(p.add_argument_group("selection"))
+    _retrieval_arguments(p.add_argument_group("retrieval"))
+    _running_arguments(p.add_argument_group("running"))
+    return p
+
+
+def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--all", action="store_true", help="every archive of the inventory")
     pick.add_argument("--archive-id", action="append", default=[], metavar="ID")
     pick.add_argument("--min-size", type=_size_arg, metavar="SIZE")
@@ -100,26 +108,58 @@ def parser() -> argparse.ArgumentParser:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
-    how = p.add_argument_group("retrieval")
-    how.add_argument("--tier", choices=TIERS, default=DEFAULT_TIER)
-    how.add_argument("--max-bytes-per-day", type=_size_arg, metavar="SIZE")
-    how.add_argument("--max-jobs", type=int, metavar="N", help="jobs with output not yet saved")
+
+
+def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
+    how.add_argument(
+        "--tier", choices=TIERS, default=DEFAULT_TIER, help=f"(default: {DEFAULT_TIER})"
+    )
+    how.add_argument(
+        "--max-bytes-per-day",
+        type=_size_arg,
+        metavar="SIZE",
+        help="requested in any 24 hours (default: what half a day of saving takes, at the "
+        "rate measured, else an assumed 10 MiB/s)",
+    )
+    how.add_argument(
+        "--max-jobs", type=int, metavar="N", help="jobs with output not yet saved (default: no cap)"
+    )
     how.add_argument("--download-rate", type=_size_arg, metavar="SIZE", help="bytes/s saved")
     how.add_argument("--price-per-gb", type=float, metavar="USD")
     how.add_argument("--price-per-1000", type=float, metavar="USD", help="per 1,000 jobs")
-    run = p.add_argument_group("running")
+    how.add_argument(
+        "--in-region",
+        action="store_true",
+        help="this host is in the vault's region (EC2 there): no transfer-out charge",
+    )
+
+
+def _running_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
     run.add_argument("--yes", action="store_true", help="start without asking")
     run.add_argument("--json", action="store_true", help="print the plan as JSON")
     run.add_argument("--follow", action="store_true", help="save and request until all saved")
-    run.add_argument("--poll", type=float, default=FOLLOW_POLL, metavar="SECONDS")
+    run.add_argument(
+        "--poll",
+        type=float,
+        default=FOLLOW_POLL,
+        metavar="SECONDS",
+        help=f"how often --follow looks at the service (default: {FOLLOW_POLL:g})",
+    )
+    run.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT,
+        metavar="SECONDS",
+        help=f"with --follow, not on a terminal: a status line at least this often "
+        f"(default: {HEARTBEAT:g})",
+    )
     run.add_argument("--inventory", action="store_true", help="start an inventory job")
     run.add_argument(
         "--request-evicted",
         action="store_true",
         help="request again archives saved once and since evicted from the cache",
     )
-    return p
 
 
 def parse(
@@ -134,10 +174,22 @@ def parse(
         raise UsageError("--max-bytes-per-day must be at least 1M (one job holds at least 1 MiB)")
     if not args.poll > 0:
         raise UsageError("--poll must be a positive number of seconds")
+    if not args.heartbeat > 0:
+        raise UsageError("--heartbeat must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
-        raise UsageError("retrieve: say what to retrieve: PATTERNs, --archive-id ID or --all")
+        raise UsageError("say what to retrieve: PATTERNs, --archive-id ID or --all")
     args.opts = parse_retrieve_options(args.vault, args.options)
     return args
+
+
+def again(args: argparse.Namespace) -> str:
+    """``glacierfs retrieve -o OPTS VAULT``: this run's command, options included, for the
+    hints that tell the user what to run next (without them it would run against another
+    region or cache)."""
+    words = ["glacierfs", "retrieve"]
+    for text in args.options:
+        words += ["-o", text]
+    return shlex.join([*words, args.vault])
 
 
 def criteria(args: argparse.Namespace) -> Criteria:
@@ -190,7 +242,7 @@ def run(argv: Sequence[str]) -> int:
         vault = client.describe_vault()
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
         if args.inventory:
-            return start_inventory(options, client)
+            return start_inventory(options, client, again(args))
         return _retrieve(args, options, client, vault_arn)
     finally:
         client.close()
@@ -203,7 +255,9 @@ def _retrieve(
     # A holder of the cache that cannot prove itself refuses the run before the state is made.
     access = None if options.inventory else open_access(options, root, vault_arn)
     with root, State(root, vault_arn) as state, CacheIndex(root) as index:
-        entries, source = load_inventory(options, client, vault_arn, access, state.directory)
+        entries, source = load_inventory(
+            options, client, vault_arn, access, state.directory, again(args)
+        )
         archives = select(name_archives(entries), criteria(args))
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing
@@ -211,7 +265,7 @@ def _retrieve(
             state.lock()
             holder = True
         caps, why = limits(args, state)
-        progress = Progress()
+        progress = Progress(heartbeat=args.heartbeat)
         engine = Engine(
             client,
             state,
@@ -231,7 +285,7 @@ def _retrieve(
         confirm(args, len(plan.units) if args.follow else len(plan.batch))
         if not args.follow:
             started = engine.request(plan.batch)
-            print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
+            print(started_line(len(started), plan))
             return 0
         follower = Follower(
             engine, lambda: open_access(options, root, vault_arn), args.poll, progress
@@ -241,13 +295,26 @@ def _retrieve(
         return 1 if summary["failed"] else 0
 
 
+def started_line(started: int, plan: Plan) -> str:
+    """What a run without ``--follow`` did, and what it left."""
+    wanted = len(plan.units)
+    if wanted == 0 and plan.evicted:
+        return "nothing to request (evicted archives wait for --request-evicted)"
+    if wanted == 0:
+        return "nothing to request: every selected archive is cached or covered by a job"
+    line = f"started {plural(started, 'job')}"
+    if wanted > started:
+        line += f"; {wanted - started} more as the caps allow: run again later, or use --follow"
+    return line
+
+
 def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> None:
     """The plan on stdout, for people or (``--json``) for scripts."""
     if args.json:
         print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
     else:
         print(origin)
-        print("\n".join(render_plan(plan, vault)), flush=True)
+        print("\n".join(render_plan(plan, vault, args.in_region)), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:
