@@ -44,17 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlacierfsError as error:
         print(f"glacierfs: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `glacierfs status --json | head`: the reader has had enough
+        _silence_stdout()
+        return SIGPIPE_EXIT
     except OSError as error:  # a disk that refused a write, wherever: one line
         said = disk_error(error)
         if said is None:
             raise
         print(f"glacierfs: {said}", file=sys.stderr)
         return said.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `glacierfs status --json | head`: the reader has had enough
-        _silence_stdout()
-        return SIGPIPE_EXIT
 
 
 SIGPIPE_EXIT = 141
