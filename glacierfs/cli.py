@@ -1,4 +1,4 @@
-"""The ``glacierfs`` command: mount, ``hydrate``, ``status`` and ``retrieve``.
+"""The ``glacierfs`` command: mount, ``hydrate``, ``status``, ``retrieve`` and ``release``.
 
 Imports are lazy so that ``--help`` and ``--version`` answer at once. Every error
 glacierfs expects ends here as one line on stderr and a non-zero exit code.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from glacierfs import __version__
 from glacierfs.config import HELP
 from glacierfs.errors import GlacierfsError, disk_error
+from glacierfs.logs import escape
 from glacierfs.options import parse_mount_args
 
 
@@ -21,6 +22,10 @@ def run(argv: Sequence[str]) -> int:
         from glacierfs.retrieve import command as retrieve
 
         return retrieve.main(argv[1:])
+    if argv and argv[0] == "release":
+        from glacierfs import release
+
+        return release.main(argv[1:])
     if argv and argv[0] in ("hydrate", "status"):
         from glacierfs import control
 
@@ -42,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except GlacierfsError as error:
-        print(f"glacierfs: {error}", file=sys.stderr)
+        print(f"glacierfs: {escape(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

@@ -76,6 +76,11 @@ DEFAULT_REFRESH = 300.0
 """Seconds between job-list refreshes: jobs take hours to complete, so five minutes is
 prompt enough and costs one ListJobs call."""
 
+CUSTODY_MARGIN = 3600.0
+"""Seconds before its job expires from which a cached leaf counts as in custody, no longer
+replaceable: evicted later, it could not surely be fetched again before the job ends (and
+the service's clock is known only from its answers)."""
+
 DEFAULT_TIMEOUT = 120.0
 """Seconds a read keeps retrying an unreachable or failing endpoint before EIO."""
 
@@ -214,6 +219,11 @@ class Options:
     log_file: Path | None = None
     inventory: Path | None = None
     hydrate: bool = False
+    # Off: a mount whose first job listing fails (after `retries` within `timeout`) ends
+    # with one line and a non-zero exit, as an empty tree would look like a vault with no
+    # jobs to `mount && rsync`. On: it mounts empty and lists at the next refresh (a boot
+    # that must not wait for the network).
+    empty_start: bool = False
 
 
 HELP = f"""\
@@ -221,6 +231,7 @@ usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
        glacierfs status [--watch [SECONDS]] [--json] MOUNTPOINT
        glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
+       glacierfs release PATH|GLOB...   (archives copied out by hand: may leave the cache)
 
 Mount the completed retrieval jobs of an Amazon S3 Glacier vault as read-only files.
 VAULT is a vault name or ACCOUNTID:VAULT.
@@ -237,6 +248,7 @@ Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (32M)
            read_ahead=SIZE (1G)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
+           empty_start: mount even when the jobs cannot be listed at start-up
            names_wait=SECONDS (60): how long a mount waits to learn names
 Access:    allow_other  uid=N  gid=N  umask=OCTAL  default_permissions (always on)
            nonempty: mount over a directory that has files (they are hidden meanwhile)

@@ -49,7 +49,7 @@ from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Pace, Prefetcher
 from glacierfs.read.requests import Requests
 from glacierfs.read.settings import ReaderSettings
-from glacierfs.read.trust import ObjectState, Trust, slot, usable
+from glacierfs.read.trust import ObjectState, Trust, present, slot, usable
 from glacierfs.read.warm import WarmReads, cached_digests, refuse_unverifiable
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
@@ -324,14 +324,16 @@ class Reader:
     async def cached_bytes(self, job: Job) -> int:
         """How much of the output is in the cache, good for the job."""
         state = await self._object(job)
-        count = sum(
-            1
-            for leaf in range(job.first_leaf, job.first_leaf + job.leaves)
-            if usable(job, state, leaf)
-        )
+        count = sum(1 for leaf in present(job, state) if usable(job, state, leaf))
         if count and usable(job, state, job.first_leaf + job.leaves - 1):
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
+
+    async def cached_leaves(self, job: Job) -> list[int]:
+        """The cache leaves (archive coordinates) of the output there, good for the job."""
+        state = await self._object(job)
+        wanted = range(job.first_leaf, job.first_leaf + job.leaves)
+        return [leaf for leaf in wanted if usable(job, state, leaf)]
 
     async def leaf_cached(self, job: Job, leaf: int) -> bool:
         """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""

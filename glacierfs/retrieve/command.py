@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from glacierfs import logs
 from glacierfs.cacheroot import open_root
 from glacierfs.client import GlacierClient
 from glacierfs.config import (
@@ -31,6 +32,7 @@ from glacierfs.config import (
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.humane import plural, size
+from glacierfs.logs import escape
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.engine import Engine
@@ -39,7 +41,13 @@ from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
-from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select
+from glacierfs.retrieve.selection import (
+    Criteria,
+    name_archives,
+    older_versions,
+    parse_date,
+    select,
+)
 from glacierfs.retrieve.source import load_inventory, start_inventory
 from glacierfs.retrieve.state import State
 
@@ -108,6 +116,7 @@ def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
+    pick.add_argument("--latest", action="store_true", help="only the newest version of each path")
 
 
 def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
@@ -202,6 +211,7 @@ def criteria(args: argparse.Namespace) -> Criteria:
         created_after=args.created_after,
         created_before=args.created_before,
         shard=args.shard,
+        latest=args.latest,
     )
 
 
@@ -236,6 +246,7 @@ def confirm(args: argparse.Namespace, count: int) -> None:
 def run(argv: Sequence[str]) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="glacierfs retrieve: %(message)s")
+    logs.install()  # every line escaped, as the mount's
     options: Options = args.opts
     client = GlacierClient(client_settings(options))
     try:
@@ -258,7 +269,8 @@ def _retrieve(
         entries, source = load_inventory(
             options, client, vault_arn, access, state.directory, again(args)
         )
-        archives = select(name_archives(entries), criteria(args))
+        named, chosen = name_archives(entries), criteria(args)
+        archives, older = select(named, chosen), older_versions(named, chosen)
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing
         else:
@@ -279,6 +291,7 @@ def _retrieve(
             request_evicted=args.request_evicted,
         )
         plan = engine.plan(engine.look(update=holder))
+        plan.older_versions, plan.older_bytes = len(older), sum(a.size for a in older)
         show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
         if args.dry_run:
             return 0
@@ -286,12 +299,12 @@ def _retrieve(
         if not args.follow:
             started = engine.request(plan.batch)
             print(started_line(len(started), plan))
-            return 0
+            return 1 if engine.refused else 0  # a request failed: said above, one line each
         follower = Follower(
             engine, lambda: open_access(options, root, vault_arn), args.poll, progress
         )
         summary = follower.run()
-        print(render_summary(summary), flush=True)
+        print(escape(render_summary(summary)), flush=True)
         return 1 if summary["failed"] else 0
 
 
@@ -313,15 +326,16 @@ def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> 
     if args.json:
         print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
     else:
-        print(origin)
-        print("\n".join(render_plan(plan, vault, args.in_region)), flush=True)
+        print(escape(origin))
+        lines = render_plan(plan, vault, args.in_region)
+        print("\n".join(escape(line) for line in lines), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:
     try:
         return run(argv)
     except GlacierfsError as error:
-        print(f"glacierfs retrieve: {error}", file=sys.stderr)
+        print(f"glacierfs retrieve: {escape(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,12 @@ once and since evicted from a cache too small for the selection is not requested
 again unless asked (``--request-evicted``): that would be paying twice. Nor is an
 output saved once saved again, should the cache lose it while its job still lives.
 
+Job records are untrusted and checked one by one (:func:`.coverage.live_job`): a record
+that cannot be read (a JobId holding a control character, a size that is not a number)
+covers nothing and is logged once per run, and the other jobs count as usual. A job id
+that InitiateJob answers must be new: one that is already a request's, or a listed
+job's, is reported as a failed request, not taken as this one.
+
 Coverage is generous on purpose: besides the service's live jobs, a request written
 down but not (yet) listed, and an intent younger than :data:`INTENT_GRACE`, count as
 live, so a listing that lags behind InitiateJob never makes a second request.
@@ -24,15 +30,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from glacierfs.catalog import record_key
 from glacierfs.client import GlacierClient
-from glacierfs.errors import InsufficientCapacity, JobExpired, ServiceError, TransientServiceError
+from glacierfs.errors import (
+    BadResponse,
+    InsufficientCapacity,
+    JobExpired,
+    ServiceError,
+    TransientServiceError,
+)
 from glacierfs.humane import size
+from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.pricing import TierPrice, cost, price
-from glacierfs.retrieve.save import ToSave
+from glacierfs.retrieve.save import REFUSED, ToSave
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
 
@@ -77,6 +91,10 @@ class Snapshot:
         return {h.archive.archive_id: h for h in self.holdings}
 
 
+def _refused(record: Any, why: BadResponse) -> None:
+    REFUSED.warning(record_key(record), "job not counted as covering its archive: %s", why)
+
+
 class Engine:
     def __init__(
         self,
@@ -99,6 +117,7 @@ class Engine:
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
+        self._listed: set[str] = set()  # every JobId the last look listed
 
     # --- looking ------------------------------------------------------------------------
 
@@ -113,8 +132,13 @@ class Engine:
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
         now = self.now()
-        live = live_jobs(records)
-        listed = {r["JobId"]: r for r in records if isinstance(r, dict) and "JobId" in r}
+        live = live_jobs(records, _refused)
+        listed = {
+            r["JobId"]: r
+            for r in records
+            if isinstance(r, dict) and isinstance(r.get("JobId"), str)
+        }
+        self._listed = set(listed)
         if update:
             self._adopt_intents(live, now)
             self._update_requests(listed)
@@ -220,12 +244,14 @@ class Engine:
             self.event("expired", f"{request.path}: job expired before its output was saved")
         except TransientServiceError as error:
             log.info("job %s not described now: %s", request.job_id, error)
+        except BadResponse as error:  # this job's answer only: the others go on
+            REFUSED.warning(repr(request.job_id), "job not described: %s", error)
         return None
 
     def _wholly_saved(self, request: Request) -> bool:
         cached = self.index.leaves(self._keys.get(request.archive_id, ""))
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return request.archive_id in self._keys and all(i in cached for i in range(first, stop))
+        return request.archive_id in self._keys and covers(of_leaves(cached), first, stop)
 
     # --- deciding -----------------------------------------------------------------------
 
@@ -276,9 +302,7 @@ class Engine:
                 unit, self.tier.tier, self.now(), archive.archive_id in again
             )
             try:
-                job_id = self.client.initiate_retrieval(
-                    archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
-                )
+                job_id = self._initiate(unit)
             except TransientServiceError as error:
                 self.event(
                     "note", f"{archive.path}: request not confirmed ({error}); will look again"
@@ -290,7 +314,7 @@ class Engine:
             except ServiceError as error:
                 self.state.drop_intent(intent)
                 self.refused.add(archive.archive_id)
-                self.event("failed", f"{archive.path}: the service refused the request: {error}")
+                self.event("failed", f"{archive.path}: {error}")
                 continue
             self.state.requested(intent, job_id)
             started.append(job_id)
@@ -298,6 +322,38 @@ class Engine:
             kind = "re-requested" if archive.archive_id in again else "requested"
             self.event(kind, f"{archive.path} ({what}{size(unit.size)}): job {job_id}")
         return started
+
+    def _initiate(self, unit: Unit) -> str:
+        """InitiateJob for one unit; its job id. ServiceError when the service refuses,
+        or when its answer cannot be this request's: a job id outside its alphabet, or
+        one that is already another request's or another listed job's."""
+        try:
+            job_id = self.client.initiate_retrieval(
+                unit.archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
+            )
+        except (TransientServiceError, InsufficientCapacity):
+            raise
+        except BadResponse as error:
+            raise ServiceError(f"the service's answer is unusable: {error}") from None
+        except ServiceError as error:
+            raise ServiceError(f"the service refused the request: {error}") from None
+        whose = self._whose(job_id)
+        if whose:
+            raise ServiceError(
+                f"the service answered job id {job_id}, which is already {whose}: "
+                "not taken as this request"
+            )
+        return job_id
+
+    def _whose(self, job_id: str) -> str:
+        """Whose job ``job_id`` already is ("" when no one's): a job id the service
+        answers InitiateJob with must be new."""
+        for r in self.state.requests():
+            if r.job_id == job_id:
+                return f"the job of {self.path(r.archive_id)}"
+        if job_id in self._listed:
+            return "another job the service lists"
+        return ""
 
     # --- saving -------------------------------------------------------------------------
 

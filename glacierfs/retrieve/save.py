@@ -20,6 +20,7 @@ The disk cache has one writer at a time: whoever holds its lock. So:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import time
@@ -36,11 +37,13 @@ from glacierfs.cacheroot import Held
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
+from glacierfs.custody import Custody
 from glacierfs.daemon import client_settings
 from glacierfs.errors import ConfigError, DiskUnwritable, GlacierfsError
 from glacierfs.humane import utc
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import Job
+from glacierfs.logs import LogOnce
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
 from glacierfs.read.reader import Reader
 from glacierfs.retrieve.holder import cache_holder, proven_mount
@@ -51,6 +54,10 @@ T = TypeVar("T")
 SAVING_AT_ONCE = 4
 """Outputs saved at once in-process: small archives are many, and each is a few requests;
 the reader's connection limit still bounds what is in flight."""
+
+REFUSED = LogOnce(logging.getLogger("glacierfs.retrieve"))
+"""Job records refused in this run, by the in-process catalog of each round and by the
+engine's look: each logged once per run (``--follow`` looks every round)."""
 
 MOUNT_REFRESH_WAIT = 30.0
 """Seconds to wait for a mount to list a job after asking it to refresh."""
@@ -109,17 +116,21 @@ class InProcess:
 
     def _run(self, work: Work[T]) -> T:
         options = self.options
-        disk = DiskCache(self.cache_root, options.cache_size)
+        custody = Custody(self.cache_root, service_time=lambda: client.service_time)
+        disk = DiskCache(self.cache_root, options.cache_size, classes=custody.classes)
         client = GlacierClient(client_settings(options))
         try:
             retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
 
             async def main() -> T:
                 aio = AsyncDisk(disk)
-                catalog = Catalog(client.list_jobs, aio, self.vault_arn, retry)
+                catalog = Catalog(client.list_jobs, aio, self.vault_arn, retry, REFUSED)
                 async with trio.open_nursery() as nursery:
                     reader = await Reader.for_client(client, aio, options, retry, nursery=nursery)
                     await catalog.refresh()
+                    # as a mount does: never evict what no live job can send again
+                    await trio.to_thread.run_sync(custody.update, list(catalog.listed.values()))
+                    await aio.fit()
                     result = await work(reader, catalog, aio)
                     nursery.cancel_scope.cancel()
                 return result

@@ -16,9 +16,12 @@ import time
 from dataclasses import dataclass
 from itertools import count
 
+import trio
+
 from glacierfs import __version__
 from glacierfs.cacheroot import IDENTITY_XATTR, answer
 from glacierfs.catalog import Catalog
+from glacierfs.custody import Custody
 from glacierfs.errors import FsError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
@@ -26,7 +29,7 @@ from glacierfs.read.reader import Reader
 from glacierfs.view.archive_files import ArchiveFiles
 from glacierfs.view.archives import Archive
 from glacierfs.view.damage import DamagedJobs
-from glacierfs.view.tree import ROOT_INODE, Namer, Node, Tree, archive_id_name
+from glacierfs.view.tree import ROOT_INODE, Namer, Node, Settled, Tree, archive_id_name
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,13 @@ class Filesystem:
         reader: Reader,
         access: Access,
         namer: Namer = archive_id_name,
+        settled: Settled | None = None,
         file_inodes: dict[str, int] | None = None,
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
         about: dict[str, object] | None = None,
         identity: bytes = b"",
+        custody: Custody | None = None,
     ) -> None:
         self.about = dict(about or {})  # where the mount's parts are, for `status`
         self.identity = identity  # the cache's secret: the root answers challenges with it
@@ -73,18 +78,29 @@ class Filesystem:
         self.reader = reader
         self.access = access
         self.damage = damage if damage is not None else DamagedJobs()
-        self.archives = ArchiveFiles(reader, self.damage)
+        self.archives = ArchiveFiles(reader, self.damage, custody)
         self.namer = namer
+        self.settled: Settled = settled or (lambda job: False)
         self.tree = Tree(file_inodes, paths)
-        self.tree.build(catalog.jobs.values(), namer)
+        self.tree.build(catalog.jobs.values(), namer, self.settled)
         self.started = time.time()
         self._handles: dict[int, tuple[Job, Prefetcher]] = {}
         self._archive_handles: dict[int, tuple[Archive, dict[str, Prefetcher]]] = {}
         self._dir_handles: dict[int, list[tuple[str, int]]] = {}
         self._next_handle = count(1)
 
-    def rebuild(self) -> None:
-        self.tree.build(self.catalog.jobs.values(), self.namer)
+    async def rebuild(self) -> None:
+        """Show what the catalog and the namer say now.
+
+        The tree is built in a worker thread: 50,000 jobs are seconds of Python, which
+        on the trio thread would stall every read meanwhile (the thread gives the
+        interpreter back every few milliseconds). Lookups see the tree before until the
+        new one is whole. One rebuild at a time: the caller serialises them.
+        """
+        jobs = list(self.catalog.jobs.values())
+        await trio.to_thread.run_sync(
+            self.tree.build, jobs, self.namer, self.settled, abandon_on_cancel=True
+        )
 
     def _node(self, inode: int) -> Node:
         node = self.tree.nodes.get(inode)
@@ -214,6 +230,7 @@ class Filesystem:
         found = {XATTR_PREFIX + k: v.encode() for k, v in values.items() if v}
         found["user.glacierfs.verified"] = (await self.reader.verification(job)).encode()
         found["user.glacierfs.cached"] = str(await self.reader.cached_bytes(job)).encode()
+        found.update(await self.archives.custody_xattr(job))
         if job.job_id in self.damage.known:
             found[DAMAGED_XATTR] = self.damage.known[job.job_id].describe().encode()
         problems = self.reader.problems(job)
@@ -239,6 +256,10 @@ class Filesystem:
             "damaged": sorted(self.damage.known),
             "cache_used": usage.used,
             "cache_capacity": usage.capacity,
+            "cache_custody": usage.classes.custody,
+            "cache_replaceable": usage.classes.replaceable,
+            "cache_delivered": usage.classes.delivered,
+            "cache_free": max(usage.capacity - usage.used, 0),
             "disk_bytes_read": usage.bytes_read,
             **self.reader.local_reads(),
             **self.reader.stats.as_dict(),

@@ -79,12 +79,20 @@ def looks(emulator: Emulator) -> int:
 
 
 class Retrieve:
-    def __init__(self, emulator: Emulator, vault: str, cache_dir: Path, log: Path) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        vault: str,
+        cache_dir: Path,
+        log: Path,
+        endpoint: str | None = None,  # another than the emulator's: a liar in front of it
+    ) -> None:
         self.emulator, self.vault, self.cache_dir, self.log = emulator, vault, cache_dir, log
+        self.endpoint = endpoint or emulator.url
         self.process: subprocess.Popen[bytes] | None = None
 
     def argv(self, *args: str) -> list[str]:
-        options = f"endpoint_url={self.emulator.url},cache_dir={self.cache_dir}"
+        options = f"endpoint_url={self.endpoint},cache_dir={self.cache_dir}"
         return [sys.executable, "-m", "glacierfs", "retrieve", "-o", options, self.vault, *args]
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
