@@ -14,7 +14,7 @@ one in use by a read or a write is closed only when released.
 
 Removed leaves are punched out of their file (``fallocate`` PUNCH_HOLE), and a file
 holding no leaves is deleted. A filesystem that cannot punch holes (ramfs) is refused
-when the cache opens (:meth:`BlockStore.can_punch`): evicted bytes would stay on it, and
+when the cache opens (:func:`can_punch`): evicted bytes would stay on it, and
 ``cache_size`` would not hold. Not thread-safe: the DiskCache's lock guards the LRU;
 ``pread`` and ``pwrite`` on an acquired handle run outside it.
 """
@@ -191,27 +191,6 @@ class BlockStore:
         else:
             log.debug("disk cache: punching a hole: %s", os.strerror(code))
 
-    def can_punch(self) -> bool:
-        """Whether this filesystem frees the bytes of a punched hole, tried on a probe
-        file (ramfs cannot: evicted bytes would stay, and ``cache_size`` would not hold).
-        A probe that cannot be made (a full or read-only disk) says yes: that disk is
-        refused, or its writes fail one by one, elsewhere."""
-        if self._punch is None:
-            return False
-        name = f".punch-probe-{os.getpid()}"
-        try:
-            fd = trusted.open_file(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, self.directory)
-        except OSError:
-            return True
-        try:
-            mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
-            punched = self._punch(fd, mode, 0, MIB) == 0
-            return punched or ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS)
-        finally:
-            os.close(fd)
-            with suppress(OSError):
-                os.unlink(name, dir_fd=self.directory)
-
     def keep_only(self, present: dict[str, set[int]]) -> None:
         """After a crash: delete files of no ``present`` name, and punch out the leaves
         holding data that ``present`` (file name -> leaf indices with rows) lacks."""
@@ -244,6 +223,28 @@ def _data_leaves(fd: int) -> Iterator[int]:
         end = os.lseek(fd, offset, os.SEEK_HOLE)
         yield from range(offset // MIB, -(-end // MIB))
         offset = end
+
+
+def can_punch(directory: int) -> bool:
+    """Whether the filesystem of the held ``directory`` frees the bytes of a punched
+    hole, tried on a probe file (ramfs cannot: evicted bytes would stay, and
+    ``cache_size`` would not hold). A probe that cannot be made (a full or read-only
+    disk) says yes: that disk is refused, or its writes fail one by one, elsewhere."""
+    punch = _load_fallocate()
+    if punch is None:
+        return False
+    name = f".punch-probe-{os.getpid()}"
+    try:
+        fd = trusted.open_file(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, directory)
+    except OSError:
+        return True
+    try:
+        punched = punch(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, 0, MIB) == 0
+        return punched or ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS)
+    finally:
+        os.close(fd)
+        with suppress(OSError):
+            os.unlink(name, dir_fd=directory)
 
 
 def _load_fallocate() -> Callable[[int, int, int, int], int] | None:

@@ -107,13 +107,6 @@ class DiskCache:
         index = self._directory.index
         self._health = WriteHealth(self.root)
         self._blocks = BlockStore(self._directory.data, self.root, pwrite)
-        if not self._blocks.can_punch():
-            raise ConfigError(
-                f"cache directory {self.root}: its filesystem cannot punch holes (fallocate),"
-                " so evicted bytes would stay and cache_size could not hold; put the cache on"
-                " another filesystem (ext4, xfs, btrfs, tmpfs)"
-            )
-        self.identity = self._directory.identity  # the secret a mount proves it holds us by
         if self._directory.crashed():
             log.info("disk cache %s was not closed cleanly: removing stray bytes", self.root)
             self._directory.recover(self._blocks)
@@ -242,9 +235,7 @@ class DiskCache:
         return not self._health.failing
 
     @property
-    def write_failure(self) -> str | None:
-        """Why the disk last refused a write in this DiskCache's life (full, read-only,
-        failing), even if it took later ones; None if it never did."""
+    def write_failure(self) -> str | None:  # the disk's last refusal in this lifetime, if any
         return self._health.cause or None
 
     def begin_put(self, key: str, first: int, lengths: Sequence[int], owner: str) -> Claim | None:

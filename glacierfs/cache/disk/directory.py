@@ -31,7 +31,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from glacierfs.cache.disk.blocks import BlockStore, file_name
+from glacierfs.cache.disk.blocks import BlockStore, can_punch, file_name
 from glacierfs.cache.disk.index import INDEX, Index, open_index
 from glacierfs.cacheroot import Held, identity, open_root
 from glacierfs.errors import ConfigError
@@ -63,6 +63,12 @@ class CacheDirectory:
         self._directories.append(layout)
         data = layout.directory("data")
         self._directories.append(data)
+        if not can_punch(data.fd):
+            raise ConfigError(
+                f"cache directory {self.root}: its filesystem cannot punch holes (fallocate),"
+                " so evicted bytes would stay and cache_size could not hold; put the cache on"
+                " another filesystem (ext4, xfs, btrfs, tmpfs)"
+            )
         return open_index(layout, self.root / LAYOUT / INDEX)
 
     @property
