@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from glacierfs import logs
+from glacierfs.cacheroot import Held, open_root
 from glacierfs.client import GlacierClient
 from glacierfs.config import (
     DAILY_SHARE,
@@ -256,14 +257,16 @@ def run(argv: Sequence[str]) -> int:
 def _retrieve(
     args: argparse.Namespace, options: Options, client: GlacierClient, vault_arn: str
 ) -> int:
-    root = cache_root(options)
-    with State(root, vault_arn) as state, CacheIndex(root) as index:
+    root = open_root(cache_root(options))  # checked before anything is made in it
+    # A holder of the cache that cannot prove itself refuses the run before the state is made.
+    access = None if options.inventory else open_access(options, root, vault_arn)
+    with root, State(root, vault_arn) as state, CacheIndex(root) as index:
         store, source = load_inventory(
-            options, client, vault_arn, root, state.directory, again(args)
+            options, client, vault_arn, access, state.directory, again(args)
         )
         with store:
             selected = Selected(store, criteria(args))
-            return _run(args, options, client, vault_arn, state, index, selected, source)
+            return _run(args, options, client, vault_arn, root, state, index, selected, source)
 
 
 def _run(
@@ -271,12 +274,12 @@ def _run(
     options: Options,
     client: GlacierClient,
     vault_arn: str,
+    root: Held,
     state: State,
     index: CacheIndex,
     selected: Selected,
     source: str,
 ) -> int:
-    root = cache_root(options)
     if args.dry_run:
         holder = state.try_lock()  # beside a running --follow: look, change nothing
     else:

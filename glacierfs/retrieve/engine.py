@@ -43,6 +43,7 @@ from glacierfs.humane import size
 from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
+from glacierfs.retrieve.mismatched import MISMATCHED, Mismatched
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.pricing import TierPrice
@@ -116,6 +117,9 @@ class Engine:
         self.vault_arn, self.tier, self.limits, self.event = vault_arn, tier, limits, event
         self._paths: dict[str, str] = {}  # archive id -> path, of the outputs to save
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
+        self._mismatched = Mismatched(
+            index, vault_arn, event, self._selected_path, lambda i: bool(selected.lookup([i]))
+        )
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
         self._listed: set[str] = set()  # every JobId the last look listed
@@ -136,7 +140,7 @@ class Engine:
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
         now = self.now()
-        live = live_jobs(records, _refused)
+        live, mismatched = self._mismatched.sift(live_jobs(records, _refused))
         listed = {
             r["JobId"]: r
             for r in records
@@ -145,11 +149,13 @@ class Engine:
         self._listed = set(listed)
         if update:
             self._adopt_intents(live, now)
-            self._update_requests(listed)
+            self._update_requests(listed, mismatched)
         return self.snapshot(now, live)
 
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
-        """The live jobs, the state's own, and what the state says is given up or evicted."""
+        """The live jobs (verdicts read again: a save may have found a job a mismatch since
+        the look), the state's own, and what the state says is given up or evicted."""
+        live, _ = self._mismatched.sift(live)
         pending = self._pending(now, live)
         requests = self.state.requests()
         tries: dict[str, int] = {}
@@ -228,12 +234,16 @@ class Engine:
             elif intent.noted <= now - INTENT_GRACE:
                 self.state.drop_intent(intent.id)
 
-    def _update_requests(self, listed: dict[str, Any]) -> None:
+    def _update_requests(self, listed: dict[str, Any], mismatched: set[str]) -> None:
         waiting = [r for r in self.state.requests() if r.status == REQUESTED]
         chosen = self.selected.lookup(r.archive_id for r in waiting)
         for request in waiting:
             archive = chosen.get(request.archive_id)
             if archive is None:
+                continue
+            if request.job_id in mismatched:  # requested again, up to MAX_TRIES
+                self.state.mark(request.job_id, FAILED, MISMATCHED)
+                self.event("failed", f"{request.path}: job {request.job_id}: {MISMATCHED}")
                 continue
             if self._wholly_saved(request, archive):
                 self.state.mark(request.job_id, SAVED)
@@ -294,6 +304,11 @@ class Engine:
     def path(self, archive_id: str) -> str:
         """The path of an archive :meth:`to_save` gave (else its id)."""
         return self._paths.get(archive_id, archive_id)
+
+    def _selected_path(self, archive_id: str) -> str:
+        """The path of an archive selected, looked up in the store (else its id)."""
+        archive = self.selected.lookup([archive_id]).get(archive_id)
+        return archive.path if archive is not None else self.path(archive_id)
 
     def done(self, snapshot: Snapshot) -> bool:
         return all(

@@ -25,16 +25,16 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from contextlib import suppress
 from typing import Any
 
+from glacierfs.cacheroot import Held
 from glacierfs.errors import ConfigError
 from glacierfs.inventory import Entry
 from glacierfs.names.safe import Wanted, safe_name
 from glacierfs.names.streamed import renamed
 from glacierfs.names.versions import Version, entry_version, latest_keys, versioned
 from glacierfs.retrieve.selection import Archive, created_of, plausible
-from glacierfs.retrieve.state import open_database
 
 VERSION = "2"
 """Of the store's schema and naming: a store of another version is built again."""
@@ -62,8 +62,8 @@ _STORED = "archive_id, path, size, created, mtime, tree_hash, description, lates
 a pass over every archive reads the table front to back."""
 
 
-def store_path(directory: Path, key: str) -> Path:
-    return directory / f"inventory-{key}.sqlite3"
+def store_name(key: str) -> str:
+    return f"inventory-{key}.sqlite3"
 
 
 def _row(entry: Entry) -> tuple[object, ...]:
@@ -88,20 +88,21 @@ def _archive(row: Sequence[Any]) -> Archive:
 class InventoryStore:
     """One vault's stored inventory (see the module)."""
 
-    def __init__(self, directory: Path, key: str) -> None:
-        self.path = store_path(directory, key)
+    def __init__(self, directory: Held, key: str) -> None:
+        """``directory``: the held state directory (:mod:`glacierfs.cacheroot`), through
+        which the store's files are opened, renamed and removed; kept open by the caller."""
+        self.directory, self.name = directory, store_name(key)
+        self.path = directory.path / self.name  # in messages only
         self._db: sqlite3.Connection | None = None
         self._facts: dict[str, str] = {}
-        if self.path.exists():
-            self._open()
-            self.close()  # opened again where it is used (a connection keeps to its thread)
+        self._open()
 
     def _open(self) -> None:
         try:
-            self._db = open_database(self.path, journal="DELETE")
+            self._db = self.directory.connect(self.name, readonly=True, timeout=30)
             self._facts = dict(self._db.execute("SELECT name, value FROM facts"))
-        except (OSError, sqlite3.Error):
-            self.close()  # not a store of ours (a link, damaged): replaced when loaded
+        except (OSError, sqlite3.Error, ConfigError):
+            self.close()  # none, or not a store of ours (a link, damaged): replaced when loaded
             self._facts = {}
 
     @property
@@ -124,25 +125,30 @@ class InventoryStore:
         """Build the store from ``entries`` (read once, as they come) and put it in place
         (from any thread: the store's own connection is opened again when next used)."""
         self.close()
-        building = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        scratch = building.with_name(f"{building.name}.scratch")
-        for stale in (building, scratch):
-            stale.unlink(missing_ok=True)
+        held = self.directory
+        building = f".{self.name}.{os.getpid()}"
+        scratch = f"{building}.scratch"
+        self._remove(building, scratch)
         try:
-            db = open_database(scratch, exclusive=True, journal="OFF")
+            db = held.connect(scratch, timeout=30)
             try:
+                db.execute("PRAGMA journal_mode = OFF")
                 _build(db, entries)
                 facts = {"identity": identity, "source": source, "version": VERSION}
-                _finish(db, building, facts)
+                _finish(db, held, building, facts)
             finally:
                 db.close()
-            os.replace(building, self.path)
+            os.replace(building, self.name, src_dir_fd=held.fd, dst_dir_fd=held.fd)
         except (OSError, sqlite3.Error) as error:
             raise ConfigError(f"inventory store {self.path}: {error}") from None
         finally:
-            building.unlink(missing_ok=True)
-            scratch.unlink(missing_ok=True)
+            self._remove(building, scratch)
         self._facts = facts
+
+    def _remove(self, *names: str) -> None:
+        for name in names:
+            with suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=self.directory.fd)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None and self.ready:
@@ -210,11 +216,13 @@ def _build(db: sqlite3.Connection, entries: Iterable[Entry]) -> None:
     db.execute("COMMIT")
 
 
-def _finish(db: sqlite3.Connection, building: Path, facts: dict[str, str]) -> None:
+def _finish(db: sqlite3.Connection, held: Held, building: str, facts: dict[str, str]) -> None:
     """The named rows copied in path order into a new file (the scratch's free pages and
-    naming columns left behind), indexed by ArchiveId, with the facts that say it is whole."""
-    open_database(building, exclusive=True, journal="OFF").close()
-    db.execute("ATTACH DATABASE ? AS out", (str(building),))
+    naming columns left behind), indexed by ArchiveId, with the facts that say it is whole.
+    The new file is made here (ours, 0600, never through a link) and attached by the name
+    :meth:`Held.connect` gives SQLite, through the held directory."""
+    os.close(held.open(building, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+    db.execute("ATTACH DATABASE ? AS out", (held.sqlite_name(building),))
     db.execute("PRAGMA out.journal_mode = OFF")
     db.execute("PRAGMA out.synchronous = OFF")
     db.execute("BEGIN")

@@ -16,6 +16,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from glacierfs.cacheroot import Held
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
@@ -23,7 +24,7 @@ from glacierfs.inventory import parse
 from glacierfs.jobs import SERVICE_ID
 from glacierfs.logs import escape
 from glacierfs.retrieve.inventorydb import InventoryStore
-from glacierfs.retrieve.save import open_access
+from glacierfs.retrieve.save import Access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
 
@@ -51,11 +52,13 @@ def load_inventory(
     options: Options,
     client: GlacierClient,
     vault_arn: str,
-    cache_root: Path,
-    directory: Path,
+    access: Access | None,
+    directory: Held,
     command: str,
 ) -> tuple[InventoryStore, str]:
-    """The store of the newest inventory, and a phrase saying where it came from.
+    """The store of the newest inventory, and a phrase saying where it came from: the
+    user's file, else what ``access`` (the cache's holder) finds, else the store of the
+    last inventory used (kept in the held state ``directory``).
 
     The service, not a mount's listing of up to ``refresh`` seconds ago, says which
     inventory job is the newest: a mount that does not list it yet is asked to refresh
@@ -74,7 +77,7 @@ def load_inventory(
         default=None,
     )
     try:
-        found = open_access(options, cache_root, vault_arn).newest_inventory(newest, store)
+        found = access.newest_inventory(newest, store) if access is not None else None
     except InventoryError as error:
         raise ConfigError(f"the newest inventory: {error}") from None
     if found is not None:

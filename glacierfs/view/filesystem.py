@@ -19,6 +19,7 @@ from itertools import count
 import trio
 
 from glacierfs import __version__
+from glacierfs.cacheroot import IDENTITY_XATTR, answer
 from glacierfs.catalog import Catalog
 from glacierfs.custody import Custody
 from glacierfs.errors import FsError
@@ -68,9 +69,11 @@ class Filesystem:
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
         about: dict[str, object] | None = None,
+        identity: bytes = b"",
         custody: Custody | None = None,
     ) -> None:
         self.about = dict(about or {})  # where the mount's parts are, for `status`
+        self.identity = identity  # the cache's secret: the root answers challenges with it
         self.catalog = catalog
         self.reader = reader
         self.access = access
@@ -163,23 +166,28 @@ class Filesystem:
     def releasedir(self, handle: int) -> None:
         self._dir_handles.pop(handle, None)
 
-    def open(self, inode: int, flags: int) -> int:
+    async def open(self, inode: int, flags: int) -> int:
         """A handle for reading the file; the one place a write is refused.
 
         The mount is ``ro``, so the kernel refuses writes before they reach the daemon;
         this answers the same should an open for writing reach it anyway. Every other
         write call is left to pyfuse3's default, ENOSYS, which the kernel never sends.
+        A file whose verdict is ``mismatch`` is not opened (IntegrityError): an empty
+        or short one would otherwise read, as no read of it reaches the daemon.
         """
         node = self._node(inode)
         if node.is_dir:
             raise FsError(errno.EISDIR)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise FsError(errno.EROFS)
-        handle = next(self._next_handle)
         if node.archive is not None:
+            await self.archives.check(node.archive)
+            handle = next(self._next_handle)
             self._archive_handles[handle] = (node.archive, {})
             return handle
         assert node.job is not None
+        await self.reader.verdicts.check(node.job)
+        handle = next(self._next_handle)
         self._handles[handle] = (node.job, self.reader.settings.prefetcher())
         return handle
 
@@ -236,6 +244,8 @@ class Filesystem:
         return found
 
     async def getxattr(self, inode: int, name: str) -> bytes:
+        if inode == ROOT_INODE and name.startswith(IDENTITY_XATTR) and self.identity:
+            return answer(self.identity, name[len(IDENTITY_XATTR) :])  # not listed
         values = await self.xattrs(inode)
         if name not in values:
             raise FsError(errno.ENODATA)
