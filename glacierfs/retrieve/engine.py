@@ -94,6 +94,9 @@ def _refused(record: Any, why: BadResponse) -> None:
     REFUSED.warning(record_key(record), "job not counted as covering its archive: %s", why)
 
 
+MISMATCHED = "its output does not match its record"
+
+
 class Engine:
     def __init__(
         self,
@@ -114,6 +117,7 @@ class Engine:
         self._keys = {a.archive_id: archive_key(a, vault_arn) for a in self.archives}
         self._selected = {a.archive_id: a for a in self.archives}
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
+        self._told: set[str] = set()  # jobs said to be a mismatch
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
         self._listed: set[str] = set()  # every JobId the last look listed
@@ -131,7 +135,7 @@ class Engine:
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
         now = self.now()
-        live = live_jobs(records, _refused)
+        live, mismatched = self._without_mismatched(live_jobs(records, _refused))
         listed = {
             r["JobId"]: r
             for r in records
@@ -140,11 +144,33 @@ class Engine:
         self._listed = set(listed)
         if update:
             self._adopt_intents(live, now)
-            self._update_requests(listed)
+            self._update_requests(listed, mismatched)
         return self.snapshot(now, live)
 
+    def _without_mismatched(
+        self, live: dict[str, list[LiveJob]]
+    ) -> tuple[dict[str, list[LiveJob]], set[str]]:
+        """The live jobs but those whose output was found not to match their record (they
+        hold nothing of their archive, whatever their record says; each is said once),
+        and the ids of all such jobs the cache knows."""
+        mismatched = self.index.mismatched(self.vault_arn)
+        kept: dict[str, list[LiveJob]] = {}
+        for archive_id, jobs in live.items():
+            for job in jobs:
+                if job.job_id not in mismatched:
+                    kept.setdefault(archive_id, []).append(job)
+                elif archive_id in self._selected and job.job_id not in self._told:
+                    self._told.add(job.job_id)
+                    where = self.path(archive_id)
+                    self.event(
+                        "note", f"{where}: job {job.job_id} does not match its record: not counted"
+                    )
+        return kept, mismatched
+
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
-        """Holdings from the cache as it is now, the live jobs, and the state's own."""
+        """Holdings from the cache as it is now (verdicts too: a save may have found a
+        job a mismatch since the look), the live jobs, and the state's own."""
+        live, _ = self._without_mismatched(live)
         pending = self._pending(now, live)
         holdings = [
             Holding(
@@ -217,9 +243,13 @@ class Engine:
             elif intent.noted <= now - INTENT_GRACE:
                 self.state.drop_intent(intent.id)
 
-    def _update_requests(self, listed: dict[str, Any]) -> None:
+    def _update_requests(self, listed: dict[str, Any], mismatched: set[str]) -> None:
         for request in self.state.requests():
             if request.status != REQUESTED or request.archive_id not in self._selected:
+                continue
+            if request.job_id in mismatched:  # requested again, up to MAX_TRIES
+                self.state.mark(request.job_id, FAILED, MISMATCHED)
+                self.event("failed", f"{request.path}: job {request.job_id}: {MISMATCHED}")
                 continue
             if self._wholly_saved(request):
                 self.state.mark(request.job_id, SAVED)
