@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from glacierfs.control import mount_stats
-from tests.soak.blame import explained
+from tests.soak.blame import explained, whose
 from tests.soak.chaos import Chaos, kinds
+from tests.soak.lies import Lies
 from tests.soak.readers import Expiry, Reader, Tally
 from tests.soak.vault import VAULT, SoakJob, build, cache_size
 from tests.soak.watch import Growth, Sample, Watcher, growth, sample
@@ -41,6 +42,12 @@ class Settings:
     small: bool
     drop_checksum: bool
     cache_fraction: float
+    lies: bool = True
+
+    @property
+    def refresh(self) -> float:
+        """The mount's listing refresh: a lie reaches the daemon with the next listing."""
+        return 5.0 if self.small else 20.0
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Result:
     exit_code: int | None = None
     hung_readers: int = 0
     explained: int = 0  # wrong bytes an answer with a flipped byte and no checksum brought
+    served: list[str] = field(default_factory=list)  # whose bytes the wrong answers were
     log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -101,7 +109,7 @@ class Soak:
             "read_ahead": "8M",
             "memory_budget": "32M",
             "timeout": "30",
-            "refresh": "5" if self.settings.small else "60",
+            "refresh": f"{self.settings.refresh:.0f}",
         }
         return Mount(emulator.url, VAULT, self.workdir / "mount", options)
 
@@ -109,6 +117,7 @@ class Soak:
         settings = self.settings
         chance = random.Random(settings.seed)
         expire_at = time.monotonic() + settings.duration * chance.uniform(0.35, 0.6)
+        lies = Lies(emulator, jobs, settings.seed, 2 * settings.refresh) if settings.lies else None
         return Chaos(
             emulator,
             jobs,
@@ -117,6 +126,7 @@ class Soak:
             Expiry(),
             expire_at,
             self.stop,
+            lies,
         )
 
     def _read(self, result: Result) -> None:
@@ -133,6 +143,7 @@ class Soak:
                 result.tally,
                 chaos.expiry,
                 self.stop,
+                chaos.lies,
             )
             for number in range(self.settings.readers)
         ]
@@ -179,6 +190,7 @@ class Soak:
             if result.tally.wrong:
                 log = self.emulator.requests()
                 result.explained = explained(result.jobs, result.tally.wrong, log)
+        result.served = whose(result.tally.answers, result.jobs, self.sources)
         try:
             self._unmount(result, mount)
         finally:
