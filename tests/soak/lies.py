@@ -20,8 +20,9 @@ own. The kinds (issue 20):
 
 A job once lied about stays *lied about* for the rest of the run: a read of it may give
 its own bytes, the bytes its record claimed (another job's, which are that archive's own
-bytes), EIO, ENOENT (its record hidden, or named otherwise) or an end of file early;
-never any other byte. The honest jobs are held to their own bytes as before.
+bytes), EIO, ENOENT (its record hidden, or named otherwise) or an end of file past the
+size of what it claimed; never any other byte, nor an end of file before. The honest
+jobs are held to their own bytes as before.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ that is not wholly cached). Anything else is counted as an unexpected error, and
 bytes that differ from the source as wrong bytes.
 
 A job the service lied about (:mod:`tests.soak.lies`) may also give the bytes its
-record claimed, ENOENT, or an early end of file; an answer is right when it is wholly
-one of the contents it may give, and what each read of such a job ended in is counted
-by the kind of its latest lie.
+record claimed, ENOENT, or an end of file past the size of what it claimed (never
+before: a size the inventory disagrees with must end in EIO); an answer is right
+when it is wholly one of the contents it may give, and what each read of such a job
+ended in is counted by the kind of its latest lie.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ class Reader(threading.Thread):
         self.random = random.Random(seed)
         self.mountpoint, self.jobs, self.sources = mountpoint, jobs, sources
         self.tally, self.expiry, self.stop, self.lies = tally, expiry, stop, lies
+        self.sizes = {job.job_id: job.size for job in jobs}
 
     def lie(self, job: SoakJob) -> str | None:
         return None if self.lies is None else self.lies.lied(job.job_id)
@@ -254,6 +256,7 @@ class Reader(threading.Thread):
         if lie is not None:
             outcome = "early end" if not got else OUTCOMES[0 if number == 0 else 1]
             self.tally.outcome(lie, outcome if number >= 0 else "wrong bytes")
-        elif not got:
+        claimed = [self.sizes[i] for i in ids[1:]]  # a file the size its record claimed
+        if not got and not any(position >= size for size in claimed):
             self.tally.early_end(asked[1], what)
         return bool(got)
