@@ -83,7 +83,7 @@ class Chaos(threading.Thread):
             j for j in self.jobs if j.kind == "archive" and j.size >= 2 * MIB and not j.spare
         ]
         job = self.random.choice(candidates)
-        self.expiry.start(job.job_id)
+        self.expiry.start(job)
         self.emulator.expire(job.job_id)
 
     def add(self) -> None:

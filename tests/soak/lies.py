@@ -2,9 +2,10 @@
 
 The vault has two *spare* jobs beside the honest ones: a second job of a middle-sized
 archive and a second range job of the biggest. Now and then the chaos thread has the
-emulator rewrite one spare's record (``POST /_emulator/jobs/ID/set``) and, at least
-``hold`` seconds later, puts it back; the bytes the emulator sends for the job stay its
-own. The kinds (issue 20):
+emulator rewrite one spare's record (``POST /_emulator/jobs/ID/set``), starts a fresh
+spare of that shape to lie about next time (readers read it once the mount lists it),
+and, at least ``hold`` seconds later, puts the record back; the bytes the emulator sends
+for the job stay its own. The kinds (issue 20):
 
 ``claim``        the record claims another archive whole (its ArchiveId, size, tree
                  hashes and range: a claimer whose record is consistent, only its bytes
@@ -27,15 +28,20 @@ jobs are held to their own bytes as before.
 
 from __future__ import annotations
 
+import mmap
 import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from tests.soak.vault import MIB, SoakJob
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tests.soak.vault import MIB, VAULT, SoakJob
 from tests.support.emulator import Emulator
+from tests.support.vault import retrieve
 
 ARCHIVE_LIES = ("claim", "claim-id", "size", "wrong-type", "control-id")
 RANGE_LIES = ("range-shift", "range-claim", "size", "wrong-type", "control-id")
@@ -63,12 +69,32 @@ class Lie:
 
 
 class Lies:
-    """The spare jobs' lies: which are told now, and what each job ever claimed."""
+    """The spare jobs' lies: which are told now, and what each job ever claimed.
 
-    def __init__(self, emulator: Emulator, jobs: list[SoakJob], seed: int, hold: float) -> None:
-        self.emulator, self.jobs, self.hold = emulator, jobs, hold
+    A lie is told to a spare never lied about before (its verdict is its own: a job found
+    a mismatch stays refused, which would make every later lie about it moot), and a
+    fresh spare of the same shape is started in its place, honest until its turn comes;
+    every spare stays in :attr:`pool`, which readers read beside the honest jobs.
+    """
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        jobs: list[SoakJob],
+        sources: dict[str, mmap.mmap],
+        seed: int,
+        hold: float,
+        listed: Callable[[SoakJob], bool],
+    ) -> None:
+        self.emulator, self.jobs, self.sources, self.hold = emulator, jobs, sources, hold
+        self.client = emulator.client()
         self.random = random.Random(seed * 7919 + 1)
-        self.spares = [job for job in jobs if job.spare]
+        self.shapes = {job.kind: job for job in jobs if job.spare}
+        self.fresh: dict[str, SoakJob | None] = dict(self.shapes)  # never lied about
+        self.pool = list(self.shapes.values())  # every spare: readers pick from it
+        self.unstarted = 0  # fresh spares the service (under faults) did not start
+        self.pending: list[SoakJob] = []  # fresh spares the mount does not list yet
+        self.listed = listed
         self.records = {job.job_id: emulator.set_job(job.job_id) for job in jobs}  # true ones
         self.active: dict[str, Lie] = {}
         self.told: Counter[str] = Counter()
@@ -78,14 +104,23 @@ class Lies:
         self.lock = threading.Lock()
 
     def step(self) -> None:
-        """Tell a lie to a spare job that tells none, or lift one that was told long enough."""
+        """Tell a lie to a fresh spare, or lift one that was told long enough."""
         now = time.monotonic()
-        free = [job for job in self.spares if job.job_id not in self.active]
         ripe = [lie for lie in self.active.values() if now - lie.told >= self.hold]
-        if free and (not ripe or self.random.random() < 0.6):
-            self.tell(self.random.choice(free))
+        for job in [job for job in self.pending if self.listed(job)]:
+            self.pending.remove(job)
+            self.fresh[job.kind] = job
+            self.pool.append(job)
+        ready = [job for job in self.fresh.values() if job is not None]
+        room = len(self.active) < len(self.shapes)
+        if ready and room and (not ripe or self.random.random() < 0.6):
+            self.tell(self.random.choice(ready))
         elif ripe:
             self.lift(self.random.choice(ripe))
+        waiting = {job.kind for job in self.pending}
+        for shape, job in self.fresh.items():
+            if job is None and shape not in waiting:
+                self._replace(self.shapes[shape])
 
     def tell(self, job: SoakJob) -> Lie:
         kind = self.random.choice(ARCHIVE_LIES if job.kind == "archive" else RANGE_LIES)
@@ -98,7 +133,23 @@ class Lies:
             self.latest[job.job_id] = kind
             if claimed is not None:
                 self.claims.setdefault(job.job_id, []).append(claimed.job_id)
+        self._replace(job)
         return lie
+
+    def _replace(self, job: SoakJob) -> None:
+        """A fresh spare of the same shape: the same archive and range, a new job."""
+        whole = job.kind == "archive"
+        byte_range = None if whole else f"{job.offset}-{job.offset + job.size - 1}"
+        self.fresh[job.kind] = None
+        try:
+            job_id = retrieve(self.client, VAULT, job.archive or "", byte_range)
+        except (BotoCoreError, ClientError):  # a fault struck InitiateJob: next step
+            self.unstarted += 1
+            return
+        fresh = replace(job, job_id=job_id)
+        self.records[job_id] = self.emulator.set_job(job_id)
+        self.sources[job_id] = self.sources[job.job_id]
+        self.pending.append(fresh)  # to the pool once the mount lists it
 
     def lift(self, lie: Lie) -> None:
         true = self.records[lie.job.job_id]

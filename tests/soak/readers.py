@@ -38,6 +38,8 @@ SAMPLES = 20
 """Problems described one by one in the report; the rest are only counted."""
 WRONG_KEPT = 100
 """Wrong bytes of one read whose place is kept, to find what brought them."""
+LIED_SHARE = 0.25
+"""Reads of the spare jobs, which lies are told about (the rest: honest jobs and files)."""
 ANSWERS_KEPT, ANSWER_SAMPLE = 5, 64
 """Wrong answers whose first bytes are kept, to find whose bytes they were."""
 
@@ -70,13 +72,16 @@ class Expiry:
 
     def __init__(self) -> None:
         self.job_id: str | None = None
+        self.archive: str | None = None
         self.began = float("inf")
 
-    def start(self, job_id: str) -> None:
-        self.job_id, self.began = job_id, time.monotonic()
+    def start(self, job: SoakJob) -> None:
+        self.job_id, self.archive, self.began = job.job_id, job.archive, time.monotonic()
 
     def covers(self, job: SoakJob, moment: float) -> bool:
-        return job.job_id == self.job_id and moment >= self.began
+        """Whether the job, or the file of its archive, may be gone by then."""
+        ours = job.job_id == self.job_id or (job.kind == "file" and job.archive == self.archive)
+        return ours and moment >= self.began
 
 
 @dataclass
@@ -97,6 +102,8 @@ class Tally:
     wrong: list[tuple[str, int]] = field(default_factory=list)  # (JobId, offset), the first
     answers: list[tuple[str, int, bytes]] = field(default_factory=list)  # wrong: whose bytes?
     eio_lied: int = 0
+    eio_files: int = 0  # of archives/ files, which lied-about jobs may claim
+    files_gone: int = 0  # opens of an archive's file that found it gone (renamed, say)
     lied: Counter[tuple[str, str]] = field(default_factory=Counter)  # (lie kind, outcome)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -138,11 +145,17 @@ class Tally:
         with self.lock:
             self.lied[lie, outcome] += 1
 
-    def failure(self, error: OSError, expired: bool, what: str, lie: str | None = None) -> None:
+    def failure(
+        self, error: OSError, expired: bool, what: str, lie: str | None = None, file: bool = False
+    ) -> None:
         with self.lock:
             if lie is not None and error.errno in (errno.EIO, errno.ENOENT):
                 self.lied[lie, "EIO" if error.errno == errno.EIO else "ENOENT"] += 1
                 self.eio_lied += error.errno == errno.EIO
+            elif file and not expired and error.errno in (errno.EIO, errno.ENOENT):
+                self.eio_files += error.errno == errno.EIO
+                self.files_gone += error.errno == errno.ENOENT
+                self._sample(f"{what}: {errno.errorcode[error.errno or 0]}")
             elif error.errno == errno.EIO:
                 if expired:
                     self.eio_expired += 1
@@ -184,14 +197,17 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.session(self.random.choice(self.jobs))
+            pool = [] if self.lies is None else self.lies.pool
+            lied = pool and self.random.random() < LIED_SHARE
+            self.session(self.random.choice(pool if lied else self.jobs))
 
     def session(self, job: SoakJob) -> None:
         try:
-            fd = os.open(self.mountpoint / "jobs" / job.job_id, os.O_RDONLY)
+            fd = os.open(self.mountpoint / job.path, os.O_RDONLY)
         except OSError as error:
             expired = self.expiry.covers(job, time.monotonic())
-            self.tally.failure(error, expired, f"open {job.kind} {job.job_id}", self.lie(job))
+            what = f"open {job.kind} {job.job_id}"
+            self.tally.failure(error, expired, what, self.lie(job), job.kind == "file")
             return
         try:
             if self.random.random() < 0.5:
@@ -236,7 +252,7 @@ class Reader(threading.Thread):
                 got = os.pread(fd, end - position, position)
             except OSError as error:  # an error is the expiry's once it has begun
                 expired = self.expiry.covers(job, time.monotonic())
-                self.tally.failure(error, expired, what, self.lie(job))
+                self.tally.failure(error, expired, what, self.lie(job), job.kind == "file")
                 return False
             if not self.check(job, position, got, (began, end - position), what):
                 return False

@@ -52,7 +52,8 @@ def lines(result: Result) -> list[str]:
         "MiB/s)",
         f"EIO:                {tally.eio_live + tally.eio_expired + tally.eio_lied} "
         f"(honest live jobs {tally.eio_live}, the expired job {tally.eio_expired}, "
-        f"jobs lied about {tally.eio_lied})",
+        f"jobs lied about {tally.eio_lied}, archive files {tally.eio_files}); "
+        f"archive files found gone {tally.files_gone}",
         _expiry(result),
         f"wrong bytes:        {tally.wrong_bytes} (in {tally.wrong_reads} reads){_blame(result)}",
         *[f"  {served}" for served in result.served],
@@ -92,8 +93,8 @@ def _vault(result: Result) -> str:
     return (
         f"vault:              {len(archives)} archive jobs ({size(min(archives))} to "
         f"{size(max(archives))}), a range job ({size(ranged)}), an inventory ({size(listing)}): "
-        f"{size(distinct)}, {sum(j.spare for j in jobs)} spare jobs to lie about; "
-        f"cache_size {size(result.cache_size)}"
+        f"{size(distinct)}, {sum(j.spare for j in jobs)} spare jobs to lie about, "
+        f"{len(result.files)} archive files read too; cache_size {size(result.cache_size)}"
     )
 
 
@@ -103,7 +104,10 @@ def _lies(result: Result) -> list[str]:
     if lies is None:
         return ["lies told:          none (--no-lies)"]
     told = ", ".join(f"{kind} {count}" for kind, count in sorted(lies.told.items()))
-    out = [f"lies told:          {sum(lies.told.values())} ({told}); {lies.lifted} lifted"]
+    out = [
+        f"lies told:          {sum(lies.told.values())} ({told}); {lies.lifted} lifted; "
+        f"{len(lies.pool)} spare jobs"
+    ]
     seen = result.tally.lied
     for kind in sorted({kind for kind, _ in seen}):
         ends = ", ".join(

@@ -23,7 +23,7 @@ from tests.soak.blame import explained, whose
 from tests.soak.chaos import Chaos, kinds
 from tests.soak.lies import Lies
 from tests.soak.readers import Expiry, Reader, Tally
-from tests.soak.vault import VAULT, SoakJob, build, cache_size
+from tests.soak.vault import VAULT, SoakJob, archive_files, build, cache_size
 from tests.soak.watch import Growth, Sample, Watcher, growth, sample
 from tests.support.emulator import Emulator
 from tests.support.mount import Mount, unmount, wait_for
@@ -57,6 +57,7 @@ class Result:
     cache_size: int
     tally: Tally
     chaos: Chaos
+    files: list[SoakJob] = field(default_factory=list)  # archives/ files, read too
     expired: str | None = None
     first: Sample | None = None
     growth: Growth | None = None
@@ -85,7 +86,8 @@ class Soak:
         self.emulator = Emulator(self.workdir / "emulator", "--fault-seed", str(settings.seed))
         emulator = self.emulator.start()
         jobs = build(emulator, self.workdir, settings.small)
-        for job in jobs:
+        files = archive_files(jobs, settings.small)
+        for job in jobs + files:
             with job.expected.open("rb") as stream:
                 self.sources[job.job_id] = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         size = cache_size(jobs, settings.cache_fraction)
@@ -93,8 +95,10 @@ class Soak:
         self.mount.start()
         listed = self.mount.path / "jobs"
         wait_for(lambda: {j.job_id for j in jobs} <= set(os.listdir(listed)), "every job listed")
+        root = self.mount.path
+        wait_for(lambda: all((root / f.path).exists() for f in files), "every archive's file")
         emulator.reset_counters()
-        result = Result(settings, jobs, size, Tally(), self._chaos(emulator, jobs))
+        result = Result(settings, jobs, size, Tally(), self._chaos(emulator, jobs), files)
         self._read(result)
         self._finish(result)
         return result
@@ -117,7 +121,15 @@ class Soak:
         settings = self.settings
         chance = random.Random(settings.seed)
         expire_at = time.monotonic() + settings.duration * chance.uniform(0.35, 0.6)
-        lies = Lies(emulator, jobs, settings.seed, 2 * settings.refresh) if settings.lies else None
+        hold, lies = 2 * settings.refresh, None
+        if settings.lies:
+            assert self.mount is not None
+            root = self.mount.path
+
+            def listed(job: SoakJob) -> bool:
+                return (root / job.path).exists()
+
+            lies = Lies(emulator, jobs, self.sources, settings.seed, hold, listed)
         return Chaos(
             emulator,
             jobs,
@@ -138,7 +150,7 @@ class Soak:
             Reader(
                 self.settings.seed * 1000 + number,
                 mount.path,
-                result.jobs,
+                [j for j in result.jobs if not (j.spare and chaos.lies)] + result.files,
                 self.sources,
                 result.tally,
                 chaos.expiry,
@@ -185,12 +197,14 @@ class Soak:
             result.problems.append(f"{result.hung_readers} readers still in a read after 90 s")
         if mount.alive():
             result.stats = dict(mount_stats(mount.path))
+        lies = result.chaos.lies
+        every = result.jobs + result.files + (lies.pool if lies else [])
         if self.emulator.process is not None and self.emulator.process.poll() is None:
             result.counters = self.emulator.counters()
             if result.tally.wrong:
                 log = self.emulator.requests()
-                result.explained = explained(result.jobs, result.tally.wrong, log)
-        result.served = whose(result.tally.answers, result.jobs, self.sources)
+                result.explained = explained(every, result.tally.wrong, log)
+        result.served = whose(result.tally.answers, every, self.sources)
         try:
             self._unmount(result, mount)
         finally:
@@ -257,7 +271,8 @@ def _progress(result: Result, elapsed: float, now: Sample | None) -> None:
     daemon = f"rss {now.rss / (1 << 20):.0f} MiB, {now.fds} fds" if now else "daemon gone"
     print(
         f"soak: {elapsed:4.0f} s: {tally.reads} reads, {tally.bytes / (1 << 30):.2f} GiB, "
-        f"EIO {tally.eio_live + tally.eio_expired}, wrong bytes {tally.wrong_bytes}, "
+        f"EIO {tally.eio_live + tally.eio_expired} (lied-about {tally.eio_lied}, files "
+        f"{tally.eio_files}), wrong bytes {tally.wrong_bytes}, "
         f"{len(result.chaos.active)} faults active, {daemon}",
         file=sys.stderr,
         flush=True,

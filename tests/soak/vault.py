@@ -34,12 +34,17 @@ SMALL_SPARES = (2, (3, 0, 4 * MIB - 1))
 @dataclass(frozen=True)
 class SoakJob:
     job_id: str
-    kind: str  # archive | range | inventory
+    kind: str  # archive | range | inventory | file (archives/PATH: job_id is that path)
     size: int
     expected: Path
     archive: str | None = None
     offset: int = 0  # where its output starts in its archive
     spare: bool = False  # one that lies are told about
+
+    @property
+    def path(self) -> str:
+        """Where it is in the mount: ``jobs/<JobId>``, or an archive file's own path."""
+        return self.job_id if self.kind == "file" else f"jobs/{self.job_id}"
 
     @property
     def checksummed(self) -> bool:
@@ -54,7 +59,7 @@ def build(emulator: Emulator, workdir: Path, small: bool) -> list[SoakJob]:
     jobs: list[SoakJob] = []
     archives: list[str] = []
     for seed, size in enumerate(SMALL_SIZES if small else SIZES, start=1):
-        archive, _ = emulator.seeded_archive(VAULT, size, seed, f"soak/{seed}-{size}.bin")
+        archive, _ = emulator.seeded_archive(VAULT, size, seed, name(seed, size))
         expected = emulator.save_content(VAULT, archive, workdir / f"archive-{seed}")
         job_id = retrieve(client, VAULT, archive)
         jobs.append(SoakJob(job_id, "archive", size, expected, archive))
@@ -69,6 +74,19 @@ def build(emulator: Emulator, workdir: Path, small: bool) -> list[SoakJob]:
     expected.write_bytes(job_output(client, VAULT, listing))
     jobs.append(SoakJob(listing, "inventory", expected.stat().st_size, expected))
     return jobs
+
+
+def name(seed: int, size: int) -> str:
+    return f"soak/{seed}-{size}.bin"
+
+
+def archive_files(jobs: list[SoakJob], small: bool) -> list[SoakJob]:
+    """Each archive's file, ``archives/soak/N-SIZE.bin`` (its archive job's bytes)."""
+    sizes = SMALL_SIZES if small else SIZES
+    return [
+        SoakJob(f"archives/{name(seed, size)}", "file", size, job.expected, job.archive)
+        for (seed, size), job in zip(enumerate(sizes, start=1), jobs, strict=False)
+    ]
 
 
 def spares(
