@@ -81,7 +81,7 @@ def test_a_claimers_output_is_never_saved_and_its_archive_is_requested_again(
     output = follower.output()
     assert not re.search(r"saved: c\\.bin", output), output
     assert f"c.bin: not saved yet: job {claimer}: SHA256TreeHash is" in output
-    assert f"job {claimer} does not match its record: not counted" in output
+    assert f"job {claimer}: its output does not match its record: not counted" in output
     c = made["c.bin"][0]
     again = [j for j in history(emulator) if j["ArchiveId"] == c]
     assert len(again) == 1, output  # requested by retrieve: the claimer is not c's job

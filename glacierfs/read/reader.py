@@ -129,8 +129,7 @@ class Reader:
         self._objects: dict[str, ObjectState] = {}
         self._sighted: dict[str, trio.Event] = {}  # job ident -> set once the job is looked at
         self.trust = Trust(disk, memory)
-        self.verdicts = Verdicts(self._object, self.trust)
-        """Verdicts that bind: opens and archive files refused on them (:mod:`.verdicts`)."""
+        self.verdicts = Verdicts(self._object, self.trust)  # opens, archive files (.verdicts)
         self._fetcher = Fetcher(fetch_part, settings.connections, settings.retry, stats)
         self._loader = Loader(
             self._flights, self._fetcher, disk, memory, self.trust, settings, stats
@@ -328,19 +327,23 @@ class Reader:
 
     async def cached_bytes(self, job: Job, through: Sequence[Job] = ()) -> int:
         """How much of the output is in the cache, good for the job (or, for an archive's
-        :meth:`~glacierfs.view.archives.Archive.whole`, for one of the jobs ``through``
-        which its file reads)."""
-        state = await self._object(job)
-        owners = [job.owner, *(other.owner for other in through)]
-
-        def good(leaf: int) -> bool:
-            row = state.digests.get(leaf)
-            return row is not None and any(row.usable_by(owner) for owner in owners)
-
-        count = sum(1 for leaf in range(job.first_leaf, job.first_leaf + job.leaves) if good(leaf))
-        if count and good(job.first_leaf + job.leaves - 1):
+        ``whole``, for one of the jobs ``through`` which its file reads)."""
+        leaves = await self.cached_leaves(job, through)
+        count, last = len(leaves), job.first_leaf + job.leaves - 1
+        if count and leaves[-1] == last:
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
+
+    async def cached_leaves(self, job: Job, through: Sequence[Job] = ()) -> list[int]:
+        """The cache leaves (archive coordinates) of the output there, good for the job
+        (or for one of the jobs ``through``, as :meth:`cached_bytes`)."""
+        rows = (await self._object(job)).digests
+        owners = [job.owner, *(other.owner for other in through)]
+        return [
+            leaf
+            for leaf in range(job.first_leaf, job.first_leaf + job.leaves)
+            if (row := rows.get(leaf)) is not None and any(map(row.usable_by, owners))
+        ]
 
     async def leaf_cached(self, job: Job, leaf: int) -> bool:
         """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""

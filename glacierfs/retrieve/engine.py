@@ -42,6 +42,7 @@ from glacierfs.errors import (
 from glacierfs.humane import size
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
+from glacierfs.retrieve.mismatched import MISMATCHED, Mismatched
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.pricing import TierPrice, cost, price
@@ -94,9 +95,6 @@ def _refused(record: Any, why: BadResponse) -> None:
     REFUSED.warning(record_key(record), "job not counted as covering its archive: %s", why)
 
 
-MISMATCHED = "its output does not match its record"
-
-
 class Engine:
     def __init__(
         self,
@@ -117,7 +115,9 @@ class Engine:
         self._keys = {a.archive_id: archive_key(a, vault_arn) for a in self.archives}
         self._selected = {a.archive_id: a for a in self.archives}
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
-        self._told: set[str] = set()  # jobs said to be a mismatch
+        self._mismatched = Mismatched(
+            index, vault_arn, event, self.path, lambda archive_id: archive_id in self._selected
+        )
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
         self._listed: set[str] = set()  # every JobId the last look listed
@@ -135,7 +135,7 @@ class Engine:
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
         now = self.now()
-        live, mismatched = self._without_mismatched(live_jobs(records, _refused))
+        live, mismatched = self._mismatched.sift(live_jobs(records, _refused))
         listed = {
             r["JobId"]: r
             for r in records
@@ -147,30 +147,10 @@ class Engine:
             self._update_requests(listed, mismatched)
         return self.snapshot(now, live)
 
-    def _without_mismatched(
-        self, live: dict[str, list[LiveJob]]
-    ) -> tuple[dict[str, list[LiveJob]], set[str]]:
-        """The live jobs but those whose output was found not to match their record (they
-        hold nothing of their archive, whatever their record says; each is said once),
-        and the ids of all such jobs the cache knows."""
-        mismatched = self.index.mismatched(self.vault_arn)
-        kept: dict[str, list[LiveJob]] = {}
-        for archive_id, jobs in live.items():
-            for job in jobs:
-                if job.job_id not in mismatched:
-                    kept.setdefault(archive_id, []).append(job)
-                elif archive_id in self._selected and job.job_id not in self._told:
-                    self._told.add(job.job_id)
-                    where = self.path(archive_id)
-                    self.event(
-                        "note", f"{where}: job {job.job_id} does not match its record: not counted"
-                    )
-        return kept, mismatched
-
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
         """Holdings from the cache as it is now (verdicts too: a save may have found a
         job a mismatch since the look), the live jobs, and the state's own."""
-        live, _ = self._without_mismatched(live)
+        live, _ = self._mismatched.sift(live)
         pending = self._pending(now, live)
         holdings = [
             Holding(

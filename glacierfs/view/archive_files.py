@@ -21,8 +21,9 @@ and an archive some leaf of which only such jobs cover is not opened.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from glacierfs.custody import Custody
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
@@ -32,11 +33,12 @@ from glacierfs.view.archives import Archive, plan
 from glacierfs.view.damage import DamagedJobs
 
 CACHED, PARTLY_CACHED, REMOTE = "cached", "partly-cached", "remote"
+CUSTODY_XATTR = "user.glacierfs.custody"
 
 
 class ArchiveFiles:
-    def __init__(self, reader: Reader, damage: DamagedJobs) -> None:
-        self.reader, self.damage = reader, damage
+    def __init__(self, reader: Reader, damage: DamagedJobs, custody: Custody | None = None) -> None:
+        self.reader, self.damage, self.custody = reader, damage, custody
 
     def read_job_now(
         self, job: Job, offset: int, size: int, prefetcher: Prefetcher | None = None
@@ -143,7 +145,16 @@ class ArchiveFiles:
             "user.glacierfs.cached": str(cached),
             "user.glacierfs.verified": await self.reader.verification(whole),
         }
-        return {name: value.encode() for name, value in values.items() if value}
+        found = {name: value.encode() for name, value in values.items() if value}
+        return found | await self.custody_xattr(whole, archive.jobs)
+
+    async def custody_xattr(self, job: Job, through: Sequence[Job] = ()) -> dict[str, bytes]:
+        """``user.glacierfs.custody``: whether the job's cached bytes are delivered, in
+        custody or replaceable (:mod:`glacierfs.custody`); none when no one says."""
+        if self.custody is None:
+            return {}
+        leaves = await self.reader.cached_leaves(job, through)
+        return {CUSTODY_XATTR: self.custody.archive_class(job.cache_key, leaves).encode()}
 
 
 def covered(archive: Archive, refused: Callable[[Job], bool]) -> bool:

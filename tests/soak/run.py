@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from glacierfs.control import mount_stats
-from tests.soak.blame import explained, whose
+from tests.soak.blame import explained, unchecked_flips, whose
 from tests.soak.chaos import Chaos, kinds
 from tests.soak.lies import Lies
 from tests.soak.readers import Expiry, Reader, Tally
@@ -69,6 +69,7 @@ class Result:
     hung_readers: int = 0
     explained: int = 0  # wrong bytes an answer with a flipped byte and no checksum brought
     served: list[str] = field(default_factory=list)  # whose bytes the wrong answers were
+    unchecked_flips: int = 0  # answers sent with a flipped byte and no checksum
     log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -201,8 +202,9 @@ class Soak:
         every = result.jobs + result.files + (lies.pool if lies else [])
         if self.emulator.process is not None and self.emulator.process.poll() is None:
             result.counters = self.emulator.counters()
+            log = self.emulator.requests()
+            result.unchecked_flips = unchecked_flips(log)
             if result.tally.wrong:
-                log = self.emulator.requests()
                 result.explained = explained(every, result.tally.wrong, log)
         result.served = whose(result.tally.answers, every, self.sources)
         try:

@@ -85,9 +85,8 @@ class Retrieve:
         vault: str,
         cache_dir: Path,
         log: Path,
-        endpoint: str | None = None,
+        endpoint: str | None = None,  # another than the emulator's: a liar in front of it
     ) -> None:
-        """``endpoint``: where the command talks to (a lying proxy), when not the emulator."""
         self.emulator, self.vault, self.cache_dir, self.log = emulator, vault, cache_dir, log
         self.endpoint = endpoint or emulator.url
         self.process: subprocess.Popen[bytes] | None = None
