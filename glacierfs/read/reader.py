@@ -51,7 +51,7 @@ from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Pace, Prefetcher
 from glacierfs.read.requests import Requests
 from glacierfs.read.settings import ReaderSettings
-from glacierfs.read.trust import ObjectState, Trust, slot, usable
+from glacierfs.read.trust import ObjectState, Trust, present, slot, usable
 from glacierfs.read.verdicts import Verdicts
 from glacierfs.read.warm import WarmReads, cached_digests, refuse_unverifiable
 from glacierfs.retry import RetryPolicy
@@ -337,11 +337,12 @@ class Reader:
     async def cached_leaves(self, job: Job, through: Sequence[Job] = ()) -> list[int]:
         """The cache leaves (archive coordinates) of the output there, good for the job
         (or for one of the jobs ``through``, as :meth:`cached_bytes`)."""
-        rows = (await self._object(job)).digests
+        state = await self._object(job)
+        rows = state.digests
         owners = [job.owner, *(other.owner for other in through)]
         return [
             leaf
-            for leaf in range(job.first_leaf, job.first_leaf + job.leaves)
+            for leaf in present(job, state)  # what is cached, not every leaf of the output
             if (row := rows.get(leaf)) is not None and any(map(row.usable_by, owners))
         ]
 

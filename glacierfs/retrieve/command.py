@@ -40,7 +40,13 @@ from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
-from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select
+from glacierfs.retrieve.selection import (
+    Criteria,
+    name_archives,
+    older_versions,
+    parse_date,
+    select,
+)
 from glacierfs.retrieve.source import load_inventory, start_inventory
 from glacierfs.retrieve.state import State
 
@@ -109,6 +115,7 @@ def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
+    pick.add_argument("--latest", action="store_true", help="only the newest version of each path")
 
 
 def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
@@ -203,6 +210,7 @@ def criteria(args: argparse.Namespace) -> Criteria:
         created_after=args.created_after,
         created_before=args.created_before,
         shard=args.shard,
+        latest=args.latest,
     )
 
 
@@ -258,7 +266,8 @@ def _retrieve(
         entries, source = load_inventory(
             options, client, vault_arn, root, state.directory, again(args)
         )
-        archives = select(name_archives(entries), criteria(args))
+        named, chosen = name_archives(entries), criteria(args)
+        archives, older = select(named, chosen), older_versions(named, chosen)
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing
         else:
@@ -279,6 +288,7 @@ def _retrieve(
             request_evicted=args.request_evicted,
         )
         plan = engine.plan(engine.look(update=holder))
+        plan.older_versions, plan.older_bytes = len(older), sum(a.size for a in older)
         show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
         if args.dry_run:
             return 0

@@ -40,6 +40,7 @@ from glacierfs.errors import (
     TransientServiceError,
 )
 from glacierfs.humane import size
+from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.mismatched import MISMATCHED, Mismatched
@@ -260,7 +261,7 @@ class Engine:
     def _wholly_saved(self, request: Request) -> bool:
         cached = self.index.leaves(self._keys.get(request.archive_id, ""))
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return request.archive_id in self._keys and all(i in cached for i in range(first, stop))
+        return request.archive_id in self._keys and covers(of_leaves(cached), first, stop)
 
     # --- deciding -----------------------------------------------------------------------
 
