@@ -337,8 +337,7 @@ class Reader:
     async def cached_leaves(self, job: Job, through: Sequence[Job] = ()) -> list[int]:
         """The cache leaves (archive coordinates) of the output there, good for the job
         (or for one of the jobs ``through``, as :meth:`cached_bytes`)."""
-        state = await self._object(job)
-        rows = state.digests
+        rows = (state := await self._object(job)).digests
         owners = [job.owner, *(other.owner for other in through)]
         return [
             leaf
