@@ -336,13 +336,11 @@ class Reader:
 
     async def cached_leaves(self, job: Job, through: Sequence[Job] = ()) -> list[int]:
         """The cache leaves (archive coordinates) of the output there, good for the job
-        (or for one of the jobs ``through``, as :meth:`cached_bytes`)."""
-        rows = (state := await self._object(job)).digests
+        (or one of ``through``); walked through the rows (:func:`present`)."""
+        state = await self._object(job)
         owners = [job.owner, *(other.owner for other in through)]
         return [
-            leaf
-            for leaf in present(job, state)  # what is cached, not every leaf of the output
-            if (row := rows.get(leaf)) is not None and any(map(row.usable_by, owners))
+            leaf for leaf in present(job, state) if any(map(state.digests[leaf].usable_by, owners))
         ]
 
     async def leaf_cached(self, job: Job, leaf: int) -> bool:
