@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import http.client
 import logging
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -33,10 +31,12 @@ from glacierfs.errors import (
     GlacierfsError,
     InsufficientCapacity,
     JobExpired,
+    PolicyEnforced,
     ServiceError,
     SizeDisagreement,
     TransientServiceError,
 )
+from glacierfs.wire import ClientSettings, parse_content_range
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,6 @@ CREDENTIAL_CODES = frozenset(
         "SignatureDoesNotMatch",
     }
 )
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-@dataclass(frozen=True)
-class OutputPart:
-    """The bytes of one Get Job Output response, with what the service said of them."""
-
-    data: bytes
-    tree_hash: str | None
-    description: str | None
-    first_byte: float | None = None  # time.monotonic() as the headers came: the latency
 
 
 class OutputStream:
@@ -129,29 +118,6 @@ class OutputStream:
                 self._raw.close()
 
 
-@dataclass(frozen=True)
-class ClientSettings:
-    vault: str
-    account_id: str = "-"
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    connections: int = 8
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-
-
-def parse_content_range(header: str) -> tuple[int, int, int | None]:
-    """``bytes a-b/total`` -> ``(a, b, total)``; BadResponse for anything else."""
-    match = _CONTENT_RANGE.match(header.strip())
-    if not match:
-        raise BadResponse(f"malformed Content-Range: {header!r}")
-    start, end, total = match.groups()
-    if int(end) < int(start):
-        raise BadResponse(f"Content-Range ends before it starts: {header!r}")
-    return int(start), int(end), None if total == "*" else int(total)
-
-
 @contextmanager
 def translated(what: str, job_id: str | None = None, body: bool = False) -> Iterator[None]:
     """Turn botocore's exceptions into domain errors, with ``what`` as context.
@@ -203,6 +169,8 @@ def _from_client_error(error: Any, what: str, job_id: str | None) -> GlacierfsEr
     text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
     if code == "InsufficientCapacityException":  # a 503 that retrying soon will not cure
         return InsufficientCapacity(f"{what}: no Expedited capacity now ({code})")
+    if code == "PolicyEnforcedException":  # the account's retrieval policy said no
+        return PolicyEnforced(f"{what}: refused by the account's data retrieval policy")
     if code in TRANSIENT_CODES or status >= 500 or status in (408, 429):
         return TransientServiceError(text)
     if code in CREDENTIAL_CODES:
@@ -262,6 +230,24 @@ class GlacierClient:
                     f"no vault named {self.settings.vault!r} in this account and region"
                 ) from None
             raise
+
+    def retrieval_policy(self) -> dict[str, Any] | None:
+        """The account's data retrieval rule (``Strategy``, ``BytesPerHour``) in this
+        region; None when these credentials may not read it."""
+        with translated("reading the data retrieval policy"):
+            try:
+                response = self._client.get_data_retrieval_policy(
+                    accountId=self.settings.account_id
+                )
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "AccessDeniedException":
+                    return None
+                raise
+        self._note_date(response)
+        rules = (response.get("Policy") or {}).get("Rules")
+        if not isinstance(rules, list) or not rules or not isinstance(rules[0], dict):
+            return {"Strategy": "None"}
+        return dict(rules[0])
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every completed, succeeded job, following ``Marker`` page by page."""

@@ -25,13 +25,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from glacierfs.client import GlacierClient
-from glacierfs.errors import InsufficientCapacity, JobExpired, ServiceError, TransientServiceError
-from glacierfs.humane import size
+from glacierfs.errors import (
+    InsufficientCapacity,
+    JobExpired,
+    PolicyEnforced,
+    ServiceError,
+    TransientServiceError,
+)
+from glacierfs.humane import size, utc
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
+from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TierPrice, cost, price
+from glacierfs.retrieve.room import Held, NothingDelivered, disk_room
 from glacierfs.retrieve.save import ToSave
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
@@ -53,6 +61,15 @@ MAX_SAVE_FAILURES = 3
 """Looks in a row a job's output may fail to save before the job is marked failed."""
 
 JOB_DESCRIPTION = "glacierfs retrieve"
+
+CAPACITY_FACT = "expedited_refused"
+"""When (service time) Expedited was last refused for lack of capacity."""
+
+PROVISIONED = (
+    "Expedited needs capacity the service did not have: buy provisioned capacity "
+    "(aws glacier purchase-provisioned-capacity) for Expedited that is always accepted, "
+    "or use --tier Standard"
+)
 
 Event = Callable[[str, str], None]
 """(kind, text): ``requested``, ``re-requested``, ``ready``, ``saved``, ``expired``,
@@ -90,6 +107,8 @@ class Engine:
         event: Event,
         capacity: int | None = None,
         request_evicted: bool = False,
+        policy: RetrievalPolicy | None = None,
+        held: Held | None = None,
     ) -> None:
         self.client, self.state, self.index = client, state, index
         self.archives = list(archives)
@@ -99,6 +118,8 @@ class Engine:
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
+        self.policy = policy or RetrievalPolicy(None)
+        self.held: Held = held or NothingDelivered()
 
     # --- looking ------------------------------------------------------------------------
 
@@ -126,7 +147,7 @@ class Engine:
         holdings = [
             Holding(
                 a,
-                self.index.leaves(self._keys[a.archive_id]),
+                self._held_leaves(a),
                 tuple(live.get(a.archive_id, [])) + tuple(pending.get(a.archive_id, [])),
             )
             for a in self.archives
@@ -146,6 +167,13 @@ class Engine:
                 and not self._wholly_saved(r)
             }
         return Snapshot(now, holdings, live, given_up, evicted)
+
+    def _held_leaves(self, archive: Archive) -> frozenset[int]:
+        """Leaves in the cache or delivered out of it."""
+        if self.held.delivered(archive.archive_id):
+            return frozenset(range(archive.leaves))
+        cached = self.index.leaves(self._keys[archive.archive_id])
+        return cached | self.held.written(archive.archive_id)
 
     def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
         """Requests and young intents the listing does not show (yet): count them live."""
@@ -223,17 +251,32 @@ class Engine:
         return None
 
     def _wholly_saved(self, request: Request) -> bool:
-        cached = self.index.leaves(self._keys.get(request.archive_id, ""))
+        archive = self._selected.get(request.archive_id)
+        if archive is None:
+            return False
+        held = self._held_leaves(archive)
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return request.archive_id in self._keys and all(i in cached for i in range(first, stop))
+        return all(i in held for i in range(first, stop))
 
     # --- deciding -----------------------------------------------------------------------
 
     def plan(self, snapshot: Snapshot) -> Plan:
         holdings = [h for h in snapshot.holdings if not snapshot.finished(h)]
-        plan = make_plan(holdings, self.state.history(), self.limits, self.tier, snapshot.now)
+        history, room = self.state.history(), self.room(snapshot)
+        plan = make_plan(holdings, history, self.limits, self.tier, snapshot.now, room)
         plan.evicted, plan.capacity = len(snapshot.evicted), self.capacity
+        plan.policy = self.policy.words()
+        refused = self.state.fact(CAPACITY_FACT)
+        if self.tier.tier == "Expedited" and refused is not None:
+            plan.notes.append(f"Expedited was refused for lack of capacity at {utc(refused)}")
+            plan.notes.append(PROVISIONED)
         return plan
+
+    def room(self, snapshot: Snapshot) -> int | None:
+        """Bytes the cache can take for new outputs (:func:`.room.disk_room`)."""
+        if self.capacity is None:
+            return None
+        return disk_room(snapshot.holdings, self.capacity, self.held)
 
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:
         """Outputs ready and not wholly cached, soonest-expiring first."""
@@ -284,9 +327,13 @@ class Engine:
                     "note", f"{archive.path}: request not confirmed ({error}); will look again"
                 )
                 break
-            except InsufficientCapacity:
+            except InsufficientCapacity as error:
                 self.state.drop_intent(intent)
-                raise
+                self.state.set_fact(CAPACITY_FACT, self.now())
+                raise InsufficientCapacity(f"{error}; {PROVISIONED}") from None
+            except PolicyEnforced:
+                self.state.drop_intent(intent)
+                raise PolicyEnforced(self.policy.refusal(archive.path)) from None
             except ServiceError as error:
                 self.state.drop_intent(intent)
                 self.refused.add(archive.archive_id)

@@ -43,6 +43,9 @@ class Plan:
     outstanding: int = 0  # live jobs whose output is not yet saved
     evicted: int = 0  # archives saved once and since evicted from the cache: not requested
     capacity: int | None = None  # of the disk cache
+    room: int | None = None  # bytes the cache can take for new outputs (None: not counted)
+    policy: str | None = None  # the account's data retrieval policy, in words
+    notes: list[str] = field(default_factory=list)  # more for the user to know
 
     @property
     def bytes(self) -> int:
@@ -76,8 +79,11 @@ def make_plan(
     limits: Limits,
     tier: TierPrice,
     now: float,
+    room: int | None = None,
 ) -> Plan:
-    plan = Plan(tier, limits, now)
+    """``room``: bytes the cache can take for new outputs without touching what it
+    must keep (None: the disk does not limit the batch)."""
+    plan = Plan(tier, limits, now, room=room)
     for holding in holdings:
         archive = holding.archive
         plan.selected += 1
@@ -89,13 +95,13 @@ def make_plan(
             plan.cached += 1
             plan.cached_bytes += archive.size
         else:
-            units = units_for(archive, holding.covered(), limits.per_day)
+            units = units_for(archive, holding.covered(), limits.largest, limits.piece)
             plan.units += units
             if not units:
                 running = any(j.status == "InProgress" for j in holding.jobs)
                 plan.in_progress += running
                 plan.ready += not running
-    plan.batch = take_batch(plan.units, history, plan.outstanding, now, limits)
+    plan.batch = take_batch(plan.units, history, plan.outstanding, now, limits, room)
     return plan
 
 
@@ -119,8 +125,14 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
     cap = f"at most {size(plan.limits.per_day)} requested a day"
     if plan.limits.max_jobs is not None:
         cap += f", {plan.limits.max_jobs} jobs unsaved at once"
+    if plan.limits.per_hour is not None:
+        cap += f", {size(plan.limits.per_hour)} an hour"
     days = plan.bytes / plan.limits.per_day if plan.limits.per_day else 0
     lines.append(f"  pacing: {cap}: about {max(days, 1.0 if plan.units else 0):.1f} days")
+    if plan.room is not None:
+        lines.append(f"  limited by the cache: {size(max(plan.room, 0))} free for new outputs")
+    if plan.policy is not None:
+        lines.append(f"  retrieval policy: {plan.policy}")
     low, high = tier.ready
     lines.append(
         f"  now: {len(plan.batch)} jobs, {size(plan.batch_bytes)}, "
@@ -132,7 +144,7 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
 
 def _notes(plan: Plan) -> list[str]:
     """What the plan leaves waiting, and what the user should know before it starts."""
-    lines = []
+    lines = [f"  note: {note}" for note in plan.notes]
     if plan.outstanding:
         lines.append(f"  {plan.outstanding} live jobs have output not yet saved")
     if plan.evicted:
@@ -140,7 +152,11 @@ def _notes(plan: Plan) -> list[str]:
             f"  {plan.evicted} archives saved earlier are no longer wholly in the cache "
             "(evicted?): not requested again (--request-evicted to pay for them again)"
         )
-    if plan.capacity is not None and plan.cached_bytes + plan.bytes > plan.capacity:
+    if (
+        plan.room is None
+        and plan.capacity is not None
+        and plan.cached_bytes + plan.bytes > plan.capacity
+    ):
         lines.append(
             f"  warning: the cache holds at most {size(plan.capacity)}, less than the "
             f"{size(plan.cached_bytes + plan.bytes)} selected: outputs saved early will be "
@@ -173,6 +189,9 @@ def plan_document(plan: Plan) -> dict[str, object]:
         "batch_bytes": plan.batch_bytes,
         "batch_cost": round(plan.batch_cost(), 6),
         "per_day": plan.limits.per_day,
+        "per_hour": plan.limits.per_hour,
+        "room": plan.room,
+        "policy": plan.policy,
         "max_jobs": plan.limits.max_jobs,
         "outstanding": plan.outstanding,
         "evicted": plan.evicted,
