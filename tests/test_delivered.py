@@ -1,0 +1,52 @@
+"""The delivery record: archives delivered or released, kept with the retrieval state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glacierfs.jobs import Job
+from glacierfs.retrieve.delivered import (
+    DELIVERED_TO,
+    RELEASED,
+    DeliveryRecord,
+    delivered_keys,
+    read_deliveries,
+)
+from glacierfs.retrieve.state import State
+
+VAULT = "arn:aws:glacier:us-east-1:123:vaults/v"
+HASH = "ab" * 32
+
+
+def test_an_archive_recorded_is_delivered_and_recording_again_keeps_the_first(
+    tmp_path: Path,
+) -> None:
+    with DeliveryRecord.open(tmp_path) as record:
+        assert not record.is_delivered(VAULT, "A")
+        assert record.record(VAULT, "A", HASH, 10, DELIVERED_TO, "/dest/a", at=5.0)
+        assert not record.record(VAULT, "A", HASH, 10, RELEASED, "again", at=6.0)
+        assert record.is_delivered(VAULT, "A")
+        assert not record.is_delivered(VAULT, "B")
+        assert not record.is_delivered("other", "A")
+        found = record.delivery(VAULT, "A")
+        assert found is not None and (found.how, found.target, found.at) == (
+            DELIVERED_TO,
+            "/dest/a",
+            5.0,
+        )
+        assert [d.archive_id for d in record.deliveries(VAULT)] == ["A"]
+        assert record.deliveries("other") == []
+
+
+def test_the_record_is_read_beside_the_retrieval_state_without_writing(tmp_path: Path) -> None:
+    assert read_deliveries(tmp_path) == [] and delivered_keys(tmp_path) == frozenset()
+    with State(tmp_path, VAULT):  # the state file exists, the table not yet
+        assert delivered_keys(tmp_path) == frozenset()
+    with DeliveryRecord.open(tmp_path) as record, State(tmp_path, VAULT) as state:
+        record.record(VAULT, "A", HASH, 10, RELEASED, "a.tar")
+        record.record(VAULT, "B", None, 3, RELEASED, "b.tar")
+        assert state.requests() == []
+    job = Job("j", "archive", 10, 0.0, 0.0, VAULT, "A", 10, HASH)
+    untreed = Job("k", "archive", 3, 0.0, 0.0, VAULT, "B", 3, None)
+    assert delivered_keys(tmp_path) == {job.cache_key, untreed.cache_key}
+    assert [d.archive_id for d in read_deliveries(tmp_path, VAULT)] == ["A", "B"]
