@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -30,13 +31,23 @@ from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.humane import size
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
+from glacierfs.retrieve.delivery import Deliverer
+from glacierfs.retrieve.destination import Destination
 from glacierfs.retrieve.engine import Engine
+from glacierfs.retrieve.execsink import ExecSink
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
 from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
+from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
-from glacierfs.retrieve.selection import Criteria, name_archives, parse_date, select
+from glacierfs.retrieve.selection import (
+    Archive,
+    Criteria,
+    name_archives,
+    parse_date,
+    select,
+)
 from glacierfs.retrieve.source import load_inventory, start_inventory
 from glacierfs.retrieve.state import State
 
@@ -113,12 +124,30 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--follow", action="store_true", help="save and request until all saved")
     run.add_argument("--poll", type=float, default=FOLLOW_POLL, metavar="SECONDS")
     run.add_argument("--inventory", action="store_true", help="start an inventory job")
+    _delivery_arguments(p)
     run.add_argument(
         "--request-evicted",
         action="store_true",
         help="request again archives saved once and since evicted from the cache",
     )
     return p
+
+
+def _delivery_arguments(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("delivery (with --follow)")
+    out.add_argument(
+        "--deliver-to",
+        type=Path,
+        metavar="DIR",
+        help="write each archive, once saved and verified, under DIR at its archives/ path",
+    )
+    out.add_argument(
+        "--deliver-exec",
+        nargs=argparse.REMAINDER,
+        metavar="CMD",
+        help="run CMD [ARG...] per archive, its bytes on stdin, its path in $GLACIERFS_PATH "
+        "and in place of {} (no shell; must come last)",
+    )
 
 
 def parse(
@@ -135,6 +164,12 @@ def parse(
         raise UsageError("--poll must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
         raise UsageError("retrieve: say what to retrieve: PATTERNs, --archive-id ID or --all")
+    if args.deliver_exec is not None and not args.deliver_exec:
+        raise UsageError("--deliver-exec needs a command: --deliver-exec CMD [ARG...]")
+    if args.deliver_to is not None and args.deliver_exec is not None:
+        raise UsageError("deliver to a directory or to a command, not both")
+    if (args.deliver_to or args.deliver_exec) and not (args.follow or args.dry_run):
+        raise UsageError("--deliver-to and --deliver-exec deliver as outputs come: add --follow")
     args.opts = parse_retrieve_options(args.vault, args.options)
     return args
 
@@ -156,10 +191,22 @@ def cache_root(options: Options) -> Path:
     return options.cache_dir or default_cache_dir(os.environ, os.getuid())
 
 
-def limits(args: argparse.Namespace, state: State) -> tuple[Limits, str]:
-    """The caps, and where the daily one came from."""
+def limits(
+    args: argparse.Namespace, state: State, policy: RetrievalPolicy, cache_size: int
+) -> tuple[Limits, str]:
+    """The caps (the account's policy and the cache's size among them), and where the
+    daily one came from."""
+    per_day, why = daily_cap(args, state)
+    allowed = policy.per_day(args.tier)
+    if allowed is not None and allowed < per_day:
+        per_day, why = allowed, "the account's FreeTier retrieval policy"
+    caps = Limits(per_day, args.max_jobs, policy.per_hour(args.tier), cache_size)
+    return caps, why
+
+
+def daily_cap(args: argparse.Namespace, state: State) -> tuple[int, str]:
     if args.max_bytes_per_day is not None:
-        return Limits(args.max_bytes_per_day, args.max_jobs), "--max-bytes-per-day"
+        return args.max_bytes_per_day, "--max-bytes-per-day"
     measured = state.fact(RATE_FACT)
     rate, source = float(DEFAULT_DOWNLOAD_RATE), "an assumed 10 MiB/s (not measured yet)"
     if args.download_rate is not None:
@@ -167,7 +214,7 @@ def limits(args: argparse.Namespace, state: State) -> tuple[Limits, str]:
     elif measured:
         rate, source = measured, "the rate measured saving earlier outputs"
     per_day = max(int(rate * DAY * DAILY_SHARE), MIB)
-    return Limits(per_day, args.max_jobs), f"half a day at {size(rate)}/s, {source}"
+    return per_day, f"half a day at {size(rate)}/s, {source}"
 
 
 def confirm(args: argparse.Namespace, count: int) -> None:
@@ -207,35 +254,95 @@ def _retrieve(
         else:
             state.lock()
             holder = True
-        caps, why = limits(args, state)
+        refuse_too_large(args, archives, options.cache_size)
         progress = Progress()
-        engine = Engine(
-            client,
-            state,
-            index,
-            archives,
-            vault_arn,
-            price(args.tier, args.price_per_gb, args.price_per_1000),
-            caps,
-            progress.event,
-            capacity=options.cache_size,
-            request_evicted=args.request_evicted,
-        )
-        plan = engine.plan(engine.look(update=holder))
-        show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
-        if args.dry_run:
-            return 0
-        confirm(args, len(plan.units) if args.follow else len(plan.batch))
-        if not args.follow:
-            started = engine.request(plan.batch)
-            print(f"started {len(started)} jobs; run again later, or with --follow, for the rest")
-            return 0
-        follower = Follower(
-            engine, lambda: open_access(options, root, vault_arn), args.poll, progress
-        )
-        summary = follower.run()
+        deliverer = None
+        if not args.dry_run:
+            deliverer = delivery(args, root, options.cache_size, vault_arn, archives, progress)
+        try:
+            engine, why = _engine(args, options, client, state, index, archives, deliverer)
+            engine.event = progress.event  # events of the engine go where delivery's go
+            plan = engine.plan(engine.look(update=holder))
+            show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
+            if args.dry_run:
+                return 0
+            confirm(args, len(plan.units) if args.follow else len(plan.batch))
+            if not args.follow:
+                started = engine.request(plan.batch)
+                print(
+                    f"started {len(started)} jobs; run again later, or with --follow, for the rest"
+                )
+                return 0
+            access = partial(open_access, options, root, vault_arn)
+            summary = Follower(engine, access, args.poll, progress, deliverer).run()
+        finally:
+            if deliverer is not None:
+                deliverer.close()
         print(render_summary(summary), flush=True)
         return 1 if summary["failed"] else 0
+
+
+def _engine(
+    args: argparse.Namespace,
+    options: Options,
+    client: GlacierClient,
+    state: State,
+    index: CacheIndex,
+    archives: list[Archive],
+    deliverer: Deliverer | None,
+) -> tuple[Engine, str]:
+    """The engine of this run, paced by the caps and the account's retrieval policy;
+    and where the daily cap came from."""
+    policy = RetrievalPolicy.from_rule(client.retrieval_policy())
+    caps, why = limits(args, state, policy, options.cache_size)
+    engine = Engine(
+        client,
+        state,
+        index,
+        archives,
+        str(state.vault),
+        price(args.tier, args.price_per_gb, args.price_per_1000),
+        caps,
+        lambda kind, text: None,
+        capacity=options.cache_size,
+        request_evicted=args.request_evicted,
+        policy=policy,
+        held=deliverer,
+    )
+    return engine, why
+
+
+def refuse_too_large(args: argparse.Namespace, archives: list[Archive], cache_size: int) -> None:
+    """--deliver-exec stages each archive whole in the cache: refuse, before anything is
+    requested, an archive the cache cannot hold."""
+    if args.deliver_exec is None:
+        return
+    largest = max(archives, key=lambda a: a.size, default=None)
+    if largest is not None and largest.size > cache_size:
+        raise UsageError(
+            f"--deliver-exec stages each archive whole in the cache, and {largest.path} is "
+            f"{size(largest.size)}: it needs -o cache_size={-(-largest.size // MIB)}M at least "
+            f"(now {size(cache_size)}), or --deliver-to DIR, which takes it piece by piece"
+        )
+
+
+def delivery(
+    args: argparse.Namespace,
+    root: Path,
+    cache_size: int,
+    vault_arn: str,
+    archives: list[Archive],
+    progress: Progress,
+) -> Deliverer | None:
+    """The run's deliverer, if it delivers."""
+    target: Destination | ExecSink
+    if args.deliver_to is not None:
+        target = Destination(args.deliver_to)
+    elif args.deliver_exec:
+        target = ExecSink(args.deliver_exec)
+    else:
+        return None
+    return Deliverer(root, cache_size, vault_arn, archives, target, progress.event)
 
 
 def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> None:

@@ -296,10 +296,14 @@ class Engine:
         return archive.path if archive else archive_id
 
     def done(self, snapshot: Snapshot) -> bool:
-        return all(
-            h.archive.size == 0 or h.wholly_cached or snapshot.finished(h)
-            for h in snapshot.holdings
-        )
+        return all(self._settled(h, snapshot) for h in snapshot.holdings)
+
+    def _settled(self, holding: Holding, snapshot: Snapshot) -> bool:
+        archive_id = holding.archive.archive_id
+        if snapshot.finished(holding) or self.held.given_up(archive_id):
+            return True
+        held = holding.archive.size == 0 or holding.wholly_cached
+        return held and self.held.finished(archive_id)
 
     # --- requesting ---------------------------------------------------------------------
 
@@ -362,14 +366,20 @@ class Engine:
         requests = [r for r in self.state.requests() if r.archive_id in self._selected]
         spent = sum(cost(price(r.tier), r.size, 1) for r in requests)
         cached = [h.archive for h in snapshot.holdings if h.wholly_cached]
-        verified = [a for a in cached if self.index.verified(a, self.vault_arn)]
+        verified = [
+            a
+            for a in cached
+            if self.held.delivered(a.archive_id) or self.index.verified(a, self.vault_arn)
+        ]
         return {
             "archives": len(snapshot.holdings),
             "bytes": sum(h.archive.size for h in snapshot.holdings),
             "cached": len(cached),
             "verified": len(verified),
             "re_requested": len({r.archive_id for r in requests if r.again}),
-            "failed": len(snapshot.given_up),
+            "failed": len(snapshot.given_up)
+            + sum(self.held.given_up(a.archive_id) for a in self.archives),
+            "delivered": sum(self.held.delivered(a.archive_id) for a in self.archives),
             "evicted": len(snapshot.evicted),
             "jobs": len(requests),
             "spent": round(spent, 6),

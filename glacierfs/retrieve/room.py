@@ -27,6 +27,14 @@ class Held(Protocol):
 
     def written(self, archive_id: str) -> frozenset[int]: ...
 
+    def finished(self, archive_id: str) -> bool:
+        """Nothing more to do for it once held whole: delivered, or given up."""
+        ...
+
+    def given_up(self, archive_id: str) -> bool:
+        """Its delivery failed for good (its bytes came out wrong)."""
+        ...
+
 
 class NothingDelivered:
     def delivered(self, archive_id: str) -> bool:
@@ -34,6 +42,12 @@ class NothingDelivered:
 
     def written(self, archive_id: str) -> frozenset[int]:
         return frozenset()
+
+    def finished(self, archive_id: str) -> bool:
+        return True
+
+    def given_up(self, archive_id: str) -> bool:
+        return False
 
 
 def disk_room(holdings: Iterable[Holding], capacity: int, held: Held) -> int:
