@@ -213,12 +213,11 @@ class Deliverer:
             if not outcome.ok:
                 self._failed(archive, f"--deliver-exec failed: {outcome.why}")
                 return 0
-            return self._done(archive, DELIVERED_EXEC, self.target.describe(), archive.path)
+            return self._done(archive, DELIVERED_EXEC, self.target.describe())
         placed = self.target.whole(archive, leaves, mtime_of(archive))
         if placed.renamed:
             self.event("note", f"{archive.path}: another file has its name: as {placed.path}")
-        where = str(self.target.root / placed.path)
-        return self._done(archive, DELIVERED_TO, where, placed.path)
+        return self._done(archive, DELIVERED_TO, str(self.target.root / placed.path))
 
     def _pieces(self, source: Source, archive: Archive, digests: dict[int, bytes]) -> int:
         assert isinstance(self.target, Destination)
@@ -254,15 +253,16 @@ class Deliverer:
         finally:
             os.close(fd)
         self.log.forget(archive.archive_id)
-        where = str(self.target.root / placed.path)
-        return self._done(archive, DELIVERED_TO, where, placed.path)
+        return self._done(archive, DELIVERED_TO, str(self.target.root / placed.path))
 
-    def _done(self, archive: Archive, how: str, target: str, shown: str) -> int:
+    def _done(self, archive: Archive, how: str, target: str) -> int:
         self.record.record(
             self.vault_arn, archive.archive_id, archive.tree_hash, archive.size, how, target
         )
         self.log.cleared(archive.archive_id)
-        self.event("delivered", f"{archive.path}: {shown}")
+        self.event(
+            "delivered", f"{archive.path}: {'by' if how == DELIVERED_EXEC else 'to'} {target}"
+        )
         return 1
 
     def _failed(self, archive: Archive, why: str, forever: bool = False) -> None:

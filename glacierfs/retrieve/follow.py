@@ -111,8 +111,9 @@ class Follower:
 
     def _say_if_full(self, plan: Plan) -> None:
         """Once when the cache stops the requests, and at each heartbeat while it does."""
-        blocked = (
+        blocked = (  # by saved outputs, not by outputs on their way
             plan.room is not None
+            and plan.outstanding == 0
             and len(plan.batch) < len(plan.units)
             and plan.units[len(plan.batch)].size > plan.room
         )
