@@ -1,4 +1,4 @@
-"""The ``glacierfs`` command: mount, ``hydrate``, ``status`` and ``retrieve``.
+"""The ``glacierfs`` command: mount, ``hydrate``, ``status``, ``retrieve`` and ``deliver``.
 
 Imports are lazy so that ``--help`` and ``--version`` answer at once. Every error
 glacierfs expects ends here as one line on stderr and a non-zero exit code.
@@ -20,6 +20,10 @@ def run(argv: Sequence[str]) -> int:
         from glacierfs.retrieve import command as retrieve
 
         return retrieve.main(argv[1:])
+    if argv and argv[0] == "deliver":
+        from glacierfs.retrieve import deliver_command
+
+        return deliver_command.main(argv[1:])
     if argv and argv[0] in ("hydrate", "status"):
         from glacierfs import control
 

@@ -6,6 +6,7 @@ refuses, reported in one line."""
 from __future__ import annotations
 
 import random
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -18,7 +19,7 @@ import pytest
 
 from tests.support.delivery import DiskSampler, seeded_vault
 from tests.support.emulator import Emulator
-from tests.support.mount import cmp
+from tests.support.mount import cmp, isolated_env
 from tests.support.objectstore import ObjectStore
 from tests.support.retrieve import DAY, FLAGS, MIB, Retrieve, drive, history, take_inventory
 
@@ -164,3 +165,30 @@ def test_a_vault_four_times_the_cache_is_delivered_whole_through_three_kill_9s(
         f" block per file) of {16 * MIB} ({sampler.samples} samples), {len(jobs)} jobs for"
         f" {len(made)} archives, wall {wall:.1f} s"
     )
+
+
+def test_deliver_carries_out_what_the_cache_holds_once_and_starts_nothing(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    made = seeded_vault(emulator, VAULT, {"a.txt": 1000, "d/b.bin": 2 * MIB + 3, "c": 0})
+    take_inventory(emulator, VAULT)
+    follower, _ = follow(emulator, tmp_path, "64M")
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    jobs = len(history(emulator))
+    out = tmp_path / "out"
+
+    def deliver(*args: str) -> subprocess.CompletedProcess[str]:
+        options = follower.options
+        argv = [sys.executable, "-m", "glacierfs", "deliver", "-o", options, VAULT, *args]
+        return subprocess.run(argv, capture_output=True, text=True, env=isolated_env())
+
+    failing = deliver("--exec", sys.executable, "-c", "import sys; sys.exit(5)")
+    assert failing.returncode == 1 and "exited with status 5" in failing.stderr
+    first = deliver(str(out))
+    assert first.returncode == 0 and "delivered 3 archives" in first.stdout, first.stderr
+    for path, archive_id in made.items():
+        assert (out / path).read_bytes() == emulator.content(VAULT, archive_id)
+    second = deliver(str(tmp_path / "elsewhere"))
+    assert second.returncode == 0 and "delivered 0 archives" in second.stdout
+    assert len(history(emulator)) == jobs  # nothing requested

@@ -144,16 +144,21 @@ class Deliverer:
     def given_up(self, archive_id: str) -> bool:
         return self._next_try.get(archive_id, 0.0) > GIVEN_UP
 
+    def failing(self) -> set[str]:
+        """Archives whose latest delivery failed (to be tried again, or given up)."""
+        return set(self._next_try)
+
     def piecewise(self, archive: Archive) -> bool:
         """Whether the archive goes out piece by piece: larger than the cache, to a DIR."""
         return isinstance(self.target, Destination) and archive.size > self.capacity
 
     # --- a pass --------------------------------------------------------------------------
 
-    def deliver(self, index: CacheIndex) -> int:
-        """Deliver what the cache holds and is not delivered yet; how many archives."""
+    def deliver(self, index: CacheIndex, eager: bool = False) -> int:
+        """Deliver what the cache holds and is not delivered yet; how many archives.
+        ``eager``: try those whose last delivery failed now, not after their backoff."""
         self._refresh()
-        now, work = time.time(), []
+        now, work = float("inf") if eager else time.time(), []
         for archive in self.archives:
             archive_id = archive.archive_id
             if self.finished(archive_id) or self._next_try.get(archive_id, 0.0) > now:
