@@ -41,6 +41,7 @@ class Catalog:
         self._retry = retry
         self._bad = LogOnce(log)
         self.jobs: dict[str, Job] = {}
+        self.listed: dict[str, Job] = {}  # what the service listed at its last answer
 
     async def refresh(self) -> bool:
         """Ask the service for its jobs; True when the set of jobs changed."""
@@ -51,7 +52,7 @@ class Catalog:
                 "job list not refreshed, showing the %d jobs known: %s", len(self.jobs), error
             )
             return False
-        listed = self._parse(records)
+        listed = self.listed = self._parse(records)
         saved = await self._disk.list_meta(self._namespace)
         jobs = dict(listed)
         for job_id, record in saved.items():

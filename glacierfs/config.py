@@ -76,6 +76,11 @@ DEFAULT_REFRESH = 300.0
 """Seconds between job-list refreshes: jobs take hours to complete, so five minutes is
 prompt enough and costs one ListJobs call."""
 
+CUSTODY_MARGIN = 3600.0
+"""Seconds before its job expires from which a cached leaf counts as in custody, no longer
+replaceable: evicted later, it could not surely be fetched again before the job ends (and
+the service's clock is known only from its answers)."""
+
 DEFAULT_TIMEOUT = 120.0
 """Seconds a read keeps retrying an unreachable or failing endpoint before EIO."""
 
@@ -206,6 +211,7 @@ usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
        glacierfs status [--watch] MOUNTPOINT
        glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
+       glacierfs release PATH|GLOB...   (archives copied out by hand: may leave the cache)
 
 Mount the completed retrieval jobs of an Amazon S3 Glacier vault as read-only files.
 VAULT is a vault name or ACCOUNTID:VAULT.

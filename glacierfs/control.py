@@ -42,6 +42,7 @@ class FileState:
     expires: float
     damaged: str = ""  # why the job's output fails its check, when it does
     problem: str = ""  # what the service said of the job against what else it said
+    custody: str = ""  # its cached bytes: custody, replaceable or delivered (glacierfs.custody)
 
 
 def _xattr(path: Path, name: str) -> str:
@@ -75,6 +76,7 @@ def file_state(path: Path) -> FileState:
         deadline,
         _xattr(path, "user.glacierfs.damaged"),
         _xattr(path, "user.glacierfs.problem"),
+        _xattr(path, "user.glacierfs.custody"),
     )
 
 
@@ -164,17 +166,42 @@ def render_retrievals(found: list[Pending], problem: str) -> list[str]:
     return lines
 
 
+CACHE_CLASSES = ("custody", "replaceable", "delivered", "free")
+"""The cache's bytes as ``status`` shows them (:mod:`glacierfs.custody`), from the daemon's
+figures ``cache_custody`` ..."""
+
+
+def cache_document(stats: dict[str, object]) -> dict[str, int] | None:
+    """Bytes of the cache in custody, replaceable, delivered, free, and its capacity;
+    None from a mount that does not say (an older glacierfs)."""
+    found = {name: stats.get(f"cache_{name}") for name in (*CACHE_CLASSES, "capacity")}
+    if not all(isinstance(value, int) for value in found.values()):
+        return None
+    return {name: int(str(value)) for name, value in found.items()}
+
+
+def render_cache(stats: dict[str, object]) -> list[str]:
+    cache = cache_document(stats)
+    if cache is None:
+        return []
+    shown = ", ".join(f"{short_size(cache[name])} {name}" for name in CACHE_CLASSES)
+    return [f"cache: {shown} (of {short_size(cache['capacity'])})"]
+
+
 def render_status(mountpoint: Path) -> str:
     stats, files, names = gather(mountpoint)
     now = time.time()
-    lines = [f"{'JOB':<28} {'SIZE':>8} {'CACHED':>7} {'VERIFIED':<10} {'EXPIRES IN':>10}  NAME"]
+    lines = [
+        f"{'JOB':<28} {'SIZE':>8} {'CACHED':>7} {'VERIFIED':<10} {'CUSTODY':<11} "
+        f"{'EXPIRES IN':>10}  NAME"
+    ]
     for f in files:
         share = 100.0 * f.cached / f.size if f.size else 100.0
         job = f.job_id if len(f.job_id) <= 28 else f.job_id[:25] + "..."
         verified = "damaged" if f.damaged else f.verified
         lines.append(
             f"{job:<28} {short_size(f.size):>8} {share:6.1f}% {verified:<10} "
-            f"{left(f.expires - now):>10}  {names.get(f.job_id, '')}"
+            f"{f.custody or '-':<11} {left(f.expires - now):>10}  {names.get(f.job_id, '')}"
         )
     fetched, served = int(str(stats["bytes_fetched"])), int(str(stats["bytes_served"]))
     hits = int(str(stats["served_from_cache"]))
@@ -185,6 +212,7 @@ def render_status(mountpoint: Path) -> str:
         f"served {short_size(served)} ({ratio:.1f}% from cache), {stats['retries']} retries, "
         f"{stats['checksum_failures']} checksum failures",
     ]
+    lines += render_cache(stats)
     lines += [f"problem: {f.job_id}: {f.problem}" for f in files if f.problem]
     in_flight = stats.get("in_flight") or {}
     assert isinstance(in_flight, dict)
@@ -209,12 +237,14 @@ def status_document(mountpoint: Path) -> dict[str, object]:
             "name": names.get(f.job_id),
             "damaged": f.damaged or None,
             "problem": f.problem or None,
+            "custody": f.custody or None,
         }
         for f in states
     ]
     found, problem = retrievals(stats, states)
     return {
         "stats": stats,
+        "cache": cache_document(stats),
         "files": files,
         "retrievals": [p.as_dict() for p in found],
         "retrievals_problem": problem or None,

@@ -30,6 +30,7 @@ from glacierfs import logs, trusted
 from glacierfs.cache.disk import DiskCache
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
+from glacierfs.custody import Custody
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.mounted import Ready, run
 
@@ -247,12 +248,14 @@ def serve(options: Options, ready: Ready) -> int:
     """Run the mount until it is unmounted or signalled; return the exit code."""
     _return_freed_buffers()
     cache_dir = options.cache_dir or default_cache_dir(os.environ, os.getuid())
-    disk = DiskCache(cache_dir, options.cache_size)
+    # the cache never evicts what the user paid for and no live job can send again
+    custody = Custody(cache_dir, service_time=lambda: client.service_time)
+    disk = DiskCache(cache_dir, options.cache_size, classes=custody.classes)
     client = GlacierClient(client_settings(options))
     try:
         vault = client.describe_vault()
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
-        trio.run(run, options, disk, client, vault_arn, ready)
+        trio.run(run, options, disk, client, vault_arn, ready, custody)
     finally:
         disk.close()
         client.close()

@@ -29,6 +29,7 @@ from glacierfs.cache.disk import DiskCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
+from glacierfs.custody import Custody
 from glacierfs.errors import GlacierfsError, ShuttingDown
 from glacierfs.mounttable import MountWatch
 from glacierfs.names.sources import Names
@@ -55,7 +56,12 @@ EXPIRY_CHECK = 60.0
 
 
 async def run(
-    options: Options, disk: DiskCache, client: GlacierClient, vault_arn: str, ready: Ready
+    options: Options,
+    disk: DiskCache,
+    client: GlacierClient,
+    vault_arn: str,
+    ready: Ready,
+    custody: Custody,
 ) -> None:
     """Serve until unmounted or stopped; then end every task, in the exit stack's order."""
     retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
@@ -76,7 +82,8 @@ async def run(
             options.connections,
         )
         catalog = Catalog(client.list_jobs, aio, vault_arn, retry)
-        await Mounted(options, aio, reader, catalog, names, damage).serve(ready, nursery)
+        mounted = Mounted(options, aio, reader, catalog, names, damage, custody)
+        await mounted.serve(ready, nursery)
 
 
 def fuse_options(options: Options) -> set[str]:
@@ -97,9 +104,11 @@ class Mounted:
         catalog: Catalog,
         names: Names,
         damage: DamagedJobs,
+        custody: Custody,
     ) -> None:
         self.options, self.disk, self.reader = options, disk, reader
         self.catalog, self.names, self.damage = catalog, names, damage
+        self.custody = custody
         self.fs: Filesystem | None = None
         self._hydrated: set[str] = set()
         self._changed: dict[str, trio.Event] = {}
@@ -112,6 +121,7 @@ class Mounted:
         options = self.options
         await self.damage.load()
         await self.catalog.refresh()
+        await self._hold()
         # Every name that can be learnt is learnt before the mount is announced, so that
         # what `mount && rsync` copies is final: no file is renamed under a running copy.
         await self._learn_before_showing()
@@ -127,6 +137,7 @@ class Mounted:
             file_inodes=inodes if isinstance(inodes, dict) else None,
             paths=paths if isinstance(paths, dict) else None,
             damage=self.damage,
+            custody=self.custody,
             about={
                 "cache_dir": str(self.disk.disk.root.absolute()),
                 "vault": self.catalog.namespace,
@@ -210,10 +221,21 @@ class Mounted:
     async def refresh(self) -> None:
         """New jobs show under jobs/ at once, and under archives/ once their names are
         known (the tree leaves unnamed archives out; :meth:`_learn_names` learns them)."""
-        if await self.catalog.refresh():
+        listed = self.catalog.listed
+        changed = await self.catalog.refresh()
+        if self.catalog.listed is not listed:  # else not listed: the classes stand, ageing
+            await self._hold()
+        if changed:
             await self._rebuild()
             for event in self._changed.values():
                 event.set()
+
+    async def _hold(self) -> None:
+        """Tell the cache again which leaves it may evict (:mod:`glacierfs.custody`): the
+        jobs just listed and the delivery record; then fit it to cache_size."""
+        listed = list(self.catalog.listed.values())
+        await trio.to_thread.run_sync(self.custody.update, listed)
+        await self.disk.fit()
 
     async def _refresh_loop(self) -> None:
         while True:

@@ -82,6 +82,9 @@ class AsyncDisk:
     async def delete_meta(self, namespace: str, name: str) -> None:
         await self._run(self.disk.delete_meta, namespace, name)
 
+    async def fit(self) -> None:
+        await self._run(self.disk.fit)
+
     async def usage(self) -> CacheUsage:
         usage = await self._run(self.disk.usage)
         return replace(usage, bytes_read=usage.bytes_read + self.local.bytes_read)

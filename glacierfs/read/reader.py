@@ -333,6 +333,12 @@ class Reader:
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
 
+    async def cached_leaves(self, job: Job) -> list[int]:
+        """The cache leaves (archive coordinates) of the output there, good for the job."""
+        state = await self._object(job)
+        wanted = range(job.first_leaf, job.first_leaf + job.leaves)
+        return [leaf for leaf in wanted if usable(job, state, leaf)]
+
     async def leaf_cached(self, job: Job, leaf: int) -> bool:
         """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""
         return usable(job, await self._object(job), leaf)

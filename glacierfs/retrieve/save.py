@@ -37,6 +37,7 @@ from glacierfs.cache.disk import DiskCache
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
+from glacierfs.custody import Custody
 from glacierfs.daemon import client_settings
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.humane import utc
@@ -184,7 +185,8 @@ class InProcess:
 
     def _run(self, work: Work[T]) -> T:
         options = self.options
-        disk = DiskCache(self.cache_root, options.cache_size)
+        custody = Custody(self.cache_root, service_time=lambda: client.service_time)
+        disk = DiskCache(self.cache_root, options.cache_size, classes=custody.classes)
         client = GlacierClient(client_settings(options))
         try:
             retry = RetryPolicy(attempts=options.retries, timeout=options.timeout)
@@ -195,6 +197,9 @@ class InProcess:
                 async with trio.open_nursery() as nursery:
                     reader = await Reader.for_client(client, aio, options, retry, nursery=nursery)
                     await catalog.refresh()
+                    # as a mount does: never evict what no live job can send again
+                    await trio.to_thread.run_sync(custody.update, list(catalog.listed.values()))
+                    await aio.fit()
                     result = await work(reader, catalog, aio)
                     nursery.cancel_scope.cancel()
                 return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+from glacierfs.custody import Custody
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
@@ -24,11 +25,12 @@ from glacierfs.view.archives import Archive, plan
 from glacierfs.view.damage import DamagedJobs
 
 CACHED, PARTLY_CACHED, REMOTE = "cached", "partly-cached", "remote"
+CUSTODY_XATTR = "user.glacierfs.custody"
 
 
 class ArchiveFiles:
-    def __init__(self, reader: Reader, damage: DamagedJobs) -> None:
-        self.reader, self.damage = reader, damage
+    def __init__(self, reader: Reader, damage: DamagedJobs, custody: Custody | None = None) -> None:
+        self.reader, self.damage, self.custody = reader, damage, custody
 
     def read_job_now(
         self, job: Job, offset: int, size: int, prefetcher: Prefetcher | None = None
@@ -112,4 +114,13 @@ class ArchiveFiles:
             "user.glacierfs.cached": str(cached),
             "user.glacierfs.verified": await self.reader.verification(whole),
         }
-        return {name: value.encode() for name, value in values.items() if value}
+        found = {name: value.encode() for name, value in values.items() if value}
+        return found | await self.custody_xattr(whole)
+
+    async def custody_xattr(self, job: Job) -> dict[str, bytes]:
+        """``user.glacierfs.custody``: whether the job's cached bytes are delivered, in
+        custody or replaceable (:mod:`glacierfs.custody`); none when no one says."""
+        if self.custody is None:
+            return {}
+        leaves = await self.reader.cached_leaves(job)
+        return {CUSTODY_XATTR: self.custody.archive_class(job.cache_key, leaves).encode()}

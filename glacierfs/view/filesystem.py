@@ -18,6 +18,7 @@ from itertools import count
 
 from glacierfs import __version__
 from glacierfs.catalog import Catalog
+from glacierfs.custody import Custody
 from glacierfs.errors import FsError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
@@ -64,13 +65,14 @@ class Filesystem:
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
         about: dict[str, object] | None = None,
+        custody: Custody | None = None,
     ) -> None:
         self.about = dict(about or {})  # where the mount's parts are, for `status`
         self.catalog = catalog
         self.reader = reader
         self.access = access
         self.damage = damage if damage is not None else DamagedJobs()
-        self.archives = ArchiveFiles(reader, self.damage)
+        self.archives = ArchiveFiles(reader, self.damage, custody)
         self.namer = namer
         self.tree = Tree(file_inodes, paths)
         self.tree.build(catalog.jobs.values(), namer)
@@ -211,6 +213,7 @@ class Filesystem:
         found = {XATTR_PREFIX + k: v.encode() for k, v in values.items() if v}
         found["user.glacierfs.verified"] = (await self.reader.verification(job)).encode()
         found["user.glacierfs.cached"] = str(await self.reader.cached_bytes(job)).encode()
+        found.update(await self.archives.custody_xattr(job))
         if job.job_id in self.damage.known:
             found[DAMAGED_XATTR] = self.damage.known[job.job_id].describe().encode()
         problems = self.reader.problems(job)
@@ -234,6 +237,10 @@ class Filesystem:
             "damaged": sorted(self.damage.known),
             "cache_used": usage.used,
             "cache_capacity": usage.capacity,
+            "cache_custody": usage.classes.custody,
+            "cache_replaceable": usage.classes.replaceable,
+            "cache_delivered": usage.classes.delivered,
+            "cache_free": max(usage.capacity - usage.used, 0),
             "disk_bytes_read": usage.bytes_read,
             **self.reader.local_reads(),
             **self.reader.stats.as_dict(),

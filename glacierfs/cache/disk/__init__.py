@@ -11,12 +11,17 @@ the DiskCache's one lock (:mod:`.cache`):
   descriptors, pread and pwrite, hole punching.
 - :mod:`.leaves`: the leaf index: a row per leaf present, its owners, its removal.
 - :mod:`.puts`: the commit protocol: claim room, write the bytes, commit the rows.
-- :mod:`.eviction`: least recently used out first; last uses written lazily.
+- :mod:`.eviction`: delivered, then replaceable leaves out first, least recently used
+  first in each, never custody (:mod:`.classes`: what the layer above says of each
+  leaf); last uses written lazily.
+- :mod:`.room`: eviction to make room under those classes; a cache full of custody
+  refuses puts (read from memory instead) with one warning.
 - :mod:`.meta`: JSON values by namespace and name, kept beside the leaves (so an output
   wholly cached stays listable after the service forgets its job).
 
-Arrows run one way: the facade uses every part; ``puts`` uses ``leaves``, ``eviction``
-and ``blocks``; ``leaves`` uses ``eviction`` and ``blocks``; all use ``index``.
+Arrows run one way: the facade uses every part; ``puts`` uses ``room``, ``leaves``,
+``eviction`` and ``blocks``; ``room`` uses ``leaves`` and ``eviction``; ``leaves`` uses
+``eviction`` and ``blocks``; all use ``index``.
 """
 
 from glacierfs.cache.disk.cache import Buffer, CacheUsage, DiskCache

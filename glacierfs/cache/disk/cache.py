@@ -24,11 +24,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from glacierfs.cache.disk.blocks import BlockStore, Writer
+from glacierfs.cache.disk.classes import ClassBytes, ClassesOf
 from glacierfs.cache.disk.directory import LAYOUT, CacheDirectory
 from glacierfs.cache.disk.eviction import Eviction
 from glacierfs.cache.disk.index import INDEX, Unwritable, WriteHealth
@@ -36,11 +37,14 @@ from glacierfs.cache.disk.leaves import SHARED, LeafIndex, LeafRow
 from glacierfs.cache.disk.meta import MetaStore
 from glacierfs.cache.disk.puts import Claim, Puts, leaf_lengths
 from glacierfs.cache.disk.reads import Reads
+from glacierfs.cache.disk.room import Room
 from glacierfs.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 Buffer = bytes | bytearray | memoryview
+
+Clock = Callable[[], float]
 
 CLOSE_WAIT = 30.0
 """Seconds ``close`` waits for streamed pwrites under way (each writes one leaf to the page
@@ -50,13 +54,14 @@ cache: milliseconds, unless the disk hangs)."""
 @dataclass(frozen=True)
 class CacheUsage:
     """How full the disk cache is: bytes of leaves present, leaves, objects, capacity;
-    and bytes read from its data files in this lifetime."""
+    bytes read from its data files in this lifetime; bytes in each class (:mod:`.room`)."""
 
     used: int
     leaves: int
     objects: int
     capacity: int
     bytes_read: int = 0
+    classes: ClassBytes = field(default_factory=ClassBytes)
 
 
 class DiskCache:
@@ -64,6 +69,9 @@ class DiskCache:
 
     ``clock`` gives last-use times (seconds); ``pwrite`` writes data files. Both are
     there for tests: a frozen clock orders the LRU, a failing writer fills the disk.
+
+    ``classes`` says which leaves may be evicted (:mod:`.room`); without it, any (plain
+    LRU), fitted to ``capacity`` when opened; with it, call :meth:`fit` once it is known.
     """
 
     def __init__(
@@ -71,8 +79,9 @@ class DiskCache:
         root: Path,
         capacity: int,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
         pwrite: Writer = os.pwrite,
+        classes: ClassesOf | None = None,
     ) -> None:
         if capacity < 0:
             raise ValueError(f"disk cache capacity {capacity} is negative")
@@ -85,7 +94,7 @@ class DiskCache:
         self._stopping = False  # set by close: no streamed pwrite starts any more
         self._directory = CacheDirectory(self.root)
         try:
-            self._start(clock, pwrite)
+            self._start(clock, pwrite, classes)
         except BaseException as error:
             self._directory.close()
             if isinstance(error, sqlite3.Error):
@@ -93,7 +102,7 @@ class DiskCache:
                 raise ConfigError(f"cache index {path}: {error}") from error
             raise
 
-    def _start(self, clock: Callable[[], float], pwrite: Writer) -> None:
+    def _start(self, clock: Callable[[], float], pwrite: Writer, classes: ClassesOf | None) -> None:
         """Wire the parts, recover from an unclean shutdown, and fit the capacity."""
         index = self._directory.index
         self._health = WriteHealth(self.root)
@@ -103,16 +112,22 @@ class DiskCache:
             self._directory.recover(self._blocks)
         self._eviction = Eviction(index, clock)
         self._leaves = LeafIndex(index, self._blocks, self._eviction, self._health)
-        self._puts = Puts(index, self._leaves, self._blocks, self._eviction, self._health, clock)
+        self._room = Room(self.root, self._leaves, self._eviction, classes, self._health)
+        self._puts = Puts(index, self._leaves, self._blocks, self._room, self._health, clock)
         self._meta = MetaStore(index, self._health.failed)
         self._reads = Reads(self._lock, self._leaves, self._blocks, self._eviction)
         try:
             self._directory.begin_session()
-            if self._leaves.used > self.capacity:
-                victims = self._eviction.victims(self._leaves.used - self.capacity, ("", 0, 0))
-                self._leaves.remove(victims)
+            if classes is None:
+                self._room.fit(self.capacity)
         except Unwritable as error:
             self._health.failed(error)
+
+    def fit(self) -> None:
+        """Evict down to the capacity, never custody (:meth:`.room.Room.fit`)."""
+        with self._lock:
+            if not self._closed:
+                self._room.fit(self.capacity)
 
     def close(self) -> None:
         """Write last-use times, close the index and the files, release the directory.
@@ -315,11 +330,11 @@ class DiskCache:
                 self._leaves.remove_quietly([(key, index, length)])
 
     def usage(self) -> CacheUsage:
-        """Bytes and leaves present, objects, capacity."""
+        """Bytes and leaves present, objects, capacity, bytes in each class."""
         with self._lock:
             leaves, objects = self._leaves.counts()
             used, read = self._leaves.used, self._reads.bytes_read
-            return CacheUsage(used, leaves, objects, self.capacity, read)
+            return CacheUsage(used, leaves, objects, self.capacity, read, self._room.class_bytes())
 
     # --- metadata --------------------------------------------------------------------
 

@@ -49,9 +49,9 @@ from typing import Any
 
 from glacierfs.cache.disk import granules
 from glacierfs.cache.disk.blocks import BlockStore, Handle
-from glacierfs.cache.disk.eviction import Eviction
 from glacierfs.cache.disk.index import UNWRITABLE_ERRNOS, Index, Unwritable, WriteHealth
 from glacierfs.cache.disk.leaves import LeafIndex, merged
+from glacierfs.cache.disk.room import Room
 from glacierfs.treehash import MIB
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,15 @@ class Puts:
         index: Index,
         leaves: LeafIndex,
         blocks: BlockStore,
-        eviction: Eviction,
+        room: Room,
         health: WriteHealth,
         clock: Callable[[], float],
     ) -> None:
         self._index = index
         self._leaves = leaves
         self._blocks = blocks
-        self._eviction = eviction
+        self._room = room
+        self._eviction = room.eviction
         self._health = health
         self._clock = clock
         self.reserved = 0  # bytes claimed by puts in progress
@@ -146,9 +147,10 @@ class Puts:
         needed = sum(lengths[n] for n in todo)
         excess = self._leaves.used + self.reserved + needed - capacity
         if excess > 0:
-            self._eviction_room(excess, (key, first, first + len(lengths)))
+            self._room.make(excess, (key, first, first + len(lengths)))
         if self._leaves.used + self.reserved + needed > capacity:
             log.debug("disk cache: no room for %d bytes of %s beside puts in progress", needed, key)
+            self._room.refused()
             return None
         handle = None
         if todo:
@@ -187,9 +189,6 @@ class Puts:
                 update = "UPDATE leaves SET verified = ?, owners = ? WHERE key = ? AND idx = ?"
                 db.executemany(update, owned)
         return todo
-
-    def _eviction_room(self, excess: int, keep: tuple[str, int, int]) -> None:
-        self._leaves.remove(self._eviction.victims(excess, keep))
 
     def write(self, claim: Claim, view: memoryview) -> Unwritable | None:
         """Write the claimed leaves of ``view`` and sum their granules; an Unwritable when
