@@ -47,6 +47,7 @@ class CacheIndex:
     """The leaves present in a disk cache, read-only."""
 
     def __init__(self, cache_root: Path) -> None:
+        self.root = cache_root
         self.path = cache_root / LAYOUT / INDEX
         self._db: sqlite3.Connection | None = None
         self._connect()

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from glacierfs.cache.disk import DiskCache
+from glacierfs.custody import Custody
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.names.decoders import decode_description
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
@@ -44,7 +45,9 @@ class CacheSource:
     """The cache, opened by this process for one pass."""
 
     def __init__(self, cache_root: Path, capacity: int) -> None:
-        self.disk = DiskCache(cache_root, capacity)
+        # No job listed: every leaf not delivered counts as custody, so opening the cache
+        # to read from it never evicts what no one could send again.
+        self.disk = DiskCache(cache_root, capacity, classes=Custody(cache_root).classes)
 
     def leaf(self, key: str, archive: Archive, index: int) -> bytes | None:
         return self.disk.get(key, index)

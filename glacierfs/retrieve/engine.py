@@ -39,7 +39,7 @@ from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TierPrice, cost, price
-from glacierfs.retrieve.room import Held, NothingDelivered, disk_room
+from glacierfs.retrieve.room import Held, NothingDelivered, custody_bytes, disk_room
 from glacierfs.retrieve.save import ToSave
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
@@ -120,6 +120,7 @@ class Engine:
         self.request_evicted = request_evicted
         self.policy = policy or RetrievalPolicy(None)
         self.held: Held = held or NothingDelivered()
+        self._records: list[Any] = []  # of the latest look, for the bytes in custody
 
     # --- looking ------------------------------------------------------------------------
 
@@ -133,6 +134,7 @@ class Engine:
         """Ask the service for its jobs and (``update``) bring the state up to date; a
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
+        self._records = records
         now = self.now()
         live = live_jobs(records)
         listed = {r["JobId"]: r for r in records if isinstance(r, dict) and "JobId" in r}
@@ -276,7 +278,8 @@ class Engine:
         """Bytes the cache can take for new outputs (:func:`.room.disk_room`)."""
         if self.capacity is None:
             return None
-        return disk_room(snapshot.holdings, self.capacity, self.held)
+        custody = custody_bytes(self.index.root, self._records, snapshot.now)
+        return disk_room(snapshot.holdings, self.capacity, self.held, custody)
 
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:
         """Outputs ready and not wholly cached, soonest-expiring first."""

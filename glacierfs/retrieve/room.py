@@ -1,20 +1,25 @@
 """How much the cache can take for new outputs: the disk as a limit on requests. Pure code.
 
 A retrieval is paid for once; its output lasts 24 hours at the service, then the cache
-holds the only copy (*custody*) until it is delivered or released. So ``retrieve``
-requests only what the cache can keep: its size, less the bytes of the selected archives
-it holds and has not delivered (saved outputs become custody when their jobs expire, so
-they are counted from the moment they are saved), less the outputs requested and not
-yet saved. What delivery took out of the cache (:class:`Held`) is not counted: an
-archive delivered whole, and the pieces of a big archive already written to its
-destination's temporary file.
+holds the only copy (*custody*, :mod:`glacierfs.custody`) until it is delivered or
+released. So ``retrieve`` requests only what the cache can keep: its size, less the
+bytes in custody (of any archive: :func:`custody_bytes`), less the selected archives'
+saved outputs that are still replaceable and not delivered (they become custody when
+their jobs expire, so they are counted from the moment they are saved), less the
+outputs requested and not yet saved. What delivery took out of the cache
+(:class:`Held`) is not counted: an archive delivered whole, and the pieces of a big
+archive already written to its destination's temporary file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
+from glacierfs.custody import cache_classes
+from glacierfs.errors import GlacierfsError
+from glacierfs.jobs import job_from_record
 from glacierfs.retrieve.coverage import Holding
 from glacierfs.treehash import MIB
 
@@ -50,15 +55,28 @@ class NothingDelivered:
         return False
 
 
-def disk_room(holdings: Iterable[Holding], capacity: int, held: Held) -> int:
-    """``capacity`` less what the cache must keep or is about to receive (the module)."""
-    kept = 0
+def custody_bytes(cache_root: Path, records: Iterable[Any], service_now: float) -> int:
+    """Bytes in custody in the cache, given the service's job records of this look."""
+    live = []
+    for record in records:
+        try:
+            live.append(job_from_record(record))
+        except GlacierfsError:
+            continue  # in progress, failed, or unusable: serves no leaf now
+    return cache_classes(cache_root, live, service_now).custody
+
+
+def disk_room(holdings: Iterable[Holding], capacity: int, held: Held, custody: int = 0) -> int:
+    """``capacity`` less what the cache must keep or is about to receive (the module):
+    ``custody`` bytes, and for each selected archive not delivered, its cached leaves a
+    live job still covers (not counted in custody yet) and the leaves on their way."""
+    kept = custody
     for holding in holdings:
         archive = holding.archive
         if held.delivered(archive.archive_id):
             continue
-        written = held.written(archive.archive_id)
-        cached = set(holding.cached) - written
+        cached = set(holding.cached) - held.written(archive.archive_id)
+        live = {i for job in holding.jobs for i in job.leaves}
         coming = {i for job in holding.unsaved_jobs() for i in job.leaves} - set(holding.cached)
-        kept += sum(min(MIB, archive.size - i * MIB) for i in cached | coming)
+        kept += sum(min(MIB, archive.size - i * MIB) for i in (cached & live) | coming)
     return capacity - kept
