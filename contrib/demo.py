@@ -103,6 +103,11 @@ def main() -> int:
         show("rsync", "-a", "--stats", f"{mnt / 'archives'}/", f"{copy}/")
         step("Status: every archive cached and verified against its tree hash")
         show(sys.executable, "-m", "glacierfs", "status", str(mnt))
+        print(
+            f"(The emulator's clock runs {CLOCK_SPEED} times as fast as this host's and is "
+            "hours ahead of it by now,\n so EXPIRES IN reads long here: against the real "
+            "service a job's output lasts 24 hours.)"
+        )
         if keep:
             print(f"\nLeft running. Stop with:\n  fusermount3 -u {mnt}\n  kill {emulator.pid}")
             return 0

@@ -18,6 +18,7 @@ else
     command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
     command -v getfattr >/dev/null 2>&1 || need+=(attr)
     command -v rsync >/dev/null 2>&1 || need+=(rsync)  # the tests and the demo copy a mount with it
+    command -v curl >/dev/null 2>&1 || need+=(curl)  # a test runs the emulator help's example
     [ ${#need[@]} -eq 0 ] && exit 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "glacierfs needs these Debian packages: ${need[*]} (run: sudo apt-get install ${need[*]})" >&2

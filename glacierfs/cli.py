@@ -7,6 +7,7 @@ glacierfs expects ends here as one line on stderr and a non-zero exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +55,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `glacierfs status --json | head`: the reader has had enough
+        _silence_stdout()
+        return SIGPIPE_EXIT
+
+
+SIGPIPE_EXIT = 141
+"""What a shell reports for a command ended by SIGPIPE, as ``yes | head`` ends ``yes``."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit finds no
+    closed pipe to complain about (Python's documented recipe for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,11 @@ FOLLOW_POLL = 300.0
 """Seconds between two looks at the jobs in ``retrieve --follow``: jobs take hours, and
 each look costs one ListJobs call (a few with thousands of jobs)."""
 
+HEARTBEAT = 900.0
+"""Seconds between ``retrieve --follow``'s status lines when not on a terminal: a
+journal shows the run alive at least every 15 minutes through a Bulk job's 5 to 12
+hours, and a day of waiting is under a hundred lines."""
+
 SERVICE_ONLY_OPTIONS = frozenset(
     {
         "ro",
@@ -196,6 +201,7 @@ class Options:
     names_wait: float = DEFAULT_NAMES_WAIT
     verify: str = "default"
     allow_other: bool = False
+    nonempty: bool = False
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
@@ -209,7 +215,7 @@ class Options:
 HELP = f"""\
 usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
-       glacierfs status [--watch] MOUNTPOINT
+       glacierfs status [--watch [SECONDS]] [--json] MOUNTPOINT
        glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
        glacierfs release PATH|GLOB...   (archives copied out by hand: may leave the cache)
 
@@ -230,6 +236,7 @@ Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (32M)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
            names_wait=SECONDS (60): how long a mount waits to learn names
 Access:    allow_other  uid=N  gid=N  umask=OCTAL  default_permissions (always on)
+           nonempty: mount over a directory that has files (they are hidden meanwhile)
 Logging:   debug  foreground  log=FILE (default: stderr with -f, syslog otherwise)
 Ignored:   {" ".join(sorted(SERVICE_ONLY_OPTIONS))} x-systemd.* comment=*
 """

@@ -209,7 +209,8 @@ def render_status(mountpoint: Path) -> str:
     lines += [
         "",
         f"fetched {short_size(fetched)} in {stats['requests']} requests, "
-        f"served {short_size(served)} ({ratio:.1f}% from cache), {stats['retries']} retries, "
+        f"served {short_size(served)} ({ratio:.1f}% without a request), "
+        f"{stats['retries']} retries, "
         f"{stats['checksum_failures']} checksum failures",
     ]
     lines += render_cache(stats)

@@ -37,7 +37,10 @@ from glacierfs.mounted import Ready, run
 log = logging.getLogger("glacierfs")
 
 
-def check_mountpoint(path: Path) -> None:
+def check_mountpoint(path: Path, nonempty: bool = False) -> None:
+    """A directory, not mounted on already, and empty unless ``nonempty`` says otherwise:
+    files under a mount are hidden while it is up, and a user who mounts over them by
+    mistake sees them vanish with no word (libfuse 3 dropped its own check)."""
     try:
         if not path.is_dir():
             raise ConfigError(f"mountpoint {path} does not exist or is not a directory")
@@ -50,6 +53,19 @@ def check_mountpoint(path: Path) -> None:
         raise ConfigError(f"mountpoint {path}: {error.strerror}") from None
     if os.path.ismount(path):
         raise ConfigError(f"mountpoint {path} is already a mount point")
+    if not nonempty and _has_entries(path):
+        raise ConfigError(
+            f"mountpoint {path} is not empty: its files would be hidden while mounted; "
+            "mount on an empty directory, or add -o nonempty"
+        )
+
+
+def _has_entries(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except OSError as error:
+        raise ConfigError(f"mountpoint {path}: {error.strerror}") from None
 
 
 def client_settings(options: Options) -> ClientSettings:
@@ -119,7 +135,7 @@ def mount(options: Options) -> int:
     refused and nothing before the fork falls back to printing on stderr.
     """
     setup_logging(options)
-    check_mountpoint(options.mountpoint)
+    check_mountpoint(options.mountpoint, options.nonempty)
     check_service(options)
     if options.foreground:
         return serve(options, _notify_systemd)

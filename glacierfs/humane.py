@@ -29,3 +29,8 @@ def _scaled(nbytes: float, *, compact: bool) -> str:
 def utc(moment: float, form: str = "%Y-%m-%d %H:%M UTC") -> str:
     """A moment (seconds since the epoch) in UTC, the service's time zone."""
     return time.strftime(form, time.gmtime(moment))
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 archive``, ``3 archives``, ``0 jobs``: a count with its noun in agreement."""
+    return f"{count:,} {noun if count == 1 else (many or noun + 's')}"

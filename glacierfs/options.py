@@ -92,6 +92,7 @@ _FLAGS = {
     "debug": "debug",
     "foreground": "foreground",
     "hydrate": "hydrate",
+    "nonempty": "nonempty",
 }
 _SIZES = ("cache_size", "memory_cache", "read_ahead", "memory_budget")
 _STRINGS = ("region", "profile", "endpoint_url")

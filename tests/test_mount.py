@@ -367,3 +367,48 @@ def test_other_users_read_only_with_allow_other_and_the_mode_allowing_it(
             assert result.returncode != 0 and b"Permission denied" in result.stderr
     finally:
         mount.stop()
+
+
+def test_a_mountpoint_with_files_is_refused_unless_nonempty(
+    emulator, vault, tmp_path: Path, mount_factory
+) -> None:  # type: ignore[no-untyped-def]
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (mnt / "keep.txt").write_text("mine")
+    ok = f"endpoint_url={emulator.url},cache_dir={tmp_path / 'cache'}"
+    result = run_glacierfs(VAULT, str(mnt), "-o", ok, env=isolated_env())
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not empty" in lines[0] and "nonempty" in lines[0], result.stderr
+    assert not os.path.ismount(mnt)
+    assert (mnt / "keep.txt").read_text() == "mine"
+
+    mount = mount_factory(emulator.url, VAULT, {"nonempty": ""}, name="over")
+    mount.stop()
+    (mount.path / "keep.txt").write_text("mine")
+    mount.start()
+    assert os.path.ismount(mount.path)
+    assert "jobs" in os.listdir(mount.path) and "keep.txt" not in os.listdir(mount.path)
+    mount.stop()
+    assert (mount.path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("flag", ["--json", None])
+def test_status_into_a_closed_pipe_ends_quietly(emulator, vault, mount_factory, flag) -> None:  # type: ignore[no-untyped-def]
+    """`glacierfs status --json | head -1`: the reader went away; no traceback."""
+    mount = mount_factory(emulator.url, VAULT)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has had enough before the first byte: EPIPE at once
+    argv = [sys.executable, "-m", "glacierfs", "status", *([flag] if flag else []), str(mount.path)]
+    try:
+        result = subprocess.run(
+            argv,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=isolated_env(),
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141

@@ -178,7 +178,7 @@ def test_an_inventory_file_is_the_source_when_given(
     argv[argv.index("-o") + 1] += f",inventory={inventory}"
     result = subprocess.run(argv, capture_output=True, text=True, env=isolated_env(), timeout=120)
     assert result.returncode == 0, result.stderr
-    assert f"archives from {inventory}" in result.stdout and "1 archives selected" in result.stdout
+    assert f"archives from {inventory}" in result.stdout and "1 archive selected" in result.stdout
 
 
 def test_with_no_inventory_it_says_how_to_start_one_and_inventory_starts_it(

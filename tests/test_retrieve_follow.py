@@ -123,7 +123,8 @@ def test_200_archives_are_carried_out_under_the_cap_and_read_back_through_a_moun
 
     again = Retrieve(emulator, VAULT, cache, tmp_path / "again.log").run("--all", "--yes")
     assert again.returncode == 0, again.stderr
-    assert "200 wholly cached" in again.stdout and "started 0 jobs" in again.stdout
+    assert "200 wholly cached" in again.stdout
+    assert "nothing to request: every selected archive is cached" in again.stdout
     assert len(history(emulator)) == len(jobs)
 
     mount = mount_factory(emulator.url, VAULT, cache_dir=cache)
@@ -347,3 +348,32 @@ def test_beside_a_running_follow_a_dry_run_plans_and_a_second_run_is_refused(
         follower.stop()
     assert follower.process is not None and follower.process.returncode == 0, follower.output()
     assert len(history(emulator)) == 2
+
+
+def test_under_a_pipe_follow_writes_a_heartbeat_while_outputs_are_hours_away(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    """A journal sees the run alive while Bulk jobs take hours: status lines that say what
+    is pending, when the first output is expected, what is saved and to go, and when the
+    next request may be made."""
+    emulator = emulator_factory(*FLAGS)
+    seed(emulator, VAULT, {"a.txt": 1000, "b.bin": 300_000})
+    take_inventory(emulator, VAULT)
+    follower = Retrieve(emulator, VAULT, tmp_path / "cache", tmp_path / "follow.log")
+    follower.start(
+        "--all", "--yes", "--follow", "--poll", "0.05", "--heartbeat", "0.2", "--max-jobs", "1"
+    )
+    try:
+        wait_for(
+            lambda: follower.output().count("status: ") >= 4,
+            "four heartbeat lines",
+            alive=follower.alive,
+        )
+    finally:
+        follower.stop()
+    beats = [line for line in follower.output().splitlines() if "status: " in line]
+    assert all(line.startswith("glacierfs retrieve: status: saved 0/2 archives") for line in beats)
+    last = beats[-1]
+    assert "1.3 KiB" not in last and "to go" in last and "1 archive pending" in last
+    assert "first expected" in last and "next once an output is saved (--max-jobs)" in last
+    assert "\r" not in follower.output() and "\033" not in follower.output()

@@ -315,6 +315,16 @@ def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:
     text = "\n".join(render_plan(plan, "photos"))
     assert "1 wholly cached" in text and "1 covered by jobs in progress" in text
     assert "2 Bulk jobs" in text and "$" in text and "prices of" in text
+    assert "first 100 GB a month are free" in text and "--in-region" in text
+    assert "data transfer out: none" in "\n".join(render_plan(plan, "photos", in_region=True))
+
+
+def test_a_plan_with_nothing_to_request_says_so_and_promises_no_outputs() -> None:
+    cached = Holding(archive(2 * MIB, "id0", "f0"), frozenset({0, 1}), ())
+    plan = make_plan([cached], [], Limits(MIB * 100), PRICES["Bulk"], 1e9)
+    text = "\n".join(render_plan(plan, "photos"))
+    assert "1 archive selected" in text and "now: nothing to request" in text
+    assert "outputs ready" not in text and "later:" not in text
 
 
 # progress and summary
@@ -333,10 +343,23 @@ def test_progress_redraws_one_line_on_a_terminal_and_writes_lines_elsewhere() ->
         progress.event("saved", "a.jpg: 10 bytes, verified=tree-hash")
         progress.status("saved 2/2 archives")
         progress.close()
-    assert log.getvalue() == "glacierfs retrieve: saved: a.jpg: 10 bytes, verified=tree-hash\n"
+    assert log.getvalue() == (
+        "glacierfs retrieve: status: saved 1/2 archives\n"  # the first round's, at once
+        "glacierfs retrieve: saved: a.jpg: 10 bytes, verified=tree-hash\n"
+    )
     text = screen.getvalue()
     assert "\r\033[Ksaved 1/2 archives" in text and text.endswith("saved 2/2 archives\n")
     assert "\r\033[Ksaved: a.jpg" in text
+
+
+def test_off_a_terminal_the_status_line_is_a_heartbeat_not_every_round() -> None:
+    quiet, beating = io.StringIO(), io.StringIO()
+    for out, heartbeat in ((quiet, 900.0), (beating, 1e-9)):
+        progress = Progress(out, heartbeat=heartbeat)
+        for n in range(3):
+            progress.status(f"round {n}")
+    assert quiet.getvalue().count("status: ") == 1
+    assert beating.getvalue().count("status: ") == 3
 
 
 def test_the_summary_says_what_became_of_every_archive_and_what_it_cost() -> None:

@@ -18,11 +18,35 @@ from glacierfs.emulator.server import Emulator
 from glacierfs.emulator.store import Store
 from glacierfs.emulator.tiers import REAL_TIMES, parse_tier_delay
 
+SEEDING = """\
+A vault of your own: create it as a user would (any credentials are accepted unless
+--access-key is given), then seed archives through the admin endpoint, which takes JSON
+and no credentials. A seeded archive is generated from its seed as it is read, so a
+vault of many GB costs no disk:
+
+  glacierfs-emulator --port 9000 --clock-speed 3600 &     # an emulated hour a second
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
+  aws glacier create-vault --account-id - --vault-name myvault \\
+      --endpoint-url http://127.0.0.1:9000
+  curl -X POST http://127.0.0.1:9000/_emulator/seeded-archives -d \\
+      '{"vault": "myvault", "size": 104857600, "seed": 1, "description": "photos/beach.jpg"}'
+  curl -X POST http://127.0.0.1:9000/_emulator/faults -d '{"kind": "reset", "rate": 0.1}'
+  glacierfs retrieve -o endpoint_url=http://127.0.0.1:9000 --inventory myvault
+
+The description is what upload tools write (a plain name, mt-aws-glacier's "mt2 ...",
+FastGlacier's XML): the mount decodes it into the file's path. Faults (--fault, or POST
+/_emulator/faults) take {"kind", "job", "operation", "count", "rate", "at", "ms", "bps"}.
+Other admin calls: GET counters, GET requests, POST clock {"advance": SECONDS},
+POST jobs/ID/complete|fail|expire|set, GET jobs (glacierfs/emulator/server.py has them all).
+"""
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="glacierfs-emulator",
         description="A local Amazon S3 Glacier vault API for tests, demos and benchmarks.",
+        epilog=SEEDING,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")

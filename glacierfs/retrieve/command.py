@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -23,12 +24,13 @@ from glacierfs.config import (
     DEFAULT_DOWNLOAD_RATE,
     DEFAULT_TIER,
     FOLLOW_POLL,
+    HEARTBEAT,
     Options,
     default_cache_dir,
 )
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
-from glacierfs.humane import size
+from glacierfs.humane import plural, size
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.delivery import Deliverer
@@ -57,7 +59,7 @@ SHARD_ENV = "JOB_COMPLETION_INDEX"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"retrieve: {message} (see glacierfs retrieve --help)")
+        raise UsageError(f"{message} (see glacierfs retrieve --help)")
 
 
 def _size_arg(text: str) -> int:
@@ -102,7 +104,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("vault", help="VAULT or ACCOUNTID:VAULT")
     p.add_argument("patterns", nargs="*", metavar="PATTERN", help="globs over archives/ paths")
-    pick = p.add_argument_group("selection")
+    _selection_arguments(p.add_argument_group("selection"))
+    _retrieval_arguments(p.add_argument_group("retrieval"))
+    _running_arguments(p.add_argument_group("running"))
+    _delivery_arguments(p.add_argument_group("delivery (with --follow)"))
+    return p
+
+
+def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--all", action="store_true", help="every archive of the inventory")
     pick.add_argument("--archive-id", action="append", default=[], metavar="ID")
     pick.add_argument("--min-size", type=_size_arg, metavar="SIZE")
@@ -110,31 +119,61 @@ def parser() -> argparse.ArgumentParser:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
-    how = p.add_argument_group("retrieval")
-    how.add_argument("--tier", choices=TIERS, default=DEFAULT_TIER)
-    how.add_argument("--max-bytes-per-day", type=_size_arg, metavar="SIZE")
-    how.add_argument("--max-jobs", type=int, metavar="N", help="jobs with output not yet saved")
+
+
+def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
+    how.add_argument(
+        "--tier", choices=TIERS, default=DEFAULT_TIER, help=f"(default: {DEFAULT_TIER})"
+    )
+    how.add_argument(
+        "--max-bytes-per-day",
+        type=_size_arg,
+        metavar="SIZE",
+        help="requested in any 24 hours (default: what half a day of saving takes, at the "
+        "rate measured, else an assumed 10 MiB/s)",
+    )
+    how.add_argument(
+        "--max-jobs", type=int, metavar="N", help="jobs with output not yet saved (default: no cap)"
+    )
     how.add_argument("--download-rate", type=_size_arg, metavar="SIZE", help="bytes/s saved")
     how.add_argument("--price-per-gb", type=float, metavar="USD")
     how.add_argument("--price-per-1000", type=float, metavar="USD", help="per 1,000 jobs")
-    run = p.add_argument_group("running")
+    how.add_argument(
+        "--in-region",
+        action="store_true",
+        help="this host is in the vault's region (EC2 there): no transfer-out charge",
+    )
+
+
+def _running_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument("--dry-run", action="store_true", help="print the plan, start nothing")
     run.add_argument("--yes", action="store_true", help="start without asking")
     run.add_argument("--json", action="store_true", help="print the plan as JSON")
     run.add_argument("--follow", action="store_true", help="save and request until all saved")
-    run.add_argument("--poll", type=float, default=FOLLOW_POLL, metavar="SECONDS")
+    run.add_argument(
+        "--poll",
+        type=float,
+        default=FOLLOW_POLL,
+        metavar="SECONDS",
+        help=f"how often --follow looks at the service (default: {FOLLOW_POLL:g})",
+    )
+    run.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT,
+        metavar="SECONDS",
+        help=f"with --follow, not on a terminal: a status line at least this often "
+        f"(default: {HEARTBEAT:g})",
+    )
     run.add_argument("--inventory", action="store_true", help="start an inventory job")
-    _delivery_arguments(p)
     run.add_argument(
         "--request-evicted",
         action="store_true",
         help="request again archives saved once and since evicted from the cache",
     )
-    return p
 
 
-def _delivery_arguments(p: argparse.ArgumentParser) -> None:
-    out = p.add_argument_group("delivery (with --follow)")
+def _delivery_arguments(out: argparse._ArgumentGroup) -> None:
     out.add_argument(
         "--deliver-to",
         type=Path,
@@ -162,8 +201,10 @@ def parse(
         raise UsageError("--max-bytes-per-day must be at least 1M (one job holds at least 1 MiB)")
     if not args.poll > 0:
         raise UsageError("--poll must be a positive number of seconds")
+    if not args.heartbeat > 0:
+        raise UsageError("--heartbeat must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
-        raise UsageError("retrieve: say what to retrieve: PATTERNs, --archive-id ID or --all")
+        raise UsageError("say what to retrieve: PATTERNs, --archive-id ID or --all")
     if args.deliver_exec is not None and not args.deliver_exec:
         raise UsageError("--deliver-exec needs a command: --deliver-exec CMD [ARG...]")
     if args.deliver_to is not None and args.deliver_exec is not None:
@@ -172,6 +213,16 @@ def parse(
         raise UsageError("--deliver-to and --deliver-exec deliver as outputs come: add --follow")
     args.opts = parse_retrieve_options(args.vault, args.options)
     return args
+
+
+def again(args: argparse.Namespace) -> str:
+    """``glacierfs retrieve -o OPTS VAULT``: this run's command, options included, for the
+    hints that tell the user what to run next (without them it would run against another
+    region or cache)."""
+    words = ["glacierfs", "retrieve"]
+    for text in args.options:
+        words += ["-o", text]
+    return shlex.join([*words, args.vault])
 
 
 def criteria(args: argparse.Namespace) -> Criteria:
@@ -236,7 +287,7 @@ def run(argv: Sequence[str]) -> int:
         vault = client.describe_vault()
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
         if args.inventory:
-            return start_inventory(options, client)
+            return start_inventory(options, client, again(args))
         return _retrieve(args, options, client, vault_arn)
     finally:
         client.close()
@@ -247,7 +298,9 @@ def _retrieve(
 ) -> int:
     root = cache_root(options)
     with State(root, vault_arn) as state, CacheIndex(root) as index:
-        entries, source = load_inventory(options, client, vault_arn, root, state.directory)
+        entries, source = load_inventory(
+            options, client, vault_arn, root, state.directory, again(args)
+        )
         archives = select(name_archives(entries), criteria(args))
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing
@@ -255,7 +308,7 @@ def _retrieve(
             state.lock()
             holder = True
         refuse_too_large(args, archives, options.cache_size)
-        progress = Progress()
+        progress = Progress(heartbeat=args.heartbeat)
         deliverer = None
         if not args.dry_run:
             deliverer = delivery(args, root, options.cache_size, vault_arn, archives, progress)
@@ -269,9 +322,7 @@ def _retrieve(
             confirm(args, len(plan.units) if args.follow else len(plan.batch))
             if not args.follow:
                 started = engine.request(plan.batch)
-                print(
-                    f"started {len(started)} jobs; run again later, or with --follow, for the rest"
-                )
+                print(started_line(len(started), plan))
                 return 0
             access = partial(open_access, options, root, vault_arn)
             summary = Follower(engine, access, args.poll, progress, deliverer).run()
@@ -345,13 +396,26 @@ def delivery(
     return Deliverer(root, cache_size, vault_arn, archives, target, progress.event)
 
 
+def started_line(started: int, plan: Plan) -> str:
+    """What a run without ``--follow`` did, and what it left."""
+    wanted = len(plan.units)
+    if wanted == 0 and plan.evicted:
+        return "nothing to request (evicted archives wait for --request-evicted)"
+    if wanted == 0:
+        return "nothing to request: every selected archive is cached or covered by a job"
+    line = f"started {plural(started, 'job')}"
+    if wanted > started:
+        line += f"; {wanted - started} more as the caps allow: run again later, or use --follow"
+    return line
+
+
 def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> None:
     """The plan on stdout, for people or (``--json``) for scripts."""
     if args.json:
         print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
     else:
         print(origin)
-        print("\n".join(render_plan(plan, vault)), flush=True)
+        print("\n".join(render_plan(plan, vault, args.in_region)), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:

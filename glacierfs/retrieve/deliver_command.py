@@ -22,7 +22,7 @@ from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.options import parse_retrieve_options
 from glacierfs.retrieve.cacheview import CacheIndex
-from glacierfs.retrieve.command import cache_root
+from glacierfs.retrieve.command import again, cache_root
 from glacierfs.retrieve.delivery import Deliverer
 from glacierfs.retrieve.destination import Destination
 from glacierfs.retrieve.execsink import ExecSink
@@ -70,7 +70,9 @@ def run(argv: Sequence[str]) -> int:
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
         with State(root, vault_arn) as state, CacheIndex(root) as index:
             state.lock()
-            entries, _ = load_inventory(options, client, vault_arn, root, state.directory)
+            entries, _ = load_inventory(
+                options, client, vault_arn, root, state.directory, again(args)
+            )
             archives = name_archives(entries)
             target = Destination(args.directory) if args.directory else ExecSink(args.command)
             progress = Progress()

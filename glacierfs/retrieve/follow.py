@@ -21,16 +21,15 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from glacierfs.config import HEARTBEAT
 from glacierfs.errors import ConfigError, TransientServiceError
-from glacierfs.humane import size
+from glacierfs.humane import plural, size
 from glacierfs.retrieve.delivery import Deliverer
 from glacierfs.retrieve.engine import Engine, Snapshot
+from glacierfs.retrieve.heartbeat import heartbeat_line
 from glacierfs.retrieve.plan import Plan
-from glacierfs.retrieve.pricing import dollars, duration
+from glacierfs.retrieve.pricing import dollars
 from glacierfs.retrieve.save import Access, Saved, ToSave
-
-HEARTBEAT = 3600.0
-"""Seconds between two reminders that the cache is full of outputs not yet delivered."""
 
 RATE_FACT = "download_rate"
 RATE_SAMPLE = 1 << 20
@@ -38,12 +37,19 @@ RATE_SAMPLE = 1 << 20
 
 
 class Progress:
-    """Events and a status line, for a terminal or a log."""
+    """Events and a status line, for a terminal or a log.
 
-    def __init__(self, out: TextIO = sys.stderr) -> None:
+    On a terminal the status line is redrawn at every round; elsewhere it is written as
+    a ``status:`` line once every ``heartbeat`` seconds (the first round's at once), so
+    that a journal shows the run alive through the hours a Bulk job takes.
+    """
+
+    def __init__(self, out: TextIO = sys.stderr, heartbeat: float = HEARTBEAT) -> None:
         self.out = out
         self.tty = out.isatty()
+        self.heartbeat = heartbeat
         self._status = ""
+        self._beat: float | None = None
 
     def event(self, kind: str, text: str) -> None:
         line = f"{kind}: {text}"
@@ -56,6 +62,11 @@ class Progress:
         self._status = text
         if self.tty:
             print(f"\r\033[K{text}", end="", file=self.out, flush=True)
+            return
+        now = time.monotonic()
+        if self._beat is None or now - self._beat >= self.heartbeat:
+            self._beat = now
+            self.event("status", text)
 
     def close(self) -> None:
         if self.tty and self._status:
@@ -110,7 +121,8 @@ class Follower:
         return None
 
     def _say_if_full(self, plan: Plan) -> None:
-        """Once when the cache stops the requests, and at each heartbeat while it does."""
+        """Once when the cache stops the requests, and at each heartbeat (``HEARTBEAT``
+        seconds) while it does."""
         blocked = (  # by saved outputs, not by outputs on their way
             plan.room is not None
             and plan.outstanding == 0
@@ -175,24 +187,12 @@ class Follower:
         self.engine.state.set_fact(RATE_FACT, self._rate)
 
     def _line(self, snapshot: Snapshot, plan: Plan) -> str:
-        holdings = snapshot.holdings
-        saved = [h for h in holdings if h.wholly_cached]
-        waiting = sum(1 for h in holdings if h.jobs and not h.wholly_cached)
-        saved_bytes = sum(h.archive.size for h in saved)
-        total = sum(h.archive.size for h in holdings)
-        left = total - saved_bytes
-        days = left / plan.limits.per_day * 86400 if plan.limits.per_day else 0
-        rate = f"{size(self._rate)}/s" if self._rate else "rate not measured yet"
-        return (
-            f"saved {len(saved)}/{len(holdings)} archives ({size(saved_bytes)} of {size(total)}), "
-            f"{waiting} with jobs under way, {len(plan.units)} jobs to request; {rate}; "
-            f"ETA {duration(days) if left else 'now'}"
-        )
+        return heartbeat_line(snapshot, plan, self.engine.state.history(), self._rate)
 
 
 def render_summary(summary: dict[str, Any]) -> str:
     return (
-        f"done: {summary['archives']} archives, {size(summary['bytes'])}; "
+        f"done: {plural(summary['archives'], 'archive')}, {size(summary['bytes'])}; "
         f"{summary['cached']} saved, {summary['verified']} verified against their tree hash, "
         f"{summary['re_requested']} re-requested, {summary['failed']} failed"
         + (f", {summary['delivered']} delivered" if summary.get("delivered") else "")
@@ -202,5 +202,5 @@ def render_summary(summary: dict[str, Any]) -> str:
             else ""
         )
         + "; "
-        f"{summary['jobs']} jobs, about {dollars(summary['spent'])} spent on retrieval"
+        f"{plural(summary['jobs'], 'job')}, about {dollars(summary['spent'])} spent on retrieval"
     )

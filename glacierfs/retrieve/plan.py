@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from glacierfs.humane import size, utc
+from glacierfs.humane import plural, size, utc
 from glacierfs.retrieve.coverage import Holding
 from glacierfs.retrieve.pacing import DAY, Limits, Requested, Unit, take_batch, units_for
 from glacierfs.retrieve.pricing import (
+    FREE_TRANSFER_GB,
     PRICES_DATE,
     PRICES_WHERE,
     TierPrice,
@@ -105,26 +106,26 @@ def make_plan(
     return plan
 
 
-def render_plan(plan: Plan, vault: str) -> list[str]:
+def render_plan(plan: Plan, vault: str, in_region: bool = False) -> list[str]:
     """The plan in lines for people: what, what is skipped and why, how, how much, when."""
     tier = plan.tier
     lines = [
-        f"vault {vault}: {plan.selected} archives selected, {size(plan.selected_bytes)}",
+        f"vault {vault}: {plural(plan.selected, 'archive')} selected, {size(plan.selected_bytes)}",
         f"  skipped: {plan.cached} wholly cached ({size(plan.cached_bytes)}), "
         f"{plan.in_progress} covered by jobs in progress, {plan.ready} by jobs ready to save"
         + (f", {plan.empty} empty" if plan.empty else ""),
-        f"  to retrieve: {plan.archives} archives, {size(plan.bytes)} in {len(plan.units)} "
-        f"{tier.tier} jobs"
+        f"  to retrieve: {plural(plan.archives, 'archive')}, {size(plan.bytes)} in "
+        f"{plural(len(plan.units), tier.tier + ' job')}"
         + (f" ({plan.split} archive(s) in aligned ranges)" if plan.split else ""),
         f"  estimated retrieval cost: {dollars(plan.cost())} ({size(plan.bytes)} x "
-        f"${tier.per_gb}/GB + {len(plan.units)} jobs x ${tier.per_thousand_requests}/1000; "
+        f"${tier.per_gb}/GB + {plural(len(plan.units), 'job')} x "
+        f"${tier.per_thousand_requests}/1000; "
         f"prices of {PRICES_DATE}, {PRICES_WHERE})",
-        f"  data transfer out, if this host is outside AWS: about "
-        f"{dollars(transfer_cost(plan.bytes))}",
+        _transfer_line(plan.bytes, in_region),
     ]
     cap = f"at most {size(plan.limits.per_day)} requested a day"
     if plan.limits.max_jobs is not None:
-        cap += f", {plan.limits.max_jobs} jobs unsaved at once"
+        cap += f", {plural(plan.limits.max_jobs, 'job')} unsaved at once"
     if plan.limits.per_hour is not None:
         cap += f", {size(plan.limits.per_hour)} an hour"
     days = plan.bytes / plan.limits.per_day if plan.limits.per_day else 0
@@ -133,23 +134,41 @@ def render_plan(plan: Plan, vault: str) -> list[str]:
         lines.append(f"  limited by the cache: {size(max(plan.room, 0))} free for new outputs")
     if plan.policy is not None:
         lines.append(f"  retrieval policy: {plan.policy}")
-    low, high = tier.ready
-    lines.append(
-        f"  now: {len(plan.batch)} jobs, {size(plan.batch_bytes)}, "
+    lines.append(_now_line(plan))
+    return lines + _notes(plan)
+
+
+def _transfer_line(nbytes: int, in_region: bool) -> str:
+    if in_region:
+        return "  data transfer out: none (this host is in the vault's region: --in-region)"
+    return (
+        f"  data transfer out to the internet: about {dollars(transfer_cost(nbytes))} "
+        f"(the first {FREE_TRANSFER_GB} GB a month are free; none from a host in the "
+        "vault's region: --in-region)"
+    )
+
+
+def _now_line(plan: Plan) -> str:
+    if not plan.units:
+        return "  now: nothing to request"
+    if not plan.batch:
+        return "  now: nothing, the caps are reached; the rest later"
+    low, high = plan.tier.ready
+    return (
+        f"  now: {plural(len(plan.batch), 'job')}, {size(plan.batch_bytes)}, "
         f"{dollars(plan.batch_cost())}; outputs ready {duration(low)} to {duration(high)} "
         f"after the request (by {utc(plan.now + high)})"
     )
-    return lines + _notes(plan)
 
 
 def _notes(plan: Plan) -> list[str]:
     """What the plan leaves waiting, and what the user should know before it starts."""
     lines = [f"  note: {note}" for note in plan.notes]
     if plan.outstanding:
-        lines.append(f"  {plan.outstanding} live jobs have output not yet saved")
+        lines.append(f"  {plural(plan.outstanding, 'live job')} with output not yet saved")
     if plan.evicted:
         lines.append(
-            f"  {plan.evicted} archives saved earlier are no longer wholly in the cache "
+            f"  {plural(plan.evicted, 'archive')} saved earlier no longer wholly in the cache "
             "(evicted?): not requested again (--request-evicted to pay for them again)"
         )
     if (
@@ -164,7 +183,7 @@ def _notes(plan: Plan) -> list[str]:
         )
     if len(plan.batch) < len(plan.units):
         lines.append(
-            f"  later: {len(plan.units) - len(plan.batch)} jobs as the caps allow "
+            f"  later: {plural(len(plan.units) - len(plan.batch), 'job')} as the caps allow "
             "(run again, or use --follow)"
         )
     return lines

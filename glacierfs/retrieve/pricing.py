@@ -42,6 +42,11 @@ TIERS = tuple(PRICES)
 TRANSFER_OUT_PER_GB = 0.09
 """Data transfer out to the internet, first 10 TB a month (free within the region)."""
 
+FREE_TRANSFER_GB = 100
+"""GB a month of transfer out to the internet that AWS does not charge, across the whole
+account (since December 2021): an estimate cannot know how much of it is used elsewhere,
+so it is taken off one plan and said in words."""
+
 
 def price(tier: str, per_gb: float | None = None, per_thousand: float | None = None) -> TierPrice:
     """The tier's price, with the user's figures where given."""
@@ -59,7 +64,8 @@ def cost(tier: TierPrice, nbytes: int, requests: int) -> float:
 
 
 def transfer_cost(nbytes: int) -> float:
-    return nbytes / GB * TRANSFER_OUT_PER_GB
+    """Dollars to carry ``nbytes`` out to the internet, after the free allowance."""
+    return max(nbytes / GB - FREE_TRANSFER_GB, 0.0) * TRANSFER_OUT_PER_GB
 
 
 def dollars(amount: float) -> str:

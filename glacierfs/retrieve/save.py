@@ -80,8 +80,9 @@ Report = Callable[[Saved], None]
 
 
 class Access(Protocol):
-    def newest_inventory(self) -> tuple[list[Entry], str] | None:
-        """The newest inventory the cache holds or the service still serves."""
+    def newest_inventory(self, record: dict[str, object] | None) -> tuple[list[Entry], str] | None:
+        """The newest inventory the cache holds or the service still serves; ``record``
+        is the newest inventory job the service lists now, if any."""
         ...
 
     def save(self, jobs: Sequence[ToSave], report: Report) -> None:
@@ -209,7 +210,8 @@ class InProcess:
             disk.close()
             client.close()
 
-    def newest_inventory(self) -> tuple[list[Entry], str] | None:
+    def newest_inventory(self, record: dict[str, object] | None) -> tuple[list[Entry], str] | None:
+        # The catalog is listed afresh by this call: it knows whatever the service does.
         async def work(
             reader: Reader, catalog: Catalog, disk: AsyncDisk
         ) -> tuple[list[Entry], str] | None:
@@ -282,13 +284,27 @@ class ThroughMount:
             time.sleep(0.2)  # polling the mount for the refreshed listing
         return False
 
-    def newest_inventory(self) -> tuple[list[Entry], str] | None:
-        directory = self.mountpoint / "inventories"
-        files = sorted(directory.glob("*"), key=lambda p: (p.stat().st_mtime, p.name))
-        if not files:
-            return None
-        newest = files[-1]
-        fmt = "CSV" if newest.suffix.lower() == ".csv" else "JSON"
+    def newest_inventory(self, record: dict[str, object] | None) -> tuple[list[Entry], str] | None:
+        """The job the service names, through the mount, which is asked to refresh when it
+        does not list it yet; else the newest the mount shows (cached after expiry)."""
+        if record is not None:
+            newest = self.mountpoint / "jobs" / str(record["JobId"])
+            if not self._listed(newest):
+                raise ConfigError(
+                    f"the mount at {self.mountpoint} does not list inventory job "
+                    f"{record['JobId']} yet, though the service says it completed: "
+                    "run again in a minute"
+                )
+            parameters = record.get("InventoryRetrievalParameters")
+            fmt = parameters.get("Format") if isinstance(parameters, dict) else None
+            fmt = "CSV" if fmt == "CSV" else "JSON"
+        else:
+            directory = self.mountpoint / "inventories"
+            files = sorted(directory.glob("*"), key=lambda p: (p.stat().st_mtime, p.name))
+            if not files:
+                return None
+            newest = files[-1]
+            fmt = "CSV" if newest.suffix.lower() == ".csv" else "JSON"
         try:
             with newest.open("rb") as stream:
                 entries = list(parse(stream, fmt))

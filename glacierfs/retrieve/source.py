@@ -19,6 +19,7 @@ from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
 from glacierfs.inventory import Entry, parse
+from glacierfs.jobs import SERVICE_ID
 from glacierfs.retrieve.save import open_access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
@@ -63,43 +64,62 @@ def keep(entries: list[Entry], source: str, path: Path) -> None:
 
 
 def load_inventory(
-    options: Options, client: GlacierClient, vault_arn: str, cache_root: Path, kept: Path
+    options: Options,
+    client: GlacierClient,
+    vault_arn: str,
+    cache_root: Path,
+    kept: Path,
+    command: str,
 ) -> tuple[list[Entry], str]:
-    """The archives of the newest inventory, and a phrase saying where they came from."""
+    """The archives of the newest inventory, and a phrase saying where they came from.
+
+    The service, not a mount's listing of up to ``refresh`` seconds ago, says which
+    inventory job is the newest: a mount that does not list it yet is asked to refresh
+    and waited for, so an inventory that just completed is never reported missing (and
+    no one is sent to pay for a second one). ``command`` is how the user ran
+    ``retrieve`` (options included), for the hints that print a command.
+    """
     if options.inventory is not None:
         return _read_file(options.inventory), str(options.inventory)
+    jobs = inventory_jobs(client)
+    newest = max(
+        (r for r in jobs if r.get("StatusCode") == "Succeeded"),
+        key=lambda r: (str(r.get("CompletionDate") or ""), str(r.get("JobId"))),
+        default=None,
+    )
     copy = kept_path(kept, vault_arn)
-    found = open_access(options, cache_root, vault_arn).newest_inventory()
+    found = open_access(options, cache_root, vault_arn).newest_inventory(newest)
     if found is not None:
         keep(found[0], found[1], copy)
         return found
     if copy.exists():
         return _read_file(copy), f"the copy kept of the last inventory used ({copy})"
-    running = inventories_running(client)
+    running = [r for r in jobs if r.get("StatusCode") == "InProgress"]
     if running:
         raise ConfigError(
             f"no inventory of vault {options.vault} yet: job {running[0].get('JobId')} started "
             f"{running[0].get('CreationDate')} is in progress ({INVENTORY_HOURS}); run again then"
         )
     raise ConfigError(
-        f"no inventory of vault {options.vault}: start one with "
-        f"`glacierfs retrieve --inventory {options.vault}` ({INVENTORY_HOURS}), "
-        "or give one with -o inventory=FILE"
+        f"no inventory of vault {options.vault}: start one with `{command} --inventory` "
+        f"({INVENTORY_HOURS}), or give one with -o inventory=FILE"
     )
 
 
-def inventories_running(client: GlacierClient) -> list[dict[str, object]]:
+def inventory_jobs(client: GlacierClient) -> list[dict[str, object]]:
+    """The inventory jobs the service knows now, in any state."""
     return [
         r
         for r in client.list_all_jobs()
         if isinstance(r, dict)
         and r.get("Action") == "InventoryRetrieval"
-        and r.get("StatusCode") == "InProgress"
+        and isinstance(r.get("JobId"), str)
+        and SERVICE_ID.fullmatch(str(r["JobId"])) is not None  # never a path's '..' or '/'
     ]
 
 
-def start_inventory(options: Options, client: GlacierClient) -> int:
-    running = inventories_running(client)
+def start_inventory(options: Options, client: GlacierClient, command: str) -> int:
+    running = [r for r in inventory_jobs(client) if r.get("StatusCode") == "InProgress"]
     if running:
         job = running[0].get("JobId")
         print(f"an inventory job of vault {options.vault} is already in progress: {job}")
@@ -107,7 +127,7 @@ def start_inventory(options: Options, client: GlacierClient) -> int:
     job_id = client.initiate_inventory("JSON", "glacierfs retrieve --inventory")
     print(
         f"inventory job {job_id} started for vault {options.vault}: Glacier takes "
-        f"{INVENTORY_HOURS}; then run `glacierfs retrieve {options.vault} --all` "
-        "(or with PATTERNs) to plan the retrieval"
+        f"{INVENTORY_HOURS}; then run `{command} --all --dry-run` (or with PATTERNs) "
+        "to plan the retrieval"
     )
     return 0
