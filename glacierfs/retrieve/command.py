@@ -33,10 +33,14 @@ from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.humane import plural, size
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
+from glacierfs.retrieve.delivering import (
+    check_delivery,
+    delivery,
+    delivery_arguments,
+    refuse_too_large,
+)
 from glacierfs.retrieve.delivery import Deliverer
-from glacierfs.retrieve.destination import Destination
 from glacierfs.retrieve.engine import Engine
-from glacierfs.retrieve.execsink import ExecSink
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
 from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
@@ -107,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
     _selection_arguments(p.add_argument_group("selection"))
     _retrieval_arguments(p.add_argument_group("retrieval"))
     _running_arguments(p.add_argument_group("running"))
-    _delivery_arguments(p.add_argument_group("delivery (with --follow)"))
+    delivery_arguments(p.add_argument_group("delivery (with --follow)"))
     return p
 
 
@@ -173,22 +177,6 @@ def _running_arguments(run: argparse._ArgumentGroup) -> None:
     )
 
 
-def _delivery_arguments(out: argparse._ArgumentGroup) -> None:
-    out.add_argument(
-        "--deliver-to",
-        type=Path,
-        metavar="DIR",
-        help="write each archive, once saved and verified, under DIR at its archives/ path",
-    )
-    out.add_argument(
-        "--deliver-exec",
-        nargs=argparse.REMAINDER,
-        metavar="CMD",
-        help="run CMD [ARG...] per archive, its bytes on stdin, its path in $GLACIERFS_PATH "
-        "and in place of {} (no shell; must come last)",
-    )
-
-
 def parse(
     argv: Sequence[str], env: dict[str, str] | os._Environ[str] = os.environ
 ) -> argparse.Namespace:
@@ -205,12 +193,7 @@ def parse(
         raise UsageError("--heartbeat must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
         raise UsageError("say what to retrieve: PATTERNs, --archive-id ID or --all")
-    if args.deliver_exec is not None and not args.deliver_exec:
-        raise UsageError("--deliver-exec needs a command: --deliver-exec CMD [ARG...]")
-    if args.deliver_to is not None and args.deliver_exec is not None:
-        raise UsageError("deliver to a directory or to a command, not both")
-    if (args.deliver_to or args.deliver_exec) and not (args.follow or args.dry_run):
-        raise UsageError("--deliver-to and --deliver-exec deliver as outputs come: add --follow")
+    check_delivery(args)
     args.opts = parse_retrieve_options(args.vault, args.options)
     return args
 
@@ -361,39 +344,6 @@ def _engine(
         held=deliverer,
     )
     return engine, why
-
-
-def refuse_too_large(args: argparse.Namespace, archives: list[Archive], cache_size: int) -> None:
-    """--deliver-exec stages each archive whole in the cache: refuse, before anything is
-    requested, an archive the cache cannot hold."""
-    if args.deliver_exec is None:
-        return
-    largest = max(archives, key=lambda a: a.size, default=None)
-    if largest is not None and largest.size > cache_size:
-        raise UsageError(
-            f"--deliver-exec stages each archive whole in the cache, and {largest.path} is "
-            f"{size(largest.size)}: it needs -o cache_size={-(-largest.size // MIB)}M at least "
-            f"(now {size(cache_size)}), or --deliver-to DIR, which takes it piece by piece"
-        )
-
-
-def delivery(
-    args: argparse.Namespace,
-    root: Path,
-    cache_size: int,
-    vault_arn: str,
-    archives: list[Archive],
-    progress: Progress,
-) -> Deliverer | None:
-    """The run's deliverer, if it delivers."""
-    target: Destination | ExecSink
-    if args.deliver_to is not None:
-        target = Destination(args.deliver_to)
-    elif args.deliver_exec:
-        target = ExecSink(args.deliver_exec)
-    else:
-        return None
-    return Deliverer(root, cache_size, vault_arn, archives, target, progress.event)
 
 
 def started_line(started: int, plan: Plan) -> str:
