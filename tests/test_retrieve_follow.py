@@ -319,7 +319,7 @@ def test_a_cache_full_of_outputs_not_delivered_stops_the_requests_until_they_are
     finally:
         second.stop()
     assert second.process is not None and second.process.returncode == 0, second.output()
-    assert "3 delivered" in summary(second)
+    assert "3 delivered" in summary(second), second.output()
     assert sorted(j["ArchiveId"] for j in history(emulator)) == sorted(a for a, _ in made.values())
     for path, (_, data) in made.items():
         assert (out / path).read_bytes() == data
