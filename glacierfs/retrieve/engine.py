@@ -6,10 +6,11 @@ succeeded, and its clock, from the answer's Date) and from what the cache holds
 a run killed mid-request are matched to the job they started, or dropped; requests
 whose job failed, or expired before its output was wholly saved, are marked so, and
 their archives become requestable again (each archive at most :data:`MAX_TRIES`
-times, so that a vault that keeps failing does not keep costing). An archive saved
-once and since evicted from a cache too small for the selection is not requested
-again unless asked (``--request-evicted``): that would be paying twice. Nor is an
-output saved once saved again, should the cache lose it while its job still lives.
+times, so that a vault that keeps failing does not keep costing). An output saved
+once and evicted while its job still lives (the cache may evict what a live job can
+send again) is saved again: that costs no retrieval. Once its job has expired, the
+archive is not requested again unless asked (``--request-evicted``): that would be
+paying twice.
 
 Coverage is generous on purpose: besides the service's live jobs, a request written
 down but not (yet) listed, and an intent younger than :data:`INTENT_GRACE`, count as
@@ -39,7 +40,7 @@ from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TierPrice, cost, price
-from glacierfs.retrieve.room import Held, NothingDelivered, custody_bytes, disk_room
+from glacierfs.retrieve.room import Held, NothingDelivered, disk_room, undelivered_bytes
 from glacierfs.retrieve.save import ToSave
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
@@ -161,11 +162,13 @@ class Engine:
         given_up = {a for a, n in tries.items() if n >= MAX_TRIES} | self.refused
         evicted = set()
         if not self.request_evicted:
+            listed = {j.job_id for jobs in live.values() for j in jobs if j.status == "Succeeded"}
             evicted = {
                 r.archive_id
                 for r in self.state.requests()
                 if r.status == SAVED
                 and r.archive_id in self._selected
+                and r.job_id not in listed  # its job can send it again, for free
                 and not self._wholly_saved(r)
             }
         return Snapshot(now, holdings, live, given_up, evicted)
@@ -278,12 +281,13 @@ class Engine:
         """Bytes the cache can take for new outputs (:func:`.room.disk_room`)."""
         if self.capacity is None:
             return None
-        custody = custody_bytes(self.index.root, self._records, snapshot.now)
-        return disk_room(snapshot.holdings, self.capacity, self.held, custody)
+        kept = undelivered_bytes(self.index.root, self._records, snapshot.now)
+        return disk_room(snapshot.holdings, self.capacity, self.held, kept)
 
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:
-        """Outputs ready and not wholly cached, soonest-expiring first."""
-        done = {r.job_id for r in self.state.requests() if r.status in (FAILED, SAVED)}
+        """Outputs ready and not wholly cached, soonest-expiring first (one saved before
+        and evicted while its job lives is saved again: it costs no retrieval)."""
+        done = {r.job_id for r in self.state.requests() if r.status == FAILED}
         ready = [
             (job.expires, job.job_id, h.archive)
             for h in snapshot.holdings

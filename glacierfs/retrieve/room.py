@@ -1,12 +1,13 @@
-"""How much the cache can take for new outputs: the disk as a limit on requests. Pure code.
+"""How much the cache can take for new outputs: the disk as a limit on requests. Pure code,
+but for reading the cache's classes (:func:`undelivered_bytes`).
 
 A retrieval is paid for once; its output lasts 24 hours at the service, then the cache
 holds the only copy (*custody*, :mod:`glacierfs.custody`) until it is delivered or
-released. So ``retrieve`` requests only what the cache can keep: its size, less the
-bytes in custody (of any archive: :func:`custody_bytes`), less the selected archives'
-saved outputs that are still replaceable and not delivered (they become custody when
-their jobs expire, so they are counted from the moment they are saved), less the
-outputs requested and not yet saved. What delivery took out of the cache
+released. Every byte in the cache that is not delivered is custody already, or will be
+once the job that could send it again expires (a replaceable byte of any archive,
+saved by ``retrieve`` or read through a mount). So ``retrieve`` requests only what the
+cache can keep without ever touching custody: its size, less every byte not delivered,
+less the outputs requested and not yet saved. What delivery took out of the cache
 (:class:`Held`) is not counted: an archive delivered whole, and the pieces of a big
 archive already written to its destination's temporary file.
 """
@@ -55,28 +56,25 @@ class NothingDelivered:
         return False
 
 
-def custody_bytes(cache_root: Path, records: Iterable[Any], service_now: float) -> int:
-    """Bytes in custody in the cache, given the service's job records of this look."""
+def undelivered_bytes(cache_root: Path, records: Iterable[Any], service_now: float) -> int:
+    """Bytes in the cache in custody or replaceable, given the service's job records."""
     live = []
     for record in records:
         try:
             live.append(job_from_record(record))
         except GlacierfsError:
             continue  # in progress, failed, or unusable: serves no leaf now
-    return cache_classes(cache_root, live, service_now).custody
+    classes = cache_classes(cache_root, live, service_now)
+    return classes.custody + classes.replaceable
 
 
-def disk_room(holdings: Iterable[Holding], capacity: int, held: Held, custody: int = 0) -> int:
-    """``capacity`` less what the cache must keep or is about to receive (the module):
-    ``custody`` bytes, and for each selected archive not delivered, its cached leaves a
-    live job still covers (not counted in custody yet) and the leaves on their way."""
-    kept = custody
+def disk_room(holdings: Iterable[Holding], capacity: int, held: Held, kept: int = 0) -> int:
+    """``capacity`` less what the cache must keep (``kept``: every byte not delivered)
+    and the leaves on their way to it, of the selected archives not delivered."""
     for holding in holdings:
         archive = holding.archive
         if held.delivered(archive.archive_id):
             continue
-        cached = set(holding.cached) - held.written(archive.archive_id)
-        live = {i for job in holding.jobs for i in job.leaves}
         coming = {i for job in holding.unsaved_jobs() for i in job.leaves} - set(holding.cached)
-        kept += sum(min(MIB, archive.size - i * MIB) for i in (cached & live) | coming)
+        kept += sum(min(MIB, archive.size - i * MIB) for i in coming)
     return capacity - kept
