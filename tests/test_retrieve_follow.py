@@ -301,7 +301,7 @@ def test_a_cache_full_of_outputs_not_delivered_stops_the_requests_until_they_are
     take_inventory(emulator, VAULT)
     cache = tmp_path / "cache"
     follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
-    follower.options += ",cache_size=3M"  # room for two of the three
+    follower.options += ",cache_size=3200K"  # room for two of the three, and the inventory
     follower.start("--all", "--yes", "--follow", "--poll", "0.05", "--max-jobs", "1")
     try:
         drive(emulator, follower, until=lambda: "waiting: the cache" in follower.output())
@@ -309,10 +309,10 @@ def test_a_cache_full_of_outputs_not_delivered_stops_the_requests_until_they_are
     finally:
         follower.stop()
     assert len(history(emulator)) == 2  # the third would push a paid-for output out
-    assert "the cache (3.0 MiB) is full of outputs not yet delivered" in follower.output()
+    assert "the cache (3.1 MiB) is full of outputs not yet delivered" in follower.output()
     out = tmp_path / "out"
     second = Retrieve(emulator, VAULT, cache, tmp_path / "second.log")
-    second.options += ",cache_size=3M"
+    second.options += ",cache_size=3200K"
     second.start("--all", "--yes", "--follow", "--poll", "0.05", "--deliver-to", str(out))
     try:
         drive(emulator, second)
