@@ -51,9 +51,14 @@ def sixteen(emulator: Emulator) -> dict[str, str]:
     return made
 
 
-def assert_each_requested_once(emulator: Emulator, made: dict[str, str]) -> None:
-    counts = Counter(j["ArchiveId"] for j in history(emulator))
+def assert_each_requested_once(emulator: Emulator, made: dict[str, str], total: int) -> None:
+    """Each archive requested once, and its output downloaded once (no byte twice)."""
+    jobs = history(emulator)
+    counts = Counter(j["ArchiveId"] for j in jobs)
     assert counts == Counter(made.values()), counts
+    served = emulator.counters()["jobs"]
+    downloaded = sum(served.get(j["JobId"], {}).get("bytes", 0) for j in jobs)
+    assert downloaded == total
 
 
 def test_sixteen_archives_through_a_cache_of_four_are_delivered_to_a_directory(
@@ -68,7 +73,7 @@ def test_sixteen_archives_through_a_cache_of_four_are_delivered_to_a_directory(
     for path, archive_id in made.items():
         expected = emulator.save_content(VAULT, archive_id, tmp_path / "expected")
         cmp(out / path, expected)
-    assert_each_requested_once(emulator, made)
+    assert_each_requested_once(emulator, made, 16 * 8 * MIB)
     assert sampler.samples > 10 and sampler.high <= 64 * MIB, sampler.high
     assert "limited by the cache" in follower.output()
 
@@ -86,7 +91,7 @@ def test_sixteen_archives_through_a_cache_of_four_go_to_an_object_store_by_comma
         for path, archive_id in made.items():
             assert store.objects[f"bucket/{path}"] == emulator.content(VAULT, archive_id)
         assert set(store.puts.values()) == {1}
-    assert_each_requested_once(emulator, made)
+    assert_each_requested_once(emulator, made, 16 * 8 * MIB)
     assert sampler.samples > 10 and sampler.high <= 64 * MIB, sampler.high
 
 
@@ -192,3 +197,18 @@ def test_deliver_carries_out_what_the_cache_holds_once_and_starts_nothing(
     second = deliver(str(tmp_path / "elsewhere"))
     assert second.returncode == 0 and "delivered 0 archives" in second.stdout
     assert len(history(emulator)) == jobs  # nothing requested
+
+
+def test_deliver_exec_refuses_an_archive_larger_than_the_cache_before_requesting(
+    emulator_factory: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    seeded_vault(emulator, VAULT, {"small": MIB, "disk.img": 20 * MIB + 1})
+    take_inventory(emulator, VAULT)
+    run = Retrieve(emulator, VAULT, tmp_path / "cache", tmp_path / "run.log")
+    run.options += ",cache_size=16M"
+    result = run.run("--all", "--yes", "--follow", "--deliver-exec", "cat")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "disk.img" in lines[0] and "cache_size=21M" in lines[0], lines
+    assert history(emulator) == []
