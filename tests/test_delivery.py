@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.delivery import DiskSampler, seeded_vault
+from tests.support.delivery import BLOCK, DiskSampler, seeded_vault
 from tests.support.emulator import Emulator
-from tests.support.mount import cmp, isolated_env
+from tests.support.mount import Mount, cmp, isolated_env, needs_fuse
 from tests.support.objectstore import ObjectStore
 from tests.support.retrieve import DAY, FLAGS, MIB, Retrieve, drive, history, take_inventory
 
@@ -212,3 +212,22 @@ def test_deliver_exec_refuses_an_archive_larger_than_the_cache_before_requesting
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "disk.img" in lines[0] and "cache_size=21M" in lines[0], lines
     assert history(emulator) == []
+
+
+@needs_fuse
+def test_beside_a_mount_that_holds_the_cache_archives_are_delivered_through_it(
+    emulator_factory: Callable[..., Emulator], mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    emulator = emulator_factory(*FLAGS)
+    made = seeded_vault(emulator, VAULT, {f"docs/{n}.pdf": 2 * MIB + n for n in range(6)})
+    take_inventory(emulator, VAULT)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    mount = mount_factory(emulator.url, VAULT, {"cache_size": "8M"}, cache_dir=cache)
+    follower, sampler = follow(emulator, tmp_path, "8M", "--deliver-to", str(out))
+    assert follower.process is not None and follower.process.returncode == 0, follower.output()
+    assert "6 delivered" in follower.output()
+    for path, archive_id in made.items():
+        assert (out / path).read_bytes() == emulator.content(VAULT, archive_id)
+    assert Counter(j["ArchiveId"] for j in history(emulator)) == Counter(made.values())
+    assert sampler.high <= 8 * MIB + 6 * BLOCK, sampler.high
+    assert mount.alive()
