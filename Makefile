@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps bench-deps demo test lint bench soak clean
+.PHONY: install sysdeps bench-deps demo test lint bench soak systemd-test clean
 
 install: sysdeps $(STAMP)
 
@@ -45,6 +45,12 @@ bench: install bench-deps
 DURATION ?= 10m
 soak: install
 	$(PY) -m tests.soak --duration $(DURATION) $(SOAK_ARGS)
+
+# The fstab line and contrib/systemd's units under a booted systemd (systemd-nspawn over a
+# minimal Debian made with debootstrap, kept in .systemd-test/); as root, not in `make test`.
+systemd-test: install
+	@bash contrib/install-sysdeps.sh --systemd
+	$(PY) -m tests.systemd.run
 
 clean:
 	rm -rf $(VENV) build *.egg-info

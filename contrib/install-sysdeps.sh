@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Install the system packages glacierfs builds and mounts with, when they are missing.
-# With --bench: instead, the tools `make bench` compares glacierfs with (rclone, the peer a
-# user would otherwise mount; fio, for random reads). They are optional: without root the
-# benchmark says what it skipped, so this only advises and never fails.
+# With --systemd: debootstrap and systemd-nspawn, for `make systemd-test`.
+# With --bench: the tools `make bench` compares glacierfs with (rclone, the peer a user
+# would otherwise mount; fio, for random reads). They are optional: without root the
+# benchmark says what it skipped, so that call only advises and never fails.
 set -euo pipefail
 need=()
-if [ "${1:-}" = "--bench" ]; then
+if [ "${1:-}" = "--systemd" ]; then
+    command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+    command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+    [ ${#need[@]} -eq 0 ] && exit 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "make systemd-test needs root and ${need[*]}" >&2
+        exit 1
+    fi
+elif [ "${1:-}" = "--bench" ]; then
     command -v rclone >/dev/null 2>&1 || need+=(rclone)
     command -v fio >/dev/null 2>&1 || need+=(fio)
     [ ${#need[@]} -eq 0 ] && exit 0

@@ -112,6 +112,8 @@ def setup_logging(options: Options) -> None:
         handler = logging.StreamHandler(stream)
     elif options.foreground:
         handler = logging.StreamHandler(sys.stderr)
+        if os.environ.get("JOURNAL_STREAM"):  # systemd's journal stamps each line itself
+            form = "%(levelname)s %(name)s: %(message)s"
     elif os.path.exists("/dev/log"):
         handler = logging.handlers.SysLogHandler("/dev/log")
         form = "glacierfs[%(process)d]: %(levelname)s %(message)s"

@@ -412,3 +412,21 @@ def test_status_into_a_closed_pipe_ends_quietly(emulator, vault, mount_factory, 
     finally:
         os.close(write_end)
     assert result.stderr == "" and result.returncode == 141
+
+
+def test_status_says_what_was_fetched_and_served_without_a_request(
+    emulator, vault, mount_factory
+) -> None:  # type: ignore[no-untyped-def]
+    _, data, _, jobs = vault
+    mount = mount_factory(emulator.url, VAULT)
+    assert mount.job_file(jobs["full"]).read_bytes() == data
+    result = subprocess.run(
+        [sys.executable, "-m", "glacierfs", "status", str(mount.path)],
+        capture_output=True,
+        text=True,
+        env=isolated_env(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("fetched "))
+    assert "without a request)" in line and "from cache" not in line

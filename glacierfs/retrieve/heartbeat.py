@@ -34,8 +34,6 @@ def earliest_ready(snapshot: Snapshot) -> float | None:
 
 def next_request(plan: Plan, history: Iterable[Requested]) -> str:
     """When the next job may be requested, in words."""
-    if not plan.units:
-        return "nothing left to request"
     if plan.batch:
         return "now"
     if plan.limits.max_jobs is not None and plan.outstanding >= plan.limits.max_jobs:
@@ -59,6 +57,11 @@ def heartbeat_line(
     return (
         f"saved {len(saved)}/{plural(len(holdings), 'archive')} ({size(saved_bytes)} of "
         f"{size(total)}, {size(left)} to go); {plural(pending, 'archive')} pending "
-        f"({expected}); {plural(len(plan.units), 'job')} to request, next "
-        f"{next_request(plan, history)}; {speed}"
+        f"({expected}); {_requests(plan, history)}; {speed}"
     )
+
+
+def _requests(plan: Plan, history: Iterable[Requested]) -> str:
+    if not plan.units:
+        return "nothing left to request"
+    return f"{plural(len(plan.units), 'job')} to request, next {next_request(plan, history)}"
