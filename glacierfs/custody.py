@@ -13,12 +13,13 @@ A cached leaf is
 
 The disk cache never sees a job record (``cache/`` knows keys, leaves and owners): a
 :class:`Custody` turns the live jobs into the leaf ranges of cache keys they cover, each
-with the moment of this host's monotonic clock at which it stops being live, and the
-delivery record into the set of delivered keys; it hands the cache that value
-(:class:`~.cache.disk.classes.Classes`) through :meth:`Custody.classes`, which the
-cache calls at each choice of victims. A mount updates it after each job listing
-(:meth:`Custody.update`), and a job that expires between listings turns its leaves into
-custody at its moment without one.
+with the moment (the service's time) at which it stops being live, and the delivery
+record into the set of delivered keys; it hands the cache that value
+(:class:`~.cache.disk.classes.Classes`, with the service's clock as the Date of its
+latest answer) through :meth:`Custody.classes`, which the cache calls at each choice of
+victims. A mount updates it after each job listing (:meth:`Custody.update`), and a job
+that expires between listings turns its leaves into custody at its moment without one.
+Times are the service's, never this host's: an emulator's clock may run fast.
 
 :func:`cache_classes` counts the bytes of each class in a cache directory, read-only,
 beside whoever holds the cache: ``retrieve`` paces by it.
@@ -53,18 +54,13 @@ log = logging.getLogger(__name__)
 INDEX = "index.sqlite3"
 
 
-def live_ranges(
-    jobs: Iterable[Job], service_now: float, now: float, margin: float = CUSTODY_MARGIN
-) -> dict[str, tuple[Live, ...]]:
-    """The leaves each live job covers, by cache key, each until the moment (of the
-    clock that reads ``now``) at which its job comes within ``margin`` of expiring;
-    ``service_now`` is the service's time at ``now``. Jobs already within the margin
-    are left out."""
+def live_ranges(jobs: Iterable[Job], margin: float = CUSTODY_MARGIN) -> dict[str, tuple[Live, ...]]:
+    """The leaves each job covers, by cache key, each until the moment (the service's
+    time) at which its job comes within ``margin`` of expiring."""
     ranges: defaultdict[str, list[Live]] = defaultdict(list)
     for job in jobs:
-        left = job.expires - margin - service_now
-        if left > 0:
-            ranges[job.cache_key].append((job.first_leaf, job.first_leaf + job.leaves, now + left))
+        end = job.first_leaf + job.leaves
+        ranges[job.cache_key].append((job.first_leaf, end, job.expires - margin))
     return {key: tuple(found) for key, found in ranges.items()}
 
 
@@ -76,30 +72,30 @@ class Custody:
         cache_root: Path,
         service_time: Callable[[], float | None] = lambda: None,
         margin: float = CUSTODY_MARGIN,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = cache_root
         self._service_time = service_time
         self._margin = margin
-        self._clock = clock
         self._unread = LogOnce(log)
         # Until the first listing nothing is known to be live: all but delivered is custody.
-        self._classes = Classes(self._delivered(frozenset()), {}, clock)
+        self._classes = Classes(self._delivered(frozenset()), {}, self.now)
+
+    def now(self) -> float:
+        """The service's time: the Date of its latest answer (this host's clock before
+        the first). Every fetch is answered just before its leaves are put, and the job
+        list every ``refresh`` seconds, so it is never far behind when the cache asks."""
+        service = self._service_time()
+        return time.time() if service is None else service
 
     def classes(self) -> Classes:
         """The latest classes (:data:`~.cache.disk.classes.ClassesOf`): at once, any thread."""
         return self._classes
 
     def update(self, live: Iterable[Job]) -> None:
-        """The service has just listed ``live``: derive again, by its clock (the Date of
-        its latest answer, ``service_time``). Reads the delivery record (blocking: call
-        it from a worker thread)."""
-        now, service_now = self._clock(), self._service_time()
-        if service_now is None:  # no Date header: this host's clock is all there is
-            service_now = time.time()
+        """The service has just listed ``live``: derive again. Reads the delivery record
+        (blocking: call it from a worker thread)."""
         delivered = self._delivered(self._classes.delivered)
-        ranges = live_ranges(live, service_now, now, self._margin)
-        self._classes = Classes(delivered, ranges, self._clock)
+        self._classes = Classes(delivered, live_ranges(live, self._margin), self.now)
 
     def _delivered(self, before: frozenset[str]) -> frozenset[str]:
         try:
@@ -125,8 +121,8 @@ def cache_classes(
     """Bytes of each class in the disk cache of ``cache_root``, read-only, beside a mount:
     ``live`` are the jobs the service lists now (its time ``service_now``). An empty
     cache has none; ConfigError when the index cannot be read."""
-    now = time.monotonic()
-    classes = Classes(delivered_keys(cache_root), live_ranges(live, service_now, now, margin))
+    classes = Classes(delivered_keys(cache_root), live_ranges(live, margin), lambda: service_now)
+    now = service_now
     path = cache_root / LAYOUT / INDEX
     if not path.exists():
         return ClassBytes()

@@ -24,23 +24,21 @@ def job(job_id: str, archive: str, completed: float, size: int = 3 * MIB, start:
 
 def test_a_job_is_live_until_its_expiry_less_the_margin_by_the_services_clock() -> None:
     whole, part = job("j", "a", 1000.0), job("k", "b", 1000.0, MIB, 2 * MIB)
-    service_now, now = 1000.0 + DAY - CUSTODY_MARGIN - 50, 7.0
-    ranges = live_ranges([whole, part], service_now, now)
-    assert ranges == {whole.cache_key: ((0, 3, 57.0),), part.cache_key: ((2, 3, 57.0),)}
-    assert live_ranges([whole], service_now + 50, now) == {}  # within the margin: not live
+    until = 1000.0 + DAY - CUSTODY_MARGIN
+    ranges = live_ranges([whole, part])
+    assert ranges == {whole.cache_key: ((0, 3, until),), part.cache_key: ((2, 3, until),)}
 
 
 def test_the_classes_follow_the_listing_and_the_delivery_record(tmp_path: Path) -> None:
-    clock = [100.0]
     service = [1000.0]
-    custody = Custody(tmp_path, service_time=lambda: service[0], clock=lambda: clock[0])
+    custody = Custody(tmp_path, service_time=lambda: service[0])
     a, b = job("j", "a", 1000.0), job("k", "b", 1000.0)
     assert custody.archive_class(a.cache_key, [0, 1, 2]) == "custody"  # nothing listed yet
     custody.update([a])
     assert custody.archive_class(a.cache_key, [0, 1, 2]) == "replaceable"
     assert custody.archive_class(a.cache_key, [0, 5]) == "custody"  # leaf 5: no job has it
     assert custody.archive_class(b.cache_key, [0]) == "custody"
-    clock[0] += DAY - CUSTODY_MARGIN  # expired with its margin, no listing since
+    service[0] += DAY - CUSTODY_MARGIN  # expired with its margin, no listing since
     assert custody.archive_class(a.cache_key, [0]) == "custody"
     with DeliveryRecord.open(tmp_path) as record:
         record.record(VAULT, "b", "b" * 64, 8 * MIB, RELEASED, "b.bin")

@@ -3,7 +3,7 @@
 The cache never sees a job record; the layer that does (:mod:`glacierfs.custody`) hands
 it, through a callable given to the DiskCache, a :class:`Classes` value: the keys whose
 archives were *delivered*, and for each key the leaf ranges a *live* job can send again,
-each until a moment of :attr:`Classes.clock`. A leaf is
+each until a moment of :attr:`Classes.clock` (the service's time, for a mount). A leaf is
 
 - :data:`DELIVERED` when its key is delivered: it goes first;
 - :data:`REPLACEABLE` while a live job covers it: it goes next;
@@ -32,7 +32,7 @@ class Classes:
 
     delivered: frozenset[str] = frozenset()
     live: Mapping[str, tuple[Live, ...]] = field(default_factory=dict)
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.time
 
     def of(self, key: str, index: int, now: float) -> str:
         """The class of leaf ``index`` of ``key`` at ``now`` (of :attr:`clock`)."""
