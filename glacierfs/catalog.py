@@ -4,7 +4,8 @@ Every job seen is saved in the cache's metadata. When the service stops listing 
 job (its output expired), the job stays visible as long as its whole output is in
 the cache, so a paid-for retrieval that was read once stays readable forever; a job
 that is gone at the service and not wholly cached disappears. A refresh that fails
-keeps the jobs already known: listing still answers from what it knows.
+keeps the jobs already known: listing still answers from what it knows; a mount's first
+refresh that fails ends the mount (unless ``-o empty_start``).
 
 A record that fails validation (:func:`~glacierfs.jobs.job_from_record`: an id outside
 the service's alphabet, a field missing or absurd) hides that one job, with one log
@@ -20,34 +21,54 @@ from typing import Any
 import trio
 
 from glacierfs.cache.aio import AsyncDisk
-from glacierfs.errors import BadResponse, GlacierfsError
+from glacierfs.errors import BadResponse, GlacierfsError, ServiceError
 from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
 from glacierfs.logs import LogOnce
 from glacierfs.retry import RetryPolicy, retrying
 
 log = logging.getLogger(__name__)
 
-ListJobs = Callable[[], list[dict[str, Any]]]
+ListJobs = Callable[[], list[Any]]
+
+
+def record_key(record: Any) -> str:
+    """What a refused record is logged once under: its JobId, whatever its fault."""
+    return repr(record.get("JobId")) if isinstance(record, dict) else repr(record)
 
 
 class Catalog:
     def __init__(
-        self, list_jobs: ListJobs, disk: AsyncDisk, vault_arn: str, retry: RetryPolicy
+        self,
+        list_jobs: ListJobs,
+        disk: AsyncDisk,
+        vault_arn: str,
+        retry: RetryPolicy,
+        refused: LogOnce | None = None,
     ) -> None:
         self._list_jobs = list_jobs
         self._disk = disk
         self.namespace = vault_arn
         self._namespace = f"jobs:{vault_arn}"
         self._retry = retry
-        self._bad = LogOnce(log)
+        self._bad = refused or LogOnce(log)  # one line per record, however many refreshes
         self.jobs: dict[str, Job] = {}
         self.listed: dict[str, Job] = {}  # what the service listed at its last answer
 
-    async def refresh(self) -> bool:
-        """Ask the service for its jobs; True when the set of jobs changed."""
+    async def refresh(self, required: bool = False) -> bool:
+        """Ask the service for its jobs; True when the set of jobs changed.
+
+        ``required`` (a mount's first listing): a service that cannot list within the
+        retry policy's wait is an error, not an empty tree that looks like a vault with
+        no jobs (and, from fstab, a mount that "worked")."""
         try:
             records = await retrying(self._list, self._retry, "listing jobs")
         except GlacierfsError as error:
+            if required:
+                raise ServiceError(
+                    f"the jobs could not be listed within the start-up wait "
+                    f"(timeout={self._retry.timeout:g}, retries={self._retry.attempts}): "
+                    f"{error}; -o empty_start mounts without them"
+                ) from None
             log.warning(
                 "job list not refreshed, showing the %d jobs known: %s", len(self.jobs), error
             )
@@ -80,8 +101,7 @@ class Catalog:
             try:
                 job = job_from_record(record)
             except BadResponse as error:
-                key = repr(record.get("JobId")) if isinstance(record, dict) else repr(record)
-                self._bad.error(key, "job not shown: %s", error)
+                self._bad.error(record_key(record), "job not shown: %s", error)
                 continue
             jobs[job.job_id] = job
         return jobs

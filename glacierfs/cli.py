@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from glacierfs import __version__
 from glacierfs.config import HELP
 from glacierfs.errors import GlacierfsError
+from glacierfs.logs import escape
 from glacierfs.options import parse_mount_args
 
 
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except GlacierfsError as error:
-        print(f"glacierfs: {error}", file=sys.stderr)
+        print(f"glacierfs: {escape(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

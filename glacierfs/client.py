@@ -23,6 +23,7 @@ import botocore.parsers
 import botocore.session
 
 from glacierfs import __version__
+from glacierfs.answers import check_part, document, job_page, job_record, new_job_id
 from glacierfs.errors import (
     BadResponse,
     ConfigError,
@@ -33,10 +34,9 @@ from glacierfs.errors import (
     JobExpired,
     PolicyEnforced,
     ServiceError,
-    SizeDisagreement,
     TransientServiceError,
 )
-from glacierfs.wire import ClientSettings, parse_content_range
+from glacierfs.wire import ClientSettings
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,33 @@ def _from_client_error(error: Any, what: str, job_id: str | None) -> GlacierfsEr
     return ServiceError(text)
 
 
+AS_SENT = "GlacierfsAsSent"
+"""Where :func:`_as_sent` puts the answer's JSON document among botocore's parsed fields."""
+
+
+def _as_sent(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """botocore's ``before-parse`` hook for ListJobs and DescribeJob: keep the JSON document
+    as the service sent it, and give botocore's parser an empty one.
+
+    Why a hook, not botocore's parse: botocore converts every field of every record to its
+    model's type at once, so one bad record (``ArchiveSizeInBytes: "abc"``) fails the
+    whole page, and others are changed before we check them (``1.5`` becomes ``1``); see
+    :mod:`glacierfs.answers`. Botocore's event system is its documented extension point,
+    and the hook sees the body after botocore read it, so signing, connections and error
+    answers stay botocore's: an error status is left to its parser (a ClientError), and a
+    body that is not JSON leaves no document, which the caller answers with BadResponse.
+    """
+    if int(response_dict.get("status_code") or 500) >= 300:
+        return
+    try:
+        customized_response_dict[AS_SENT] = document(response_dict.get("body"))
+    except ValueError:
+        return
+    response_dict["body"] = b"{}"
+
+
 class GlacierClient:
     """One vault of one account, through botocore."""
 
@@ -201,6 +228,8 @@ class GlacierClient:
             self._client = session.create_client(
                 "glacier", region_name=region, endpoint_url=settings.endpoint_url, config=config
             )
+        for operation in ("ListJobs", "DescribeJob"):
+            self._client.meta.events.register(f"before-parse.glacier.{operation}", _as_sent)
 
     def _call(self, operation: str, **params: Any) -> Any:
         method = getattr(self._client, operation)
@@ -249,16 +278,17 @@ class GlacierClient:
             return {"Strategy": "None"}
         return dict(rules[0])
 
-    def list_jobs(self) -> list[dict[str, Any]]:
-        """Every completed, succeeded job, following ``Marker`` page by page."""
+    def list_jobs(self) -> list[Any]:
+        """Every completed, succeeded job, following ``Marker`` page by page: the records as
+        sent, each to be checked by its user (one bad record hides one job)."""
         return self._listed({"completed": "true", "statuscode": "Succeeded"})
 
-    def list_all_jobs(self) -> list[dict[str, Any]]:
+    def list_all_jobs(self) -> list[Any]:
         """Every job the service still knows: in progress, succeeded or failed."""
         return self._listed({})
 
-    def _listed(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        jobs: list[dict[str, Any]] = []
+    def _listed(self, filters: dict[str, Any]) -> list[Any]:
+        jobs: list[Any] = []
         marker: str | None = None
         seen: set[str] = set()
         while True:
@@ -267,11 +297,8 @@ class GlacierClient:
                 params["marker"] = marker
             with translated("listing jobs"):
                 page = self._call("list_jobs", **params)
-            batch = page.get("JobList")
-            if not isinstance(batch, list):
-                raise BadResponse("listing jobs: the response has no JobList")
-            jobs.extend(job for job in batch if isinstance(job, dict))
-            marker = page.get("Marker")
+            batch, marker = job_page("listing jobs", page.get(AS_SENT))
+            jobs.extend(batch)
             if not marker:
                 return jobs
             if marker in seen:
@@ -279,8 +306,11 @@ class GlacierClient:
             seen.add(marker)
 
     def describe_job(self, job_id: str) -> dict[str, Any]:
+        """The job's record as the service sent it (checked by the caller); BadResponse
+        when the answer is no record of this job."""
         with translated(f"job {job_id}", job_id):
-            return dict(self._call("describe_job", jobId=job_id))
+            answer = self._call("describe_job", jobId=job_id)
+        return job_record(f"job {job_id}", answer.get(AS_SENT), job_id)
 
     def initiate_retrieval(
         self,
@@ -315,10 +345,7 @@ class GlacierClient:
     def _initiate(self, what: str, params: dict[str, Any]) -> str:
         with translated(what):
             response = self._call("initiate_job", jobParameters=params)
-        job_id = response.get("jobId")
-        if not isinstance(job_id, str) or not job_id:
-            raise BadResponse(f"{what}: the service answered no job id")
-        return job_id
+        return new_job_id(what, response.get("jobId"))
 
     def open_output(self, job_id: str, start: int, end: int, total: int) -> OutputStream:
         """Bytes ``start..end`` (inclusive) of a job's output of ``total`` bytes, its body
@@ -338,7 +365,7 @@ class GlacierClient:
             headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             length = headers.get("content-length")
             sent = int(length) if length is not None and str(length).isdigit() else end - start + 1
-            self._check_part(what, response, start, end, total, whole, sent)
+            check_part(what, response, start, end, total, whole, sent)
             return OutputStream(what, job_id, response, end - start + 1)
         except BaseException:
             with translated(what, job_id, body=True):
@@ -352,35 +379,6 @@ class GlacierClient:
             response["body"].close()
         description = response.get("archiveDescription")
         return description if isinstance(description, str) else None
-
-    @staticmethod
-    def _check_part(
-        what: str,
-        response: dict[str, Any],
-        start: int,
-        end: int,
-        total: int,
-        whole: bool,
-        received: int,
-    ) -> None:
-        status = int(response.get("status", 0) or 0)
-        header = response.get("contentRange")
-        if header:
-            got = parse_content_range(str(header))
-            if got[:2] != (start, end):
-                raise TransientServiceError(f"{what}: the service answered Content-Range {header}")
-            if got[2] not in (None, total):
-                message = f"{what}: Content-Range {header} says the output is not {total} bytes"
-                raise SizeDisagreement(message, int(got[2] or 0))
-        elif not (whole and status == 200):
-            raise BadResponse(f"{what}: status {status} without a Content-Range")
-        expected = end - start + 1
-        if received != expected and whole and not header:
-            # The body was read to its Content-Length (botocore checks): not cut short.
-            message = f"{what}: the whole output is {received} bytes, not {expected}"
-            raise SizeDisagreement(message, received)
-        if received != expected:
-            raise TransientServiceError(f"{what}: received {received} of {expected} bytes")
 
     def close(self) -> None:
         self._client.close()

@@ -210,6 +210,11 @@ class Options:
     log_file: Path | None = None
     inventory: Path | None = None
     hydrate: bool = False
+    # Off: a mount whose first job listing fails (after `retries` within `timeout`) ends
+    # with one line and a non-zero exit, as an empty tree would look like a vault with no
+    # jobs to `mount && rsync`. On: it mounts empty and lists at the next refresh (a boot
+    # that must not wait for the network).
+    empty_start: bool = False
 
 
 HELP = f"""\
@@ -235,6 +240,7 @@ Reading:   verify=default|strict  block_size=SIZE (1M)  max_request=SIZE (32M)
            read_ahead=SIZE (1G)  connections=N (16)  memory_budget=SIZE (64M)
            timeout=SECONDS (120)  retries=N (8)
 Listing:   refresh=SECONDS (300)  inventory=PATH  hydrate
+           empty_start: mount even when the jobs cannot be listed at start-up
            names_wait=SECONDS (60): how long a mount waits to learn names
 Access:    allow_other  uid=N  gid=N  umask=OCTAL  default_permissions (always on)
            nonempty: mount over a directory that has files (they are hidden meanwhile)

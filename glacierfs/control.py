@@ -27,6 +27,7 @@ from pathlib import Path
 from glacierfs.errors import ConfigError, GlacierfsError, UsageError
 from glacierfs.humane import short_size, utc
 from glacierfs.jobs import EXPIRY
+from glacierfs.logs import escape
 from glacierfs.retrieve.pending import READY, Pending, pending, read_requests
 
 CHUNK = 1 << 20
@@ -221,7 +222,7 @@ def render_status(mountpoint: Path) -> str:
         lines.append(f"in flight: {job_id} {', '.join(ranges)}")
     lines += [f"damaged: {f.job_id}: {f.damaged}" for f in files if f.damaged]
     lines += render_retrievals(*retrievals(stats, files))
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)  # job ids, names, the service's words
 
 
 def status_document(mountpoint: Path) -> dict[str, object]:
@@ -349,7 +350,7 @@ def hydrate(argv: Sequence[str]) -> int:
         try:
             _read_all(state, progress)
         except OSError as error:
-            failures.append(f"{state.path}: {error.strerror}")
+            failures.append(escape(f"{state.path}: {error.strerror}"))
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         futures = [pool.submit(one, f) for f in files]
@@ -366,5 +367,5 @@ def main(command: str, argv: Sequence[str]) -> int:
     try:
         return hydrate(argv) if command == "hydrate" else status(argv)
     except GlacierfsError as error:
-        print(f"glacierfs {command}: {error}", file=sys.stderr)
+        print(f"glacierfs {command}: {escape(str(error))}", file=sys.stderr)
         return error.exit_code

@@ -164,7 +164,7 @@ def _wait_for_child(read_end: int, pid: int) -> int:
             message = f"the daemon was killed by {name} during startup"
         else:
             message = "the daemon exited during startup (see its log)"
-    print(f"glacierfs: {message}", file=sys.stderr)
+    print(f"glacierfs: {logs.escape(message)}", file=sys.stderr)
     return 1
 
 

@@ -172,7 +172,7 @@ def disagreements(job: Job, size: int, tree_hash: str | None) -> list[tuple[str,
     return found
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value from the service, quoted and cut short for a one-line message."""
     text = repr(value)
     return text if len(text) <= 300 else f"{text[:300]}... ({len(text)} characters)"
@@ -181,7 +181,7 @@ def _shown(value: Any) -> str:
 def _field(record: dict[str, Any], name: str, kind: type | tuple[type, ...], job: str) -> Any:
     value = record.get(name)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise BadResponse(f"job {job}: field {name} is {_shown(value)}")
+        raise BadResponse(f"job {job}: field {name} is {shown(value)}")
     return value
 
 
@@ -190,7 +190,7 @@ def _time(record: dict[str, Any], name: str, job: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadResponse(f"job {job}: field {name} is not a date: {_shown(text)}") from None
+        raise BadResponse(f"job {job}: field {name} is not a date: {shown(text)}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -208,7 +208,7 @@ def _hash(record: dict[str, Any], name: str, job: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _HEX64.match(value):
-        raise BadResponse(f"job {job}: field {name} is not a tree hash: {_shown(value)}")
+        raise BadResponse(f"job {job}: field {name} is not a tree hash: {shown(value)}")
     return value.lower()
 
 
@@ -218,7 +218,7 @@ def job_from_record(record: Any) -> Job:
         raise BadResponse(f"a job record is not an object: {type(record).__name__}")
     job = record.get("JobId")
     if not isinstance(job, str) or not SERVICE_ID.fullmatch(job):
-        raise BadResponse(f"a job record has an unusable JobId: {_shown(job)}")
+        raise BadResponse(f"a job record has an unusable JobId: {shown(job)}")
     action = record.get("Action")
     common = {
         "job_id": job,
@@ -239,7 +239,7 @@ def job_from_record(record: Any) -> Job:
             **common,
         )
     if action != "ArchiveRetrieval":
-        raise BadResponse(f"job {job}: action {_shown(action)} has no readable output")
+        raise BadResponse(f"job {job}: action {shown(action)} has no readable output")
     return _archive_job(record, job, common)
 
 
@@ -250,13 +250,13 @@ def _archive_job(record: dict[str, Any], job: str, common: dict[str, Any]) -> Jo
     if text is not None:
         match = _RANGE.match(text) if isinstance(text, str) else None
         if not match:
-            raise BadResponse(f"job {job}: RetrievalByteRange is {_shown(text)}")
+            raise BadResponse(f"job {job}: RetrievalByteRange is {shown(text)}")
         start, end = int(match.group(1)), int(match.group(2))
         if start % MIB or end < start - 1 or end >= archive_size:
             raise BadResponse(f"job {job}: RetrievalByteRange {text} does not fit the archive")
     archive_id = _field(record, "ArchiveId", str, job)
     if not SERVICE_ID.fullmatch(archive_id):
-        raise BadResponse(f"job {job}: unusable ArchiveId {_shown(archive_id)}")
+        raise BadResponse(f"job {job}: unusable ArchiveId {shown(archive_id)}")
     return Job(
         kind="archive",
         size=max(end - start + 1, 0),
@@ -280,5 +280,5 @@ def job_from_saved(saved: dict[str, Any]) -> Job:
     for name in ("job_id", "archive_id"):
         value = getattr(job, name)
         if value is not None and not (isinstance(value, str) and SERVICE_ID.fullmatch(value)):
-            raise BadResponse(f"a saved job has an unusable {name}: {_shown(value)}")
+            raise BadResponse(f"a saved job has an unusable {name}: {shown(value)}")
     return job

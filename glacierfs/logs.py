@@ -2,9 +2,10 @@
 
 * Text from the service (JobIds, ArchiveIds, descriptions, error messages) and from
   the kernel (file names) ends up in log lines. :class:`EscapeFilter`, installed on
-  every handler by :func:`install`, escapes control characters in each record's final
-  message (``\\n``, ``\\x1b``, ...), so no string can end a line, start a new one that
-  looks like a record, or drive a terminal; a traceback keeps its line breaks, each
+  every handler by :func:`install`, escapes control, format and separator characters
+  in each record's final message (``\\n``, ``\\x1b``, ``\\u202e``...), so no string can
+  end a line, start a new one that looks like a record, drive a terminal or reorder
+  what is shown; a traceback keeps its line breaks, each
   of its lines indented so that it cannot pass for a record either. Escaping
   happens in one place, on the final text, so no call site can forget it.
 * :class:`LogOnce` decides which repeats of a message reach the log: each key once
@@ -20,29 +21,46 @@ import logging
 import os
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _escape_table() -> dict[int, str]:
-    controls = [*range(0x20), 0x7F, *range(0x80, 0xA0)]
-    # Line and paragraph separators end lines in some viewers; bidi controls reorder
-    # what a reader sees; lone surrogates (undecodable bytes) cannot be written as UTF-8.
-    unicode = [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-    table = {code: _NAMED.get(chr(code), f"\\x{code:02x}") for code in controls}
-    table.update({code: f"\\u{code:04x}" for code in unicode})
-    table.update({code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)})
-    return table
+class _EscapeTable(dict[int, str | int]):
+    """``str.translate``'s table: every character that could forge or hide text, escaped.
+
+    Control characters (Unicode category Cc) end lines and drive terminals; format
+    characters (Cf: bidi overrides and isolates, zero-width spaces, U+FEFF) reorder or
+    hide what a reader sees; line and paragraph separators (Zl, Zp) end lines in some
+    viewers; lone surrogates (Cs: undecodable bytes) cannot be written as UTF-8. The
+    category of a code point is looked up the first time it is met and kept (up to
+    :data:`_KEPT` of them), so the table costs nothing at import and stays small.
+    """
+
+    def __missing__(self, code: int) -> str | int:
+        char = chr(code)
+        if code < 0x100 and unicodedata.category(char) == "Cc":
+            value: str | int = _NAMED.get(char, f"\\x{code:02x}")
+        elif unicodedata.category(char) in ESCAPED_CATEGORIES:
+            value = f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+        else:
+            value = code  # itself
+        if len(self) < _KEPT:
+            self[code] = value
+        return value
 
 
-_TABLE = _escape_table()
+_KEPT = 1 << 16
+ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_TABLE = _EscapeTable()
 _CONTINUATION = "  "
 
 
 def escape(text: str) -> str:
-    """``text`` on one line, with every control character written as an escape."""
+    """``text`` on one line, with every character that could forge or hide text (see
+    :class:`_EscapeTable`) written as an escape."""
     return text.translate(_TABLE)
 
 

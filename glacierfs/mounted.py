@@ -120,7 +120,7 @@ class Mounted:
         """Learn names, show the tree, serve FUSE until it returns; tasks in ``nursery``."""
         options = self.options
         await self.damage.load()
-        await self.catalog.refresh()
+        await self.catalog.refresh(required=not options.empty_start)
         await self._hold()
         # Every name that can be learnt is learnt before the mount is announced, so that
         # what `mount && rsync` copies is final: no file is renamed under a running copy.

@@ -90,6 +90,7 @@ def _as_size(name: str, text: str, minimum: int = MIN_SIZE) -> int:
 _FLAGS = {
     "allow_other": "allow_other",
     "debug": "debug",
+    "empty_start": "empty_start",
     "foreground": "foreground",
     "hydrate": "hydrate",
     "nonempty": "nonempty",

@@ -14,6 +14,8 @@ class Stats:
     retries: int = 0
     checksum_failures: int = 0
     disk_cache_misses: int = 0  # leaves expected on disk but evicted or damaged
+    demand_waits: int = 0  # reads' requests of leaves nothing covered that waited for a connection
+    urged_waits: int = 0  # reads that came to wait on a read-ahead request not yet sent
     in_flight: dict[str, list[str]] = field(default_factory=dict)  # job -> ranges
 
     def as_dict(self) -> dict[str, object]:

@@ -1,14 +1,9 @@
-"""What the client's calls take and give, without botocore: its settings, one output
-part, and the Content-Range header's grammar."""
+"""What the client's calls take and give, without botocore: its settings and one output
+part (what the service's answers must hold is :mod:`glacierfs.answers`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-
-from glacierfs.errors import BadResponse
-
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 @dataclass(frozen=True)
@@ -31,14 +26,3 @@ class ClientSettings:
     connections: int = 8
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-
-
-def parse_content_range(header: str) -> tuple[int, int, int | None]:
-    """``bytes a-b/total`` -> ``(a, b, total)``; BadResponse for anything else."""
-    match = _CONTENT_RANGE.match(header.strip())
-    if not match:
-        raise BadResponse(f"malformed Content-Range: {header!r}")
-    start, end, total = match.groups()
-    if int(end) < int(start):
-        raise BadResponse(f"Content-Range ends before it starts: {header!r}")
-    return int(start), int(end), None if total == "*" else int(total)

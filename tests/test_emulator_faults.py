@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import calculate_tree_hash
 from urllib3.exceptions import ProtocolError
 
+from glacierfs.emulator.transfer import Nic
 from tests.support.emulator import Emulator
 from tests.support.vault import retrieve
 
@@ -292,3 +293,12 @@ def test_counters_count_only_the_bytes_a_cut_body_sent(two: Two) -> None:
     two.emulator.reset_counters()
     read_until_cut(two, two.hit)
     assert two.emulator.counters()["jobs"][two.hit] == {"requests": 1, "bytes": 1000}
+
+
+def test_the_total_cap_gives_each_piece_its_turn_on_one_wire() -> None:
+    now = [100.0]
+    nic = Nic(1000, clock=lambda: now[0])  # 1,000 bytes/s for every connection together
+    assert nic.turn(500) == 100.5
+    assert nic.turn(500) == 101.0  # another connection's piece asked at once: after it
+    now[0] = 105.0  # the wire idle meanwhile: no credit saved up
+    assert nic.turn(100) == 105.1

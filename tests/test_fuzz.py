@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glacierfs.client import parse_content_range
+from glacierfs.answers import parse_content_range
 from glacierfs.errors import BadResponse
 from glacierfs.jobs import job_from_record
 

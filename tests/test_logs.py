@@ -39,6 +39,9 @@ def written() -> tuple[logging.Logger, io.StringIO]:
         ("c1 \x85 \x9b2J", "c1 \\x85 \\x9b2J"),
         ("line\u2028sep", "line\\u2028sep"),
         ("bidi\u202etxt.exe", "bidi\\u202etxt.exe"),
+        ("iso\u2066late\u2069", "iso\\u2066late\\u2069"),
+        ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
+        ("para\u2029tag\U000e0041", "para\\u2029tag\\U000e0041"),
         ("undecodable \udcff", "undecodable \\udcff"),
         ("café 日本 tab\there", "café 日本 tab\\there"),
     ],
@@ -49,7 +52,8 @@ def test_control_characters_are_escaped_and_the_rest_kept(text: str, shown: str)
 
 @given(st.text())
 def test_no_text_leaves_a_control_character_in_an_escaped_one(text: str) -> None:
-    assert not any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") for c in escape(text))
+    escaped = escape(text)
+    assert not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in escaped)
 
 
 def test_a_forged_job_id_stays_on_its_own_log_line(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +26,8 @@ def is_safe(component: str) -> bool:
         and "/" not in component
         and "\0" not in component
         and len(component.encode("utf-8")) <= MAX_NAME_BYTES
+        and not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in component)
+        and unicodedata.is_normalized("NFC", component)
     )
 
 
@@ -52,6 +55,12 @@ def wanted(key: str, *components: str, when: str = "1", tag: str | None = None) 
         ("line\nbreak\r\ttab", "line_break__tab"),
         ("nul\0del\x7fc1\x85", "nul_del_c1_"),
         ("lone \ud800 surrogate", "lone _ surrogate"),
+        ("invoice\u202efdp.exe", "invoice_fdp.exe"),
+        ("\u2066isolated\u2069 \u2067r\u2068", "_isolated_ _r_"),
+        ("zero\u200bwidth\ufeff", "zero_width_"),
+        ("line\u2028para\u2029", "line_para_"),
+        ("soft\u00adhyphen \U000e0041tag", "soft_hyphen _tag"),
+        ("cafe\u0301", "caf\u00e9"),
         ("..", "default"),
         (".", "default"),
         ("", "default"),
@@ -62,6 +71,20 @@ def wanted(key: str, *components: str, when: str = "1", tag: str | None = None) 
 )
 def test_safe_name(text: str, expected: str) -> None:
     assert safe_name(text, "default") == expected
+
+
+def test_nfc_and_nfd_forms_of_one_name_are_one_path_and_collide() -> None:
+    composed, decomposed = "caf\u00e9.txt", "cafe\u0301.txt"
+    result = assign_paths(
+        [
+            wanted("old", composed, when="1", tag="OLDARCHIVEID12345"),
+            wanted("new", decomposed, when="2", tag="NEWARCHIVEID12345"),
+        ]
+    )
+    assert result == {
+        "old": ("archives", composed),
+        "new": ("archives", "caf\u00e9~NEWARCHI.txt"),
+    }
 
 
 def test_safe_name_bad_default_is_made_safe() -> None:

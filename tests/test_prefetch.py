@@ -43,7 +43,10 @@ def test_the_second_read_ramps_requests_up_to_the_request_size_all_at_once() -> 
     reader = Prefetcher()
     reader.advise(0, 128 * 1024, LEAVES, WAN)
     advice = reader.advise(128 * 1024, 128 * 1024, LEAVES, WAN)
-    assert advice.runs[:5] == ((1, 1), (2, 2), (4, 4), (8, 8), (16, 16))
+    # near bytes first, in the smallest requests: sizes double every second request
+    assert advice.runs[:10] == (
+        (1, 1), (2, 1), (3, 1), (4, 2), (6, 2), (8, 4), (12, 4), (16, 8), (24, 8), (32, 16)
+    )  # fmt: skip
     assert advice.ahead == 2 * WAN.request  # the ramp's window, before the rate is known
     later = [reader.advise(offset, MIB, LEAVES, WAN).runs for offset in range(MIB, 200 * MIB, MIB)]
     assert all(count == 16 for runs in later for _, count in runs)  # then full-size requests
@@ -53,7 +56,19 @@ def test_a_ramp_that_starts_anywhere_stays_aligned() -> None:
     reader = Prefetcher()
     reader.advise(5 * MIB - 4096, 4096, LEAVES, WAN)
     runs = reader.advise(5 * MIB, MIB, LEAVES, WAN).runs
-    assert runs[:6] == ((6, 1), (7, 1), (8, 4), (12, 4), (16, 16), (32, 16))
+    assert runs[:9] == (
+        (6, 1),
+        (7, 1),
+        (8, 2),
+        (10, 2),
+        (12, 4),
+        (16, 4),
+        (20, 4),
+        (24, 8),
+        (32, 16),
+    )
+    sizes = [count for _, count in runs]
+    assert sizes == sorted(sizes)  # never a larger request before a nearer, smaller one
 
 
 def test_the_window_is_bandwidth_times_delay_with_headroom_at_the_readers_rate() -> None:
@@ -109,7 +124,7 @@ def test_the_end_of_the_output_cuts_the_last_request() -> None:
     reader = Prefetcher()
     reader.advise(0, MIB, 21, WAN)
     runs = reader.advise(MIB, MIB, 21, WAN).runs
-    assert runs == ((2, 1), (3, 1), (4, 4), (8, 8), (16, 5))
+    assert runs == ((2, 1), (3, 1), (4, 2), (6, 2), (8, 4), (12, 4), (16, 5))
 
 
 @given(
@@ -142,7 +157,7 @@ def test_before_the_rate_is_known_the_window_is_the_ramp_to_the_links_request_si
     reader.advise(0, MIB, LEAVES, held)
     advice = reader.advise(MIB, MIB, LEAVES, held)
     assert advice.ahead == 31 * MIB  # the ramp to 16 MiB, in requests of at most 4 MiB
-    assert advice.runs[:4] == ((2, 1), (3, 1), (4, 4), (8, 4))
+    assert advice.runs[:6] == ((2, 1), (3, 1), (4, 2), (6, 2), (8, 4), (12, 4))
     assert all(count <= 4 for _, count in advice.runs)
 
 
@@ -179,7 +194,7 @@ def test_a_short_output_is_spread_over_every_connection() -> None:
 def test_the_end_of_a_long_output_shrinks_to_the_tail_size() -> None:
     runs = streak_runs(1024, FILLED)
     sizes = [count for _, count in runs]
-    assert sizes[5:-40].count(16) == len(sizes[5:-40])  # full-size until near the end
+    assert sizes[8:-40].count(16) == len(sizes[8:-40])  # full-size until near the end
     assert sizes[-1] == 4 and 8 in sizes  # then halving, down to the tail, not below
     assert min(sizes[5:]) == 4 and sum(sizes) == 1022
 
@@ -187,7 +202,7 @@ def test_the_end_of_a_long_output_shrinks_to_the_tail_size() -> None:
 def test_without_connections_or_on_a_fast_link_requests_stay_full_size_to_the_end() -> None:
     assert streak_runs(128, WAN)[-3:] == [(80, 16), (96, 16), (112, 16)]
     fast = Pace(32 * MIB, 0.035, 1 << 30, 0.002, connections=16, tail=32 * MIB)
-    assert all(count == 32 for _, count in streak_runs(1024, fast)[5:])
+    assert all(count == 32 for _, count in streak_runs(1024, fast)[10:])
 
 
 def test_a_reader_that_waits_on_the_link_keeps_every_connection_busy() -> None:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from glacierfs.control import mount_stats
 from tests.support.emulator import Emulator
 from tests.support.mount import Mount, cmp, needs_fuse
 from tests.support.vault import retrieve
@@ -128,3 +129,35 @@ def test_a_short_output_over_a_slow_link_is_spread_over_every_connection(
     # is more than the output over the connections (to the nearest power of two)
     assert len(spans) >= 16 and max(sizes) <= 8 * MIB, sizes
     assert all(start % size_ == 0 for (start, _), size_ in zip(spans, sizes, strict=True))
+
+
+def test_a_cold_sequential_read_over_the_wan_never_waits_on_bytes_not_yet_asked_for(
+    emulator: Emulator, mount_factory: Any, tmp_path: Path
+) -> None:
+    """Near bytes first: the reader never waits on a leaf that no request covers while the
+    connections are busy (its request would queue behind read-ahead of later bytes), nor
+    on a read-ahead request still queued while later ones hold the connections; and the
+    requests grow from the reader outwards, the smallest first."""
+    size = 128 * MIB  # more requests than connections in the first round
+    ((archive, job),) = outputs(emulator, 1, size)
+    emulator.fault("latency", operation="GetJobOutput", ms=40)
+    emulator.fault("bandwidth", operation="GetJobOutput", bps=25_000_000)  # the WAN shape
+    mount: Mount = mount_factory(emulator.url, VAULT, {})  # 16 connections, the default
+    with mount.job_file(job).open("rb") as probe:
+        probe.read(4096)  # its first leaf cached, as a mount that looked for its name has
+    emulator.reset_counters()
+    errors: list[BaseException] = []
+    copy_out(mount.job_file(job), tmp_path / "copy", errors)
+    assert errors == []
+    cmp(tmp_path / "copy", emulator.save_content(VAULT, archive, tmp_path / "expected"))
+    stats = mount_stats(mount.path)
+    assert (stats["demand_waits"], stats["urged_waits"]) == (0, 0), stats
+    spans = sorted(
+        tuple(int(n) for n in entry["range"].split("-"))
+        for entry in emulator.requests()
+        if entry["operation"] == "GetJobOutput" and entry.get("job") == job
+    )
+    sizes = [end + 1 - start for start, end in spans]
+    assert sizes[:-1] == sorted(sizes[:-1]), sizes  # the last may be cut by the end
+    assert all(b <= 2 * a for a, b in itertools.pairwise(sizes)), sizes  # no jump past the near
+    assert sizes[:2] == [MIB] * 2, sizes  # the leaves right after the first read: soonest

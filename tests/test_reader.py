@@ -304,7 +304,8 @@ def test_concurrent_readers_of_a_block_make_one_request(disk: DiskCache) -> None
         async with trio.open_nursery() as nursery:
             for _ in range(8):
                 nursery.start_soon(one)
-            await trio.sleep(0.05)  # let all eight reach the flight; not a correctness wait
+            await wait_all_tasks_blocked()  # all eight waiting: none served yet
+            assert results == []
             fake.gate.set()  # type: ignore[union-attr]
 
     run(reader, go)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glacierfs.emulator.outputs import is_tree_node
+from glacierfs.errors import BadResponse
 from glacierfs.inventory import Entry
 from glacierfs.retrieve.coverage import Holding, live_job, live_jobs
 from glacierfs.retrieve.follow import Progress, render_summary
@@ -254,11 +255,28 @@ def test_requests_paced_by_the_batch_never_pass_the_cap_in_any_24_hours(
 # prices and plans
 
 
+PUBLISHED = {
+    "Expedited": (0.03, 10.00),
+    "Standard": (0.01, 0.05),
+    "Bulk": (0.0025, 0.025),
+}
+"""Retrieval from S3 Glacier vaults, US East (N. Virginia), dollars per GB and per 1,000
+requests, as AWS publishes them (aws.amazon.com/s3/glacier/pricing; Standard and
+Expedited also in AWS's knowledge-center article on data retrieval costs): typed here by
+hand, not read from the table under test. (Bulk restores from the S3 Glacier Flexible
+Retrieval storage class are free; the vault API's Bulk is not.)"""
+
+
+def test_the_price_table_is_the_published_one() -> None:
+    assert {tier: (p.per_gb, p.per_thousand_requests) for tier, p in PRICES.items()} == PUBLISHED
+
+
 def test_costs_follow_the_dated_table_and_its_overrides() -> None:
-    bulk = PRICES["Bulk"]
-    assert cost(bulk, 1 << 30, 1000) == pytest.approx(bulk.per_gb + bulk.per_thousand_requests)
-    assert cost(price("Bulk", per_gb=1.0, per_thousand=0.0), 2 << 30, 5) == pytest.approx(2.0)
-    assert PRICES["Expedited"].per_gb > PRICES["Standard"].per_gb > PRICES["Bulk"].per_gb
+    gib, tib = 1 << 30, 1 << 40
+    assert cost(PRICES["Bulk"], tib, 1000) == pytest.approx(2.56 + 0.025)
+    assert cost(PRICES["Standard"], 100 * gib, 4000) == pytest.approx(1.00 + 0.20)
+    assert cost(PRICES["Expedited"], 10 * gib, 100) == pytest.approx(0.30 + 1.00)
+    assert cost(price("Bulk", per_gb=1.0, per_thousand=0.0), 2 * gib, 5) == pytest.approx(2.0)
 
 
 def record(job_id: str, archive_id: str, status: str, size: int, rng: str | None = None) -> Any:
@@ -275,19 +293,30 @@ def record(job_id: str, archive_id: str, status: str, size: int, rng: str | None
     }
 
 
-def test_live_jobs_are_read_from_records_and_anything_odd_is_ignored() -> None:
+def test_live_jobs_are_read_from_records_and_anything_odd_covers_nothing() -> None:
     good = record("J", "A", "InProgress", 3 * MIB, f"{MIB}-{2 * MIB - 1}")
     job = live_job(good)
     assert job is not None and (job.start, job.end, list(job.leaves)) == (MIB, 2 * MIB - 1, [1])
-    for bad in (
-        {**good, "StatusCode": "Failed"},
-        {**good, "Action": "InventoryRetrieval"},
+    for other in ({**good, "StatusCode": "Failed"}, {**good, "Action": "InventoryRetrieval"}):
+        assert live_job(other) is None
+    unreadable = [
         {**good, "CreationDate": "yesterday"},
         {**good, "ArchiveSizeInBytes": "3"},
+        {**good, "ArchiveSizeInBytes": True},
+        {**good, "RetrievalByteRange": f"0-{3 * MIB}"},
+        {**good, "JobId": "\x1b]0;title\x07\x1b[31mJ\nsaved: forged"},
+        {**good, "ArchiveId": "A\n"},
         "not a record",
-    ):
-        assert live_job(bad) is None
-    assert list(live_jobs([good, {**good, "JobId": "K"}])) == ["A"]
+    ]
+    for bad in unreadable:
+        with pytest.raises(BadResponse):
+            live_job(bad)
+    refused: list[Any] = []
+    found = live_jobs([good, {**good, "JobId": "K"}, *unreadable], lambda r, e: refused.append(r))
+    assert list(found) == ["A"] and [j.job_id for j in found["A"]] == ["J", "K"]
+    assert refused == unreadable
+    empty = live_job(record("E", "A", "Succeeded", 0, "0--1"))
+    assert empty is not None and (empty.start, empty.end, list(empty.leaves)) == (0, -1, [])
 
 
 def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:

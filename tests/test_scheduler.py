@@ -178,3 +178,42 @@ async def test_a_request_larger_than_the_budget_takes_all_of_it() -> None:
         assert fakes.granted == ["huge"] and budget.in_use == 4
         await fakes.finish("huge")
         assert budget.in_use == 0
+
+
+async def test_reserved_requests_are_granted_in_the_order_planned_even_with_connections_free() -> (
+    None
+):
+    scheduler, stream = Scheduler(4), Stream()
+    async with trio.open_nursery() as nursery:
+        fakes = Fakes(scheduler, nursery)
+        tickets = [Ticket(stream, demand=False) for _ in range(8)]
+        for ticket in tickets:  # as the loader plans them: nearest first
+            scheduler.reserve(ticket)
+        for n, ticket in reversed(list(enumerate(tickets))):  # tasks start in any order
+            fakes.start(f"a{n}", ticket)
+        await fakes.settle()
+        assert sorted(fakes.granted) == ["a0", "a1", "a2", "a3"]  # not the four started first
+        assert scheduler.in_use == 4
+        await fakes.finish("a2")
+        assert fakes.granted[4] == "a4"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_reservation_no_request_takes_up_is_given_back() -> None:
+    scheduler, stream = Scheduler(2), Stream()
+    async with trio.open_nursery() as nursery:
+        fakes = Fakes(scheduler, nursery)
+        unused, queued = Ticket(stream, demand=False), Ticket(stream, demand=False)
+        scheduler.reserve(unused)  # granted at once, held for a task that never asks
+        scheduler.reserve(queued)
+        assert scheduler.in_use == 2
+        fakes.start("other", Ticket(None, demand=True))
+        await fakes.settle()
+        assert fakes.granted == []
+        scheduler.unreserve(unused)
+        await fakes.settle()
+        assert fakes.granted == ["other"]
+        scheduler.unreserve(queued)
+        assert scheduler.in_use == 1
+        await fakes.finish("other")
+        assert scheduler.in_use == 0

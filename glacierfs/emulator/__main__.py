@@ -93,6 +93,12 @@ def _timing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-page-size", type=int, default=50, help="most jobs/vaults a page")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--bandwidth", type=int, default=0, help="bytes/s per connection")
+    parser.add_argument(
+        "--total-bandwidth",
+        type=int,
+        default=0,
+        help="bytes/s of every connection together (a NIC: 125000000 is 1 Gbit/s)",
+    )
 
 
 def _fault_options(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             access_key=args.access_key,
             latency_ms=args.latency_ms,
             bandwidth=args.bandwidth,
+            total_bandwidth=args.total_bandwidth,
         )
     except OSError as error:
         where = f"{args.host}:{args.port}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import threading
+import time
 from typing import Any
 
 
@@ -31,6 +32,7 @@ class Counters:
             self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
 
     def count(self, entry: dict[str, Any]) -> None:
+        entry["ended"] = time.monotonic()
         with self._lock:
             self.requests += 1
             self.bytes += entry["bytes"]

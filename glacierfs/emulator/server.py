@@ -17,7 +17,8 @@ The admin endpoint, ``/_emulator/...``, takes and answers JSON, with no credenti
 ``POST jobs/ID/set``                  fields that override the job's record
 ``GET counters`` / ``POST counters/reset``  requests and bytes, per operation, per job;
                                       faults applied, per kind
-``GET requests``                      the latest requests, oldest first
+``GET requests``                      the latest requests, in the order they ended, each
+                                      with its ``began`` and ``ended`` (this host's monotonic clock)
 ``GET|POST|DELETE faults``            list, add (see :mod:`.faults`), clear all
 ``DELETE faults/N``                   remove one fault
 ``GET clock``                         the emulated time: ``{now, iso, speed}``
@@ -45,7 +46,7 @@ from glacierfs.emulator.jobs import Jobs
 from glacierfs.emulator.policy import checked
 from glacierfs.emulator.records import ApiError, invalid, missing, not_found
 from glacierfs.emulator.store import Store
-from glacierfs.emulator.transfer import Transfer
+from glacierfs.emulator.transfer import Nic, Transfer
 
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
@@ -80,11 +81,13 @@ class Emulator(ThreadingHTTPServer):
         access_key: str | None = None,
         latency_ms: float = 0.0,
         bandwidth: int = 0,
+        total_bandwidth: int = 0,
     ) -> None:
         super().__init__(address, Handler)
         self.store, self.jobs, self.faults = store, Jobs(store), faults
         self.counters = Counters()
         self.access_key, self.latency_ms, self.bandwidth = access_key, latency_ms, bandwidth
+        self.nic = Nic(total_bandwidth) if total_bandwidth > 0 else None
 
 
 class Handler(Admin, Transfer):
@@ -107,7 +110,14 @@ class Handler(Admin, Transfer):
         parts = [unquote(p) for p in url.path.split("/")[1:]]
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body = self._read_body()
-        self._entry = {"operation": "Unknown", "job": None, "range": None, "status": 0, "bytes": 0}
+        self._entry = {
+            "operation": "Unknown",
+            "job": None,
+            "range": None,
+            "status": 0,
+            "bytes": 0,
+            "began": time.monotonic(),  # this host's clock, for traces of the requests
+        }
         try:
             if parts[:1] == ["_emulator"]:
                 self._admin(method, parts[1:], body)

@@ -1,13 +1,16 @@
 """Get Job Output on the wire: the Range asked, the headers sent (Content-Range, the tree
-hash of a tree-node range), and the body, paced by a bandwidth cap and cut, flipped or
-stalled by the faults that struck the request."""
+hash of a tree-node range), and the body, paced by a bandwidth cap per connection and a
+total one (:class:`Nic`), and cut, flipped or stalled by the faults that struck the
+request."""
 
 from __future__ import annotations
 
 import re
 import socket
 import struct
+import threading
 import time
+from collections.abc import Callable
 
 from glacierfs.emulator.faults import Fault
 from glacierfs.emulator.outputs import Output
@@ -32,6 +35,24 @@ def requested(header: str | None, total: int) -> tuple[int, int, bool]:
     if start > end or end >= total:
         raise invalid(f"The requested range {header} is not within the output of {total} bytes")
     return start, end, True
+
+
+class Nic:
+    """A cap on the bytes/s of every answer body together, as a host's network card (or
+    its link) caps all its connections beside each connection's own rate: each piece of
+    a body takes its turn on the wire, first come first served."""
+
+    def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self._clock = rate, clock
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def turn(self, nbytes: int) -> float:
+        """When a piece of ``nbytes`` asked for now has passed (on ``clock``)."""
+        with self._lock:
+            start = max(self._clock(), self._free_at)
+            self._free_at = start + nbytes / self.rate
+            return self._free_at
 
 
 class Transfer(Replies):
@@ -87,14 +108,17 @@ class Transfer(Replies):
             self._entry["bytes"] = sent
 
     def _write(self, piece: memoryview, pace: int, began: float, sent: int) -> int:
-        if not pace:
+        nic: Nic | None = self.server.nic
+        if not pace and nic is None:
             self.wfile.write(piece)
             return sent + len(piece)
         for offset in range(0, len(piece), PACE_CHUNK):
             part = piece[offset : offset + PACE_CHUNK]
+            due = nic.turn(len(part)) if nic is not None else 0.0
             self.wfile.write(part)
             sent += len(part)
-            ahead = sent / pace - (time.monotonic() - began)
+            now = time.monotonic()
+            ahead = max(sent / pace - (now - began) if pace else 0.0, due - now)
             if ahead > 0:
                 time.sleep(ahead)
         return sent

@@ -5,8 +5,14 @@ Archive descriptions are chosen by whoever uploaded the archive: they can hold
 become path components that are always valid and harmless:
 
 * a component never is empty, ``.`` or ``..``, and never holds ``/`` or NUL;
-* ``/``, ``\\``, C0 and C1 control characters (NUL, newline, tab, DEL...) and lone
-  surrogates each become ``_`` (visible, and the same byte count or fewer);
+* the text is NFC-normalised first, so the composed and decomposed forms of one name
+  (``é`` as one code point or as ``e`` and a combining accent) are one path, and
+  collisions are resolved between names as a reader sees them;
+* ``/``, ``\\``, control characters (Unicode category Cc: NUL, newline, tab, DEL, C1),
+  format characters (Cf: bidi overrides and isolates such as U+202E, which make
+  ``invoice\u202efdp.exe`` look like a PDF; zero-width U+200B, U+FEFF), line and
+  paragraph separators (Zl, Zp) and lone surrogates each become ``_`` (visible, and
+  the same byte count or fewer);
 * a component is cut to :data:`MAX_NAME_BYTES` UTF-8 bytes, keeping a short
   extension (``.jpg``), never splitting a character.
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import itertools
 import operator
 import re
+import unicodedata
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -40,6 +47,16 @@ Path = tuple[str, ...]
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f/\\\\\ud800-\udfff]")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+"""Characters that are invisible, reorder what is shown, or end lines: see above."""
+
+
+def _visible(text: str) -> str:
+    """``text`` with each character of :data:`_UNSAFE_CATEGORIES` as ``_``."""
+    if text.isascii():
+        return text
+    category = unicodedata.category
+    return "".join(REPLACEMENT if category(c) in _UNSAFE_CATEGORIES else c for c in text)
 
 
 def _cut(name: str, limit: int) -> str:
@@ -70,7 +87,7 @@ def _fit(stem: str, suffix: str, extension: str) -> str:
 
 def safe_name(text: str, default: str) -> str:
     """One harmless path component from untrusted ``text`` (``default`` when none is left)."""
-    name = _UNSAFE.sub(REPLACEMENT, text)
+    name = _visible(_UNSAFE.sub(REPLACEMENT, unicodedata.normalize("NFC", text)))
     if len(name) * 4 > MAX_NAME_BYTES and len(name.encode("utf-8")) > MAX_NAME_BYTES:
         stem, extension = _split_extension(name)
         name = _fit(stem, "", extension) if extension else _cut(name, MAX_NAME_BYTES)

@@ -177,7 +177,7 @@ class Fetcher:
         self, fetch_part: FetchPart, connections: int, retry: RetryPolicy, stats: Stats
     ) -> None:
         self._fetch_part = fetch_part
-        self.scheduler = Scheduler(connections)
+        self.scheduler = Scheduler(connections, stats)
         self.link = LinkModel()
         self._retry = retry
         self._buffers = Buffers()

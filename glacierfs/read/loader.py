@@ -93,11 +93,16 @@ class Loader:
                 and self._memory.get(key, leaf) is None
             )
 
+        # a streamed fetch takes its connection first thing; a held one waits on the
+        # memory budget first, and must not hold a connection meanwhile
+        streams = self._streams and self._disk.disk.writable
         for run in plan(first, stop, unit, job.leaves, missing):
             flight = Flight()
             leaves = [(key, base + i) for i in range(run[0], run[0] + run[1])]
             ticket = Ticket(stream, demand)
             self._fetcher.scheduler.tag(flight, ticket)
+            if streams:  # its place among the connections, in the order planned
+                self._fetcher.scheduler.reserve(ticket)
             token = REQUEST.set(ticket)  # the flight's task inherits it, and its fetch uses it
             try:
                 self._flights.launch(flight, leaves, self._fly, job, state, run, flight)
@@ -134,6 +139,9 @@ class Loader:
             log.exception("job %s bytes %s: unexpected error in a fetch", job.job_id, label)
             flight.fail(GlacierfsError(f"job {job.job_id} bytes {label}: unexpected error"))
         finally:
+            ticket = REQUEST.get()
+            if ticket is not None:
+                self._fetcher.scheduler.unreserve(ticket)  # when no request took it up
             self._flights.land(flight, [(key, first_leaf + n) for n in range(run[1])])
 
     async def _fetch(

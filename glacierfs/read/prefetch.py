@@ -10,11 +10,17 @@ which its read-ahead shares the mount's connections.
   read that begins exactly where the last one ended; once it has, a read a little behind
   or ahead of the expected offset (the kernel's readahead reorders requests, ``tar``
   skips small gaps) keeps it.
-* **Ramp.** Each following sequential read-ahead request doubles, 1, 2, 4, ... MiB, up
-  to the request size ``S`` (:meth:`glacierfs.read.link.LinkModel.request_size`); the
-  ramp's requests are all made at once, so they go out together, one per free
-  connection, not one doubling per round trip. Every request is ``2^k`` leaves at a
-  multiple of ``2^k`` (tree-hash aligned: the service sends its checksum).
+* **Ramp: near bytes first, in small requests.** A response's leaves are served only
+  once its checksum is checked, at its end: a request of ``n`` MiB delivers its first
+  byte to the reader after ``L + n/B``. So the leaves right after the read come first
+  and in the smallest requests, and sizes double every second request, 1, 1, 2, 2, 4,
+  4, ... MiB, up to the request size ``S``
+  (:meth:`glacierfs.read.link.LinkModel.request_size`): the reader's next leaves land
+  after one leaf's time, the next after two, and so on, while the larger requests
+  behind them carry the bulk. The ramp's requests are all made at once and go out in
+  that order, one per free connection (:meth:`.scheduler.Scheduler.reserve`), not one
+  doubling per round trip. Every request is ``2^k`` leaves at a multiple of ``2^k``
+  (tree-hash aligned: the service sends its checksum).
 * **Every connection gets a part of the end.** Near the end of an output, a request is
   at most the leaves left over the mount's connections (to the nearest power of two),
   down to what one connection carries in :data:`TAIL_SECONDS`: a 128 MiB output over
@@ -69,6 +75,11 @@ read is CPU-bound on 2 shared cores)."""
 LINK_BOUND_REQUESTS = 2
 """A reader that waited on a fetch within this many request times is bound by the link:
 its window may then keep every connection busy, whatever its measured rate."""
+
+RAMP_REPEAT = 2
+"""Requests of each size in the ramp before it doubles: near the reader, twice as many
+small requests land twice as many leaves early, at a latency per extra request that the
+idle connections of a ramp's first round absorb."""
 
 RATE_INTERVAL = 0.25
 """Seconds over which a reader's consumption is measured: a few requests' worth, so
@@ -127,6 +138,7 @@ class Prefetcher:
         self.streak = 0
         self.issued = 0  # leaves below this have been requested ahead (or read)
         self.ramp = 1  # leaves in the next ramp request
+        self._at_ramp = 0  # requests made at that size (it doubles every second one)
         self.window = 0  # bytes, before the caps
         self.rate = 0.0  # bytes/s the reader consumes; 0 until measured
         self._mark = (clock(), 0)  # start of the rate interval, bytes read in it
@@ -152,7 +164,7 @@ class Prefetcher:
         sequential = expected is not None and expected - tolerance <= offset <= expected + tolerance
         self.next_offset = offset + size
         if not sequential:
-            self.streak, self.issued, self.ramp = 0, 0, 1
+            self.streak, self.issued, self.ramp, self._at_ramp = 0, 0, 1, 0
             self._mark = (now, 0)
             self._waited, self._waited_at = False, -math.inf
             return Advice(0)
@@ -224,6 +236,8 @@ class Prefetcher:
                 unit = min(unit, max(share, tail))
             runs.append((index, min(unit, leaves - index)))
             index += unit
-            self.ramp = min(self.ramp * 2, largest)
+            self._at_ramp += 1
+            if self._at_ramp == RAMP_REPEAT or self.ramp >= largest:
+                self.ramp, self._at_ramp = min(self.ramp * 2, largest), 0
         self.issued = max(self.issued, index)
         return runs

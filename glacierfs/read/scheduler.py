@@ -21,8 +21,11 @@ reader's open file, one ``hydrate``, one output saved by ``retrieve``) and wheth
 A read-ahead request that a reader comes to wait on is *urged* (:meth:`Scheduler.urge`):
 it becomes demand, wherever it is queued. A stream's read-ahead requests go out in the
 order their tickets were made (nearest the reader first), whatever order their tasks
-happen to start in. Nothing is ever preempted: a request holds its connection until its
-response is read.
+happen to start in (trio runs tasks started together in either order): the loader
+*reserves* each request's place when it plans it (:meth:`Scheduler.reserve`), so even
+with connections free the nearest bytes are granted first, and the task takes up its
+reservation when it asks for a connection. Nothing is ever preempted: a request holds
+its connection until its response is read.
 
 The request a task makes is in the context variable :data:`REQUEST`, set where the
 read path starts a flight (:meth:`glacierfs.read.loader.Loader.schedule`) and inherited by
@@ -42,6 +45,8 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 import trio
+
+from glacierfs.stats import Stats
 
 
 class Stream:
@@ -88,10 +93,11 @@ class Scheduler:
     """``capacity`` units (connections, or leaves of memory), granted demand first, then
     to the stream with the fewest requests holding some."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, stats: Stats | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity {capacity}")
         self.capacity = capacity
+        self._stats = stats  # counts the waits that near-bytes-first should never see
         self._free = capacity
         self._demand: deque[_Claim] = deque()
         self._waiting: dict[Stream, list[_Claim]] = {}  # by ticket order; in arrival order
@@ -99,6 +105,7 @@ class Scheduler:
         self._held: dict[Stream, int] = {}
         self.granted: dict[Stream, int] = {}  # requests granted per stream, so far
         self._tickets: weakref.WeakKeyDictionary[object, Ticket] = weakref.WeakKeyDictionary()
+        self._reserved: dict[Ticket, _Claim] = {}
 
     @property
     def in_use(self) -> int:
@@ -116,6 +123,8 @@ class Scheduler:
         """A reader now waits on ``key``'s request: make it demand, wherever it is queued."""
         ticket = self._tickets.get(key)
         if ticket is not None:
+            if self._stats is not None and ticket.queued_in is self:
+                self._stats.urged_waits += 1  # a reader waits on bytes not yet asked for
             ticket.urge()
 
     def promote(self, ticket: Ticket) -> None:
@@ -126,12 +135,43 @@ class Scheduler:
             self._demand.append(claim)
             self._dispatch()
 
+    def reserve(self, ticket: Ticket) -> None:
+        """Queue ``ticket``'s claim of one unit now, in the order requests are planned;
+        its task takes it up in :meth:`connection`, or gives it back (:meth:`unreserve`)."""
+        if ticket not in self._reserved:
+            claim = _Claim(ticket, 1)
+            self._reserved[ticket] = claim
+            self._enqueue(claim)
+            self._dispatch()
+            self._count_wait(claim)
+
+    def _count_wait(self, claim: _Claim) -> None:
+        if self._stats is not None and claim.ticket.demand and not claim.granted.is_set():
+            self._stats.demand_waits += 1
+
+    def unreserve(self, ticket: Ticket) -> None:
+        """Give back a reservation its task never took up (the request was not made)."""
+        claim = self._reserved.pop(ticket, None)
+        if claim is not None:
+            if claim.granted.is_set():
+                self._release(claim)
+            else:
+                self._dequeue(claim)
+
     @asynccontextmanager
     async def connection(self, ticket: Ticket | None = None, units: int = 1) -> AsyncIterator[None]:
-        """Hold ``units`` (at most the capacity) for the block, once the order grants them."""
-        claim = _Claim(ticket or Ticket(None, demand=True), min(max(units, 1), self.capacity))
-        self._enqueue(claim)
-        self._dispatch()
+        """Hold ``units`` (at most the capacity) for the block, once the order grants them
+        (a ticket's reservation, when it has one, holds its place in that order)."""
+        units = min(max(units, 1), self.capacity)
+        claim = self._reserved.pop(ticket, None) if ticket is not None else None
+        if claim is None or claim.units != units:
+            if claim is not None:  # not the claim this needs: give it back
+                self._reserved[claim.ticket] = claim
+                self.unreserve(claim.ticket)
+            claim = _Claim(ticket or Ticket(None, demand=True), units)
+            self._enqueue(claim)
+            self._dispatch()
+            self._count_wait(claim)
         try:
             await claim.granted.wait()
         except BaseException:

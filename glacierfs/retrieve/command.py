@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
+from glacierfs import logs
 from glacierfs.client import GlacierClient
 from glacierfs.config import (
     DAILY_SHARE,
@@ -31,6 +32,7 @@ from glacierfs.config import (
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
 from glacierfs.humane import plural, size
+from glacierfs.logs import escape
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.delivering import (
@@ -264,6 +266,7 @@ def confirm(args: argparse.Namespace, count: int) -> None:
 def run(argv: Sequence[str]) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="glacierfs retrieve: %(message)s")
+    logs.install()  # every line escaped, as the mount's
     options: Options = args.opts
     client = GlacierClient(client_settings(options))
     try:
@@ -306,13 +309,13 @@ def _retrieve(
             if not args.follow:
                 started = engine.request(plan.batch)
                 print(started_line(len(started), plan))
-                return 0
+                return 1 if engine.refused else 0  # a request failed: said above, one line each
             access = partial(open_access, options, root, vault_arn)
             summary = Follower(engine, access, args.poll, progress, deliverer).run()
         finally:
             if deliverer is not None:
                 deliverer.close()
-        print(render_summary(summary), flush=True)
+        print(escape(render_summary(summary)), flush=True)
         return 1 if summary["failed"] else 0
 
 
@@ -364,15 +367,16 @@ def show_plan(args: argparse.Namespace, plan: Plan, vault: str, origin: str) -> 
     if args.json:
         print(json.dumps({**plan_document(plan), "origin": origin}, indent=2), flush=True)
     else:
-        print(origin)
-        print("\n".join(render_plan(plan, vault, args.in_region)), flush=True)
+        print(escape(origin))
+        lines = render_plan(plan, vault, args.in_region)
+        print("\n".join(escape(line) for line in lines), flush=True)
 
 
 def main(argv: Sequence[str]) -> int:
     try:
         return run(argv)
     except GlacierfsError as error:
-        print(f"glacierfs retrieve: {error}", file=sys.stderr)
+        print(f"glacierfs retrieve: {escape(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

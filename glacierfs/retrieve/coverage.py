@@ -3,25 +3,29 @@
 A job is live while the service lists it as in progress, or as succeeded (it stops
 listing a job when its output expires). Live jobs come from ListJobs, whoever started
 them (this host, a run killed before it wrote down its job, another tool), so an
-archive is never requested while a job of it is live. Job records are untrusted: one
-that does not parse is ignored for coverage (and logged by the caller).
+archive is never requested while a job of it is live. Job records are untrusted: a
+live archive job's record whose JobId or ArchiveId is outside the service's alphabet
+(a control character, a newline), or whose size, range or date does not parse, covers
+nothing; :func:`live_jobs` hands it to the caller, which logs it once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from glacierfs.errors import BadResponse
+from glacierfs.jobs import MAX_SIZE, SERVICE_ID, shown
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import MIB
 
 EXPIRY = 86400.0
 """Outputs last at least 24 hours after completion: expected expiry, for ordering saves."""
 
-_RANGE = re.compile(r"(\d+)-(\d+)\Z")
+_RANGE = re.compile(r"(\d+)-(-1|\d+)\Z")
 
 
 @dataclass(frozen=True)
@@ -55,30 +59,58 @@ def _moment(value: Any) -> float | None:
 
 
 def live_job(record: Any) -> LiveJob | None:
-    """A live archive job from a ListJobs record; None for anything else."""
-    if not isinstance(record, dict) or record.get("Action") != "ArchiveRetrieval":
+    """A live archive job from a ListJobs record; None for any other job; BadResponse
+    for a live archive job's record that cannot be read."""
+    if not isinstance(record, dict):
+        raise BadResponse(f"a job record is not an object: {type(record).__name__}")
+    if record.get("Action") != "ArchiveRetrieval":
+        return None
+    if record.get("StatusCode") not in ("InProgress", "Succeeded"):
         return None
     job_id, archive_id = record.get("JobId"), record.get("ArchiveId")
-    status, size = record.get("StatusCode"), record.get("ArchiveSizeInBytes")
-    created = _moment(record.get("CreationDate"))
-    if not (isinstance(job_id, str) and isinstance(archive_id, str) and created is not None):
-        return None
-    if status not in ("InProgress", "Succeeded") or not isinstance(size, int):
-        return None
-    start, end = 0, size - 1
-    text = record.get("RetrievalByteRange")
-    if isinstance(text, str) and (match := _RANGE.match(text)):
-        start, end = int(match.group(1)), int(match.group(2))
+    if not isinstance(job_id, str) or not SERVICE_ID.fullmatch(job_id):
+        raise BadResponse(f"a job record has an unusable JobId: {shown(job_id)}")
+    if not isinstance(archive_id, str) or not SERVICE_ID.fullmatch(archive_id):
+        raise BadResponse(f"job {job_id}: unusable ArchiveId {shown(archive_id)}")
+    size, created = record.get("ArchiveSizeInBytes"), _moment(record.get("CreationDate"))
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise BadResponse(f"job {job_id}: field ArchiveSizeInBytes is {shown(size)}")
+    if created is None:
+        raise BadResponse(
+            f"job {job_id}: field CreationDate is {shown(record.get('CreationDate'))}"
+        )
+    start, end = _range(record.get("RetrievalByteRange"), size, job_id)
+    status = str(record["StatusCode"])
     completed = _moment(record.get("CompletionDate")) if status == "Succeeded" else None
     tier = record.get("Tier") if isinstance(record.get("Tier"), str) else "Standard"
     return LiveJob(job_id, archive_id, start, end, status, created, completed, str(tier))
 
 
-def live_jobs(records: Iterable[Any]) -> dict[str, list[LiveJob]]:
-    """ArchiveId -> its live jobs."""
+def _range(text: Any, size: int, job_id: str) -> tuple[int, int]:
+    """The job's bytes: its RetrievalByteRange, or the whole archive when it has none."""
+    if text is None:
+        return 0, size - 1
+    match = _RANGE.match(text) if isinstance(text, str) else None
+    start, end = (int(match.group(1)), int(match.group(2))) if match else (0, size)
+    if not start <= end + 1 <= size:
+        raise BadResponse(f"job {job_id}: RetrievalByteRange is {shown(text)}")
+    return start, end
+
+
+Refused = Callable[[Any, BadResponse], None]
+
+
+def live_jobs(records: Iterable[Any], refused: Refused | None = None) -> dict[str, list[LiveJob]]:
+    """ArchiveId -> its live jobs; ``refused(record, why)`` for each record that covers
+    nothing because it cannot be read."""
     found: dict[str, list[LiveJob]] = {}
     for record in records:
-        job = live_job(record)
+        try:
+            job = live_job(record)
+        except BadResponse as error:
+            if refused is not None:
+                refused(record, error)
+            continue
         if job is not None:
             found.setdefault(job.archive_id, []).append(job)
     return found

@@ -12,6 +12,12 @@ send again) is saved again: that costs no retrieval. Once its job has expired, t
 archive is not requested again unless asked (``--request-evicted``): that would be
 paying twice.
 
+Job records are untrusted and checked one by one (:func:`.coverage.live_job`): a record
+that cannot be read (a JobId holding a control character, a size that is not a number)
+covers nothing and is logged once per run, and the other jobs count as usual. A job id
+that InitiateJob answers must be new: one that is already a request's, or a listed
+job's, is reported as a failed request, not taken as this one.
+
 Coverage is generous on purpose: besides the service's live jobs, a request written
 down but not (yet) listed, and an intent younger than :data:`INTENT_GRACE`, count as
 live, so a listing that lags behind InitiateJob never makes a second request.
@@ -25,8 +31,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from glacierfs.catalog import record_key
 from glacierfs.client import GlacierClient
 from glacierfs.errors import (
+    BadResponse,
     InsufficientCapacity,
     JobExpired,
     PolicyEnforced,
@@ -36,24 +44,17 @@ from glacierfs.errors import (
 from glacierfs.humane import size, utc
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
+from glacierfs.retrieve.intents import adopt_intents, pending_jobs
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TierPrice, cost, price
 from glacierfs.retrieve.room import Held, NothingDelivered, disk_room, undelivered_bytes
-from glacierfs.retrieve.save import ToSave
+from glacierfs.retrieve.save import REFUSED, ToSave
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
 
 log = logging.getLogger(__name__)
-
-INTENT_GRACE = 600.0
-"""Seconds (service time) an intent with no job found still counts as live: long enough
-for a lagging listing to show the job, short enough to retry a request that never got
-through."""
-
-ADOPT_SLACK = 60.0
-"""Seconds a job's CreationDate may precede its intent's time (Date has 1 s resolution)."""
 
 MAX_TRIES = 3
 """Requests of one archive that may fail or expire unsaved before it is given up."""
@@ -95,6 +96,10 @@ class Snapshot:
         return {h.archive.archive_id: h for h in self.holdings}
 
 
+def _refused(record: Any, why: BadResponse) -> None:
+    REFUSED.warning(record_key(record), "job not counted as covering its archive: %s", why)
+
+
 class Engine:
     def __init__(
         self,
@@ -122,6 +127,7 @@ class Engine:
         self.policy = policy or RetrievalPolicy(None)
         self.held: Held = held or NothingDelivered()
         self._records: list[Any] = []  # of the latest look, for the bytes in custody
+        self._listed: set[str] = set()  # every JobId the last look listed
 
     # --- looking ------------------------------------------------------------------------
 
@@ -137,16 +143,21 @@ class Engine:
         records = self.client.list_all_jobs()
         self._records = records
         now = self.now()
-        live = live_jobs(records)
-        listed = {r["JobId"]: r for r in records if isinstance(r, dict) and "JobId" in r}
+        live = live_jobs(records, _refused)
+        listed = {
+            r["JobId"]: r
+            for r in records
+            if isinstance(r, dict) and isinstance(r.get("JobId"), str)
+        }
+        self._listed = set(listed)
         if update:
-            self._adopt_intents(live, now)
+            adopt_intents(self.state, live, now, self.event)
             self._update_requests(listed)
         return self.snapshot(now, live)
 
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
         """Holdings from the cache as it is now, the live jobs, and the state's own."""
-        pending = self._pending(now, live)
+        pending = pending_jobs(self.state, now, live)
         holdings = [
             Holding(
                 a,
@@ -180,53 +191,6 @@ class Engine:
         cached = self.index.leaves(self._keys[archive.archive_id])
         return cached | self.held.written(archive.archive_id)
 
-    def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
-        """Requests and young intents the listing does not show (yet): count them live."""
-        shown = {j.job_id for jobs in live.values() for j in jobs}
-        pending: dict[str, list[LiveJob]] = {}
-        for r in self.state.requests():
-            if r.status == REQUESTED and r.job_id not in shown:
-                job = LiveJob(
-                    r.job_id, r.archive_id, r.start, r.end, "InProgress", r.requested, None, r.tier
-                )
-                pending.setdefault(r.archive_id, []).append(job)
-        for i in self.state.intents():
-            if i.noted > now - INTENT_GRACE:
-                job = LiveJob(
-                    f"intent-{i.id}",
-                    i.archive_id,
-                    i.start,
-                    i.end,
-                    "InProgress",
-                    i.noted,
-                    None,
-                    i.tier,
-                )
-                pending.setdefault(i.archive_id, []).append(job)
-        return pending
-
-    def _adopt_intents(self, live: dict[str, list[LiveJob]], now: float) -> None:
-        known = {r.job_id for r in self.state.requests()}
-        for intent in self.state.intents():
-            found = sorted(
-                (
-                    j
-                    for j in live.get(intent.archive_id, [])
-                    if (j.start, j.end) == (intent.start, intent.end)
-                    and j.created >= intent.noted - ADOPT_SLACK
-                    and j.job_id not in known
-                ),
-                key=lambda j: j.created,
-            )
-            if found:
-                self.state.requested(intent.id, found[0].job_id)
-                known.add(found[0].job_id)
-                self.event(
-                    "note", f"{intent.path}: job {found[0].job_id} found, started before a stop"
-                )
-            elif intent.noted <= now - INTENT_GRACE:
-                self.state.drop_intent(intent.id)
-
     def _update_requests(self, listed: dict[str, Any]) -> None:
         for request in self.state.requests():
             if request.status != REQUESTED or request.archive_id not in self._selected:
@@ -253,6 +217,8 @@ class Engine:
             self.event("expired", f"{request.path}: job expired before its output was saved")
         except TransientServiceError as error:
             log.info("job %s not described now: %s", request.job_id, error)
+        except BadResponse as error:  # this job's answer only: the others go on
+            REFUSED.warning(repr(request.job_id), "job not described: %s", error)
         return None
 
     def _wholly_saved(self, request: Request) -> bool:
@@ -330,9 +296,7 @@ class Engine:
                 unit, self.tier.tier, self.now(), archive.archive_id in again
             )
             try:
-                job_id = self.client.initiate_retrieval(
-                    archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
-                )
+                job_id = self._initiate(unit)
             except TransientServiceError as error:
                 self.event(
                     "note", f"{archive.path}: request not confirmed ({error}); will look again"
@@ -348,7 +312,7 @@ class Engine:
             except ServiceError as error:
                 self.state.drop_intent(intent)
                 self.refused.add(archive.archive_id)
-                self.event("failed", f"{archive.path}: the service refused the request: {error}")
+                self.event("failed", f"{archive.path}: {error}")
                 continue
             self.state.requested(intent, job_id)
             started.append(job_id)
@@ -356,6 +320,38 @@ class Engine:
             kind = "re-requested" if archive.archive_id in again else "requested"
             self.event(kind, f"{archive.path} ({what}{size(unit.size)}): job {job_id}")
         return started
+
+    def _initiate(self, unit: Unit) -> str:
+        """InitiateJob for one unit; its job id. ServiceError when the service refuses,
+        or when its answer cannot be this request's: a job id outside its alphabet, or
+        one that is already another request's or another listed job's."""
+        try:
+            job_id = self.client.initiate_retrieval(
+                unit.archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
+            )
+        except (TransientServiceError, InsufficientCapacity, PolicyEnforced):
+            raise
+        except BadResponse as error:
+            raise ServiceError(f"the service's answer is unusable: {error}") from None
+        except ServiceError as error:
+            raise ServiceError(f"the service refused the request: {error}") from None
+        whose = self._whose(job_id)
+        if whose:
+            raise ServiceError(
+                f"the service answered job id {job_id}, which is already {whose}: "
+                "not taken as this request"
+            )
+        return job_id
+
+    def _whose(self, job_id: str) -> str:
+        """Whose job ``job_id`` already is ("" when no one's): a job id the service
+        answers InitiateJob with must be new."""
+        for r in self.state.requests():
+            if r.job_id == job_id:
+                return f"the job of {self.path(r.archive_id)}"
+        if job_id in self._listed:
+            return "another job the service lists"
+        return ""
 
     # --- saving -------------------------------------------------------------------------
 

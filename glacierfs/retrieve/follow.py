@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from glacierfs.config import HEARTBEAT
 from glacierfs.errors import ConfigError, TransientServiceError
 from glacierfs.humane import plural, size
+from glacierfs.logs import escape
 from glacierfs.retrieve.delivery import Deliverer
 from glacierfs.retrieve.engine import Engine, Snapshot
 from glacierfs.retrieve.heartbeat import heartbeat_line
@@ -52,14 +53,14 @@ class Progress:
         self._beat: float | None = None
 
     def event(self, kind: str, text: str) -> None:
-        line = f"{kind}: {text}"
+        line = escape(f"{kind}: {text}")  # paths, job ids, the service's messages
         if self.tty:
             print(f"\r\033[K{line}\n{self._status}", end="", file=self.out, flush=True)
         else:
             print(f"glacierfs retrieve: {line}", file=self.out, flush=True)
 
     def status(self, text: str) -> None:
-        self._status = text
+        self._status = text = escape(text)
         if self.tty:
             print(f"\r\033[K{text}", end="", file=self.out, flush=True)
             return

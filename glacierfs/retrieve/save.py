@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -42,6 +43,7 @@ from glacierfs.daemon import client_settings
 from glacierfs.errors import ConfigError, GlacierfsError
 from glacierfs.humane import utc
 from glacierfs.inventory import Entry, parse
+from glacierfs.logs import LogOnce
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
 from glacierfs.options import parse_mount_args
 from glacierfs.read.reader import Reader
@@ -52,6 +54,10 @@ T = TypeVar("T")
 SAVING_AT_ONCE = 4
 """Outputs saved at once in-process: small archives are many, and each is a few requests;
 the reader's connection limit still bounds what is in flight."""
+
+REFUSED = LogOnce(logging.getLogger("glacierfs.retrieve"))
+"""Job records refused in this run, by the in-process catalog of each round and by the
+engine's look: each logged once per run (``--follow`` looks every round)."""
 
 MOUNT_REFRESH_WAIT = 30.0
 """Seconds to wait for a mount to list a job after asking it to refresh."""
@@ -194,7 +200,7 @@ class InProcess:
 
             async def main() -> T:
                 aio = AsyncDisk(disk)
-                catalog = Catalog(client.list_jobs, aio, self.vault_arn, retry)
+                catalog = Catalog(client.list_jobs, aio, self.vault_arn, retry, REFUSED)
                 async with trio.open_nursery() as nursery:
                     reader = await Reader.for_client(client, aio, options, retry, nursery=nursery)
                     await catalog.refresh()

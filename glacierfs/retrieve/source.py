@@ -20,6 +20,7 @@ from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import SERVICE_ID
+from glacierfs.logs import escape
 from glacierfs.retrieve.save import open_access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
@@ -122,7 +123,7 @@ def start_inventory(options: Options, client: GlacierClient, command: str) -> in
     running = [r for r in inventory_jobs(client) if r.get("StatusCode") == "InProgress"]
     if running:
         job = running[0].get("JobId")
-        print(f"an inventory job of vault {options.vault} is already in progress: {job}")
+        print(escape(f"an inventory job of vault {options.vault} is already in progress: {job}"))
         return 0
     job_id = client.initiate_inventory("JSON", "glacierfs retrieve --inventory")
     print(

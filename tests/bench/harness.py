@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -20,6 +21,14 @@ GIB = 1 << 30
 WAN_RATE = 25_000_000
 WAN_FLAGS = ("--latency-ms", "40", "--bandwidth", str(WAN_RATE))
 """A distant region: 40 ms to first byte, 25 MB/s per connection."""
+NIC_RATE = 125_000_000
+SHAPES: dict[str, tuple[str, ...]] = {
+    "loopback": (),
+    "wan": WAN_FLAGS,
+    "cap": (*WAN_FLAGS, "--total-bandwidth", str(NIC_RATE)),
+}
+"""The emulator's network shapes; ``cap`` is the WAN behind a 1 Gbit/s NIC (every
+connection together), below the 16 connections' 400 MB/s."""
 
 VAULT = "bench"
 
@@ -50,6 +59,10 @@ def fetched_bytes(bench: Bench, shape: str, job: str) -> int:
     return int(counters.get("jobs", {}).get(job, {}).get("bytes", 0))
 
 
+def cp(path: Path, out: Path) -> None:
+    subprocess.run(["cp", str(path), str(out)], check=True, capture_output=True)
+
+
 def dd(path: Path) -> None:
     subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True, capture_output=True)
 
@@ -65,12 +78,12 @@ class Bench:
         """Named figures the Targets table (tests/bench/targets.py) is made of."""
         self._emulators: dict[str, Emulator] = {}
         self._jobs: dict[tuple[str, int, int], str] = {}
+        self._archives: dict[str, list[dict[str, Any]]] = {}  # inventory entries, per shape
         self._count = 0
 
     def emulator(self, shape: str) -> Emulator:
         if shape not in self._emulators:
-            flags = WAN_FLAGS if shape == "wan" else ()
-            emulator = Emulator(self.root / f"emulator-{shape}", *flags)
+            emulator = Emulator(self.root / f"emulator-{shape}", *SHAPES[shape])
             emulator.start()
             emulator.client().create_vault(vaultName=VAULT)
             self._emulators[shape] = emulator
@@ -81,7 +94,17 @@ class Bench:
         key = (shape, size, seed)
         if key not in self._jobs:
             emulator = self.emulator(shape)
-            archive, _ = emulator.seeded_archive(VAULT, size, seed, f"bench-{size}-{seed}")
+            description = f"bench-{size}-{seed}"
+            archive, tree_hash = emulator.seeded_archive(VAULT, size, seed, description)
+            self._archives.setdefault(shape, []).append(
+                {
+                    "ArchiveId": archive,
+                    "ArchiveDescription": description,
+                    "CreationDate": "2020-01-01T00:00:00Z",
+                    "Size": size,
+                    "SHA256TreeHash": tree_hash,
+                }
+            )
             response = emulator.client().initiate_job(
                 vaultName=VAULT, jobParameters={"Type": "archive-retrieval", "ArchiveId": archive}
             )
@@ -104,9 +127,24 @@ class Bench:
             mount.stop()
         return plain
 
-    def mount(self, shape: str, cache: Path | None = None, **options: str) -> Mount:
+    def inventory(self, shape: str) -> Path:
+        """An inventory of the shape's archives, as a user who has one gives it to the
+        mount (``-o inventory=``): the mount then knows every name and fetches no first
+        leaf for one, so a cold read that follows starts from nothing."""
+        path = self.root / f"inventory-{shape}.json"
+        arn = f"arn:aws:glacier:us-east-1:123456789012:vaults/{VAULT}"
+        listing = {"VaultARN": arn, "InventoryDate": "2026-01-01T00:00:00Z"}
+        path.write_text(json.dumps({**listing, "ArchiveList": self._archives.get(shape, [])}))
+        return path
+
+    def mount(
+        self, shape: str, cache: Path | None = None, named: bool = False, **options: str
+    ) -> Mount:
+        """A mount of the shape's vault; ``named``: given the inventory (no head start)."""
         self._count += 1
         root = self.root / f"mount{self._count}"
+        if named:
+            options["inventory"] = str(self.inventory(shape))
         mount = Mount(self.emulator(shape).url, VAULT, root, options, cache_dir=cache)
         return mount.start()
 
@@ -185,6 +223,14 @@ class Bench:
             env=isolated_env(),
         )
         out.unlink()
+
+    def cli_fixed(self, shape: str) -> list[float]:
+        """Seconds the AWS CLI takes for a 1-byte output: its fixed cost (Python and
+        botocore starting, one request's round trip), taken off its times so that it is
+        timed as the mount is, from its first request."""
+        job = self.job(shape, 1, seed=99)
+        out = self.root / "cli-1-byte"
+        return [timed(lambda: self.aws_cli(shape, job, out)) for _ in range(self.runs)]
 
     def close(self) -> None:
         for emulator in self._emulators.values():

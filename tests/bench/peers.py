@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -125,3 +126,23 @@ def rclone(source: Path, root: Path, cache: Path, *extra: str) -> Served:
     argv = ["rclone", "mount", f":local:{source.parent}", "{mnt}", "--read-only"]
     argv += ["--vfs-cache-mode", "full", "--cache-dir", str(cache), "--config", str(config)]
     return Served([*argv, *extra], root, source.name)
+
+
+READ_LINE = re.compile(r"\bRead \[[^]]*\] 0x[0-9a-f]+ (\d+) @0x")
+"""A READ in rclone's ``--debug-fuse`` log: ``Read [ID=.. Node=..] 0xHANDLE SIZE @0xOFFSET``."""
+
+
+def rclone_read_sizes(served: Served) -> dict[int, int]:
+    """Reads of each size the kernel sent the (stopped) rclone run with ``--debug-fuse``."""
+    sizes: dict[int, int] = {}
+    for match in READ_LINE.finditer(served.log.read_text(errors="replace")):
+        sizes[int(match.group(1))] = sizes.get(int(match.group(1)), 0) + 1
+    return sizes
+
+
+def read_sizes_label(sizes: dict[int, int]) -> str:
+    """``READs counted: 128 KiB x 8192``; or that they could not be counted."""
+    if not sizes:
+        return "READ sizes not counted"
+    shown = ", ".join(f"{size // 1024} KiB x {count}" for size, count in sorted(sizes.items()))
+    return f"READs counted: {shown}"

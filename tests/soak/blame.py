@@ -1,8 +1,9 @@
 """What brought the wrong bytes: answers with a flipped byte and no checksum.
 
-Until the daemon refuses an answer whose due ``x-amz-sha256-tree-hash`` is missing,
-such an answer is checked by its length only, and its flipped byte can be served.
-A wrong byte is *explained* when an answer that had both faults covered its place in
+The daemon refuses an answer whose due ``x-amz-sha256-tree-hash`` is missing; were it
+to check such an answer by its length only, its flipped byte would be served. So the
+report counts those answers (they must have been sent for the run to test anything),
+and a wrong byte is *explained* when an answer that had both faults covered its place in
 the archive (a range job's leaves are its archive's: one job's answer can reach
 another job's reader through the shared cache). A wrong byte nothing explains is a
 new finding.
@@ -15,6 +16,16 @@ from typing import Any
 from tests.soak.vault import SoakJob
 
 BOTH = frozenset({"flip", "drop-checksum"})
+
+
+def unchecked_flips(log: list[Any]) -> int:
+    """Get Job Output answers sent with a flipped byte and without their checksum."""
+    return sum(
+        entry.get("operation") == "GetJobOutput"
+        and not entry.get("error")
+        and set(entry.get("faults", [])) >= BOTH
+        for entry in log
+    )
 
 
 def explained(jobs: list[SoakJob], wrong: list[tuple[str, int]], log: list[Any]) -> int:

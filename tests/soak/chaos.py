@@ -9,7 +9,10 @@ Flipped bytes and a dropped checksum, the faults that could make wrong bytes, ar
 picked three times as often as the others, and only ever strike jobs whose answers
 carry a checksum, the bigger ones more often (they make most requests): an inventory
 has no checksum, so a flipped byte in it cannot be caught (a documented limit, not a
-finding).
+finding). When both are in play, the run opens with the two together on the next answer
+of every job that carries a checksum, so that even a short run sends a flipped answer
+without its due checksum through the mount (the daemon must refuse it, not serve it on
+its length).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class Chaos(threading.Thread):
 
     def run(self) -> None:
         try:
+            if set(CORRUPTING) <= set(self.kinds):
+                self.pair()
             while not self.stop.wait(self.random.uniform(0.2, 2.0)):  # pacing, not a sync
                 if self.expiry.job_id is None and time.monotonic() >= self.expire_at:
                     self.expire()
@@ -72,6 +77,14 @@ class Chaos(threading.Thread):
         job = self.random.choice(candidates)
         self.expiry.start(job.job_id)
         self.emulator.expire(job.job_id)
+
+    def pair(self) -> None:
+        """A flipped byte and no checksum, together, on each checksummed job's next answer
+        (counted faults: each goes once spent, so they are not kept in ``active``)."""
+        for job in (j for j in self.jobs if j.checksummed):
+            for kind in CORRUPTING:
+                self.emulator.admin("POST", "faults", {"kind": kind, "job": job.job_id, "count": 1})
+                self.added[kind] += 1
 
     def add(self) -> None:
         spec = self.spec()

@@ -57,6 +57,8 @@ def lines(result: Result) -> list[str]:
         f"{tally.early_ends} ({size(tally.missing_bytes)} missing)",
         f"other errors:       {dict(tally.errors) or 'none'}",
         _faults(result),
+        f"flipped, unchecked: {result.unchecked_flips} answers with a flipped byte and no "
+        "checksum (each must be refused)",
         _daemon(result),
         *_memory(result),
         _exit(result),

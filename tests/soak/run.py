@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from glacierfs.control import mount_stats
-from tests.soak.blame import explained
+from tests.soak.blame import explained, unchecked_flips
 from tests.soak.chaos import Chaos, kinds
 from tests.soak.readers import Expiry, Reader, Tally
 from tests.soak.vault import VAULT, SoakJob, build, cache_size
@@ -60,6 +60,7 @@ class Result:
     exit_code: int | None = None
     hung_readers: int = 0
     explained: int = 0  # wrong bytes an answer with a flipped byte and no checksum brought
+    unchecked_flips: int = 0  # answers sent with a flipped byte and no checksum
     log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -176,8 +177,9 @@ class Soak:
             result.stats = dict(mount_stats(mount.path))
         if self.emulator.process is not None and self.emulator.process.poll() is None:
             result.counters = self.emulator.counters()
+            log = self.emulator.requests()
+            result.unchecked_flips = unchecked_flips(log)
             if result.tally.wrong:
-                log = self.emulator.requests()
                 result.explained = explained(result.jobs, result.tally.wrong, log)
         try:
             self._unmount(result, mount)

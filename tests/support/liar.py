@@ -10,6 +10,9 @@ unchanged, except where a test asked for a lie:
   real job when a client then names it in a request path.
 * :meth:`Liar.drop_header` removes a header from one job's Get Job Output answers
   (``x-amz-sha256-tree-hash``, say).
+* :meth:`Liar.answer_job_ids` answers the next InitiateJob calls with the job ids
+  given (another job's, a forged one) in place of the new job's; the emulator still
+  starts the job.
 
 The emulator stays honest, so a test compares what the client made of the lie with
 the truth, which it can still ask the emulator for directly.
@@ -43,6 +46,7 @@ class Liar:
         self._fields: dict[str, dict[str, Any]] = {}  # real JobId -> fields to replace
         self._forged: dict[str, str] = {}  # forged JobId -> real JobId
         self._dropped: dict[str, set[str]] = {}  # real JobId -> headers to drop (lower case)
+        self._job_ids: list[str] = []  # what the next InitiateJob answers say
         self.rewritten = 0  # records rewritten so far
         handler = type("Handler", (_Handler,), {"liar": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -76,12 +80,18 @@ class Liar:
         with self._lock:
             self._dropped.setdefault(job_id, set()).add(name.lower())
 
+    def answer_job_ids(self, *job_ids: str) -> None:
+        """Answer the next InitiateJob calls with these job ids, one each."""
+        with self._lock:
+            self._job_ids.extend(job_ids)
+
     def truth(self) -> None:
         """Stop every lie."""
         with self._lock:
             self._fields.clear()
             self._forged.clear()
             self._dropped.clear()
+            self._job_ids.clear()
 
     # --- used by the handler -----------------------------------------------------------
 
@@ -92,6 +102,10 @@ class Liar:
     def dropped(self, job_id: str | None) -> set[str]:
         with self._lock:
             return set(self._dropped.get(job_id or "", ()))
+
+    def next_job_id(self) -> str | None:
+        with self._lock:
+            return self._job_ids.pop(0) if self._job_ids else None
 
     def rewrite_record(self, record: Any) -> Any:
         if not isinstance(record, dict):
@@ -150,6 +164,8 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) >= 5 and parts[2] == "vaults" and parts[4] == "jobs":
             if len(parts) == 5 and self.command == "GET":
                 operation = "ListJobs"
+            elif len(parts) == 5 and self.command == "POST":
+                operation = "InitiateJob"
             elif len(parts) >= 6:
                 job = self.liar.real_job(unquote(parts[5]))
                 parts[5] = quote(job, safe="")
@@ -170,7 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             response = self._ask(path, headers, 0)  # a kept-alive connection had closed
         drop = self.liar.dropped(job) if operation == "GetJobOutput" else set()
-        if operation in ("DescribeJob", "ListJobs") and response.status == 200:
+        forged = self.liar.next_job_id() if operation == "InitiateJob" else None
+        if forged is not None and response.status == 202:
+            self._answer(response, response.read(), {"x-amz-job-id"}, (("x-amz-job-id", forged),))
+        elif operation in ("DescribeJob", "ListJobs") and response.status == 200:
             self._answer(response, self.liar.rewrite(operation, response.read()), drop)
         elif int(response.getheader("Content-Length") or 0) < CHUNK:
             self._answer(response, response.read(), drop)  # small, or of no stated length
@@ -201,14 +220,25 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.close()
             raise
 
-    def _send_head(self, response: http.client.HTTPResponse, drop: set[str]) -> None:
+    def _send_head(
+        self,
+        response: http.client.HTTPResponse,
+        drop: set[str],
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.send_response_only(response.status, response.reason)
-        for name, value in response.getheaders():
-            if name.lower() not in HOP_BY_HOP | drop | {"content-length"}:
+        for name, value in [*response.getheaders(), *extra]:
+            if name.lower() not in HOP_BY_HOP | drop | {"content-length"} or (name, value) in extra:
                 self.send_header(name, value)
 
-    def _answer(self, response: http.client.HTTPResponse, body: bytes, drop: set[str]) -> None:
-        self._send_head(response, drop)
+    def _answer(
+        self,
+        response: http.client.HTTPResponse,
+        body: bytes,
+        drop: set[str],
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self._send_head(response, drop, extra)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

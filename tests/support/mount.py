@@ -21,11 +21,27 @@ import pytest
 DEADLINE = 30.0
 
 
+REQUIRE_FUSE = "GLACIERFS_REQUIRE_FUSE"
+"""Set to 1 (``.ci/run`` does), a machine without FUSE fails the run instead of skipping
+every real-mount test: a CI run that skipped them all would be green and prove nothing."""
+
+
 def fuse_available() -> bool:
     return os.path.exists("/dev/fuse") and shutil.which("fusermount3") is not None
 
 
-needs_fuse = pytest.mark.skipif(not fuse_available(), reason="needs /dev/fuse and fusermount3")
+def fuse_required() -> bool:
+    return os.environ.get(REQUIRE_FUSE) == "1"
+
+
+needs_fuse = pytest.mark.skipif(
+    not fuse_available() and not fuse_required(), reason="needs /dev/fuse and fusermount3"
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if fuse_required() and not fuse_available():
+        pytest.exit(f"{REQUIRE_FUSE}=1 but /dev/fuse or fusermount3 is missing", returncode=1)
 
 
 def isolated_env(extra: dict[str, str] | None = None) -> dict[str, str]:

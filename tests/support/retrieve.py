@@ -79,10 +79,18 @@ def looks(emulator: Emulator) -> int:
 
 
 class Retrieve:
-    def __init__(self, emulator: Emulator, vault: str, cache_dir: Path, log: Path) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        vault: str,
+        cache_dir: Path,
+        log: Path,
+        endpoint: str | None = None,  # another than the emulator's: a liar in front of it
+    ) -> None:
         self.emulator, self.vault, self.cache_dir, self.log = emulator, vault, cache_dir, log
+        self.endpoint = endpoint or emulator.url
         self.process: subprocess.Popen[bytes] | None = None
-        self.options = f"endpoint_url={emulator.url},cache_dir={cache_dir}"  # -o, more to add
+        self.options = f"endpoint_url={self.endpoint},cache_dir={cache_dir}"  # -o, more to add
 
     def argv(self, *args: str) -> list[str]:
         options = self.options
