@@ -22,6 +22,7 @@ import trio
 
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.errors import BadResponse, GlacierfsError, ServiceError
+from glacierfs.intervals import covers, of_leaves
 from glacierfs.jobs import Job, job_from_record, job_from_saved, job_to_record
 from glacierfs.logs import LogOnce
 from glacierfs.retry import RetryPolicy, retrying
@@ -112,8 +113,7 @@ class Catalog:
         except (TypeError, BadResponse):  # saved by an older version, or damaged
             return None
         cached = await self._disk.leaves(job.cache_key)
-        wanted = range(job.first_leaf, job.first_leaf + job.leaves)
-        if all(leaf in cached for leaf in wanted):
+        if covers(of_leaves(cached), job.first_leaf, job.first_leaf + job.leaves):
             return job
         if job_id in self.jobs:
             log.info("job %s expired at the service and is not wholly cached: removed", job_id)

@@ -219,8 +219,9 @@ def _json_entry(item: object, number: int) -> Entry:
     for name in ("ArchiveId", "ArchiveDescription", "CreationDate", "SHA256TreeHash"):
         if not isinstance(item[name], str):
             raise InventoryError(f"inventory entry {number}: {name} is not a string")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not isinstance(size, int) or isinstance(size, bool):
         raise InventoryError(f"inventory entry {number}: Size {size!r} is not a size")
+    # a negative or absurd Size is one bad entry, refused by whoever uses it
     return Entry(archive_id, description, date, size, tree_hash)
 
 

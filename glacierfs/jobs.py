@@ -23,8 +23,9 @@ from glacierfs.treehash import MIB, is_tree_hash_aligned
 EXPIRY = timedelta(hours=24)
 """Output stays downloadable for at least 24 hours after completion."""
 
-MAX_SIZE = 1 << 46
-"""64 TiB: far above Glacier's 40 TiB archive limit; anything larger is a bad record."""
+MAX_SIZE = 40 << 40
+"""40 TiB: Glacier's largest archive (10,000 parts of 4 GiB are a little less); a record
+that says more is refused, so no size past the service's limits reaches the planning."""
 
 SERVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 """What the service's JobIds and ArchiveIds are made of: base64url, 92 and 138

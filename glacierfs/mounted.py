@@ -113,6 +113,7 @@ class Mounted:
         self._hydrated: set[str] = set()
         self._changed: dict[str, trio.Event] = {}
         self._refresh_now = trio.Event()
+        self._rebuilding = trio.Lock()
         self._serving = False  # FUSE's main loop runs: terminate() may be called
         self._detached = False  # the mount left the mount table before main returned
 
@@ -134,6 +135,7 @@ class Mounted:
             self.reader,
             Access(options.uid, options.gid, options.umask),
             namer=self.names.namer,
+            settled=self.names.settled,
             file_inodes=inodes if isinstance(inodes, dict) else None,
             paths=paths if isinstance(paths, dict) else None,
             damage=self.damage,
@@ -213,10 +215,11 @@ class Mounted:
     async def _rebuild(self) -> None:
         """Show what the catalog and the names say now; new files' inodes are saved at once."""
         assert self.fs is not None
-        before = dict(self.fs.tree.shown), len(self.fs.tree.file_inodes)
-        self.fs.rebuild()
-        if (self.fs.tree.shown, len(self.fs.tree.file_inodes)) != before:
-            await self._save_tree()
+        async with self._rebuilding:  # the refresh and the names tasks both rebuild
+            before = dict(self.fs.tree.shown), len(self.fs.tree.file_inodes)
+            await self.fs.rebuild()
+            if (self.fs.tree.shown, len(self.fs.tree.file_inodes)) != before:
+                await self._save_tree()
 
     async def refresh(self) -> None:
         """New jobs show under jobs/ at once, and under archives/ once their names are

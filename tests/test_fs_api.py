@@ -227,7 +227,7 @@ async def test_readdir_lists_the_directory_as_it_was_opened(
     first = fs.readdir(handle, 0)[:1]
     glacier.add_archive("J0", "A0", b"new")  # sorts first: must not shift the next page
     assert await fs.catalog.refresh()
-    fs.rebuild()
+    await fs.rebuild()
     rest = fs.readdir(handle, first[0][2])
     assert [name for name, _, _ in first + rest] == ["J1", "J2"]
     fs.releasedir(handle)
@@ -435,3 +435,21 @@ async def test_write_calls_reach_pyfuse3s_default_not_a_handler(ops: Operations)
     assert await fuse_errno(ops.setxattr(beach, b"user.x", b"1", CTX)) == errno.ENOSYS
     assert await fuse_errno(ops.create(jobs, b"f", 0o644, os.O_WRONLY, CTX)) == errno.ENOSYS
     assert await inode_of(ops, "jobs", "J1") == beach
+
+
+async def test_a_rebuild_builds_the_tree_off_the_trio_thread_and_shows_it_whole(
+    fs: Filesystem, glacier: Glacier
+) -> None:
+    trio_thread, threads = threading.current_thread(), set()
+
+    def watching(job: Job) -> tuple[tuple[str, ...], float | None]:
+        threads.add(threading.current_thread())
+        return namer(job)
+
+    fs.namer = watching
+    glacier.add_archive("J3", "A3", b"new")
+    assert await fs.catalog.refresh()
+    await fs.rebuild()
+    assert threads and trio_thread not in threads  # reads are answered meanwhile
+    archives = fs.lookup(ROOT_INODE, "archives").inode
+    assert fs.lookup(archives, "A3").size == 3

@@ -258,7 +258,6 @@ def test_json_malformed_raises(data: bytes, match: str) -> None:
         ("Size", "12"),
         ("Size", 1.5),
         ("Size", True),
-        ("Size", -1),
         ("ArchiveId", 5),
         ("ArchiveDescription", None),
         ("SHA256TreeHash", ["x"]),
@@ -270,6 +269,12 @@ def test_json_wrong_types_raise_with_entry_number(field: str, value: object) -> 
     data = json.dumps({"ArchiveList": [good, good, bad]}).encode()
     with pytest.raises(InventoryError, match="entry 3"):
         parsed(data)
+
+
+def test_a_negative_size_is_one_bad_entry_for_its_user_to_refuse_not_a_bad_inventory() -> None:
+    good = entry_json(entries("ok")[0])
+    data = json.dumps({"ArchiveList": [good, {**good, "Size": -1}]}).encode()
+    assert [e.size for e in parsed(data)] == [good["Size"], -1]
 
 
 def test_json_huge_number_raises_inventory_error() -> None:

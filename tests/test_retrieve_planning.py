@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from glacierfs.emulator.outputs import is_tree_node
 from glacierfs.errors import BadResponse
+from glacierfs.intervals import of_leaves
 from glacierfs.inventory import Entry
 from glacierfs.retrieve.coverage import Holding, live_job, live_jobs
 from glacierfs.retrieve.follow import Progress, render_summary
@@ -34,6 +35,7 @@ from glacierfs.retrieve.selection import (
     Criteria,
     glob_regex,
     name_archives,
+    older_versions,
     parse_date,
     select,
     shard_of,
@@ -82,14 +84,33 @@ def test_archives_are_named_by_their_decoded_descriptions_as_the_mount_names_the
     }
 
 
-def test_the_oldest_archive_keeps_a_contested_name_and_the_other_gets_its_id_tag() -> None:
+def test_the_newest_version_keeps_a_contested_name_and_older_ones_are_named_by_date() -> None:
     archives = name_archives(
         [entry("NEWERxxxxxx", "same.txt", created="2021-01-01"), entry("OLDERyyyyyy", "same.txt")]
     )
-    assert {a.archive_id: a.path for a in archives} == {
-        "OLDERyyyyyy": "same.txt",
-        "NEWERxxxxxx": "same~NEWERxxx.txt",
+    assert {a.archive_id: (a.path, a.latest) for a in archives} == {
+        "NEWERxxxxxx": ("same.txt", True),
+        "OLDERyyyyyy": ("same~20200101T000000Z.txt", False),
     }
+
+
+def test_latest_selects_the_newest_version_of_each_path_and_counts_the_rest() -> None:
+    archives = name_archives(
+        [
+            entry("V2019", "docs/a.txt", 5, "2019-01-01"),
+            entry("V2021", "docs/a.txt", 7, "2021-01-01"),
+            entry("V2020", "docs/a.txt", 11, "2020-01-01"),
+            entry("ONLY", "docs/b.txt", 13),
+        ]
+    )
+    latest = Criteria(everything=True, latest=True)
+    assert [a.archive_id for a in select(archives, latest)] == ["V2021", "ONLY"]
+    older = older_versions(archives, latest)
+    assert sorted(a.archive_id for a in older) == ["V2019", "V2020"]
+    assert older_versions(archives, Criteria(everything=True)) == []
+    plan = make_plan([], [], Limits(MIB), price("Bulk"), 0.0)
+    plan.older_versions, plan.older_bytes = len(older), sum(a.size for a in older)
+    assert "--latest left out 2 older versions (16 B)" in "\n".join(render_plan(plan, "v"))
 
 
 @pytest.mark.parametrize(
@@ -210,9 +231,9 @@ def test_archive_within_the_cap_is_one_whole_job_and_a_larger_one_aligned_ranges
 
 def test_only_the_gaps_of_a_partly_held_archive_are_requested() -> None:
     held = archive(8 * MIB)
-    units = units_for(held, {0, 1, 2, 5}, 100 * MIB)
+    units = units_for(held, of_leaves({0, 1, 2, 5}), 100 * MIB)
     assert [(u.start // MIB, u.size // MIB) for u in units] == [(3, 1), (4, 1), (6, 2)]
-    assert units_for(held, set(range(8)), 100 * MIB) == []
+    assert units_for(held, [(0, 8)], 100 * MIB) == []
 
 
 def test_a_batch_stays_within_the_day_and_the_jobs_and_stops_at_the_first_misfit() -> None:
@@ -296,7 +317,7 @@ def record(job_id: str, archive_id: str, status: str, size: int, rng: str | None
 def test_live_jobs_are_read_from_records_and_anything_odd_covers_nothing() -> None:
     good = record("J", "A", "InProgress", 3 * MIB, f"{MIB}-{2 * MIB - 1}")
     job = live_job(good)
-    assert job is not None and (job.start, job.end, list(job.leaves)) == (MIB, 2 * MIB - 1, [1])
+    assert job is not None and (job.start, job.end, job.leaves) == (MIB, 2 * MIB - 1, (1, 2))
     for other in ({**good, "StatusCode": "Failed"}, {**good, "Action": "InventoryRetrieval"}):
         assert live_job(other) is None
     unreadable = [
@@ -316,7 +337,7 @@ def test_live_jobs_are_read_from_records_and_anything_odd_covers_nothing() -> No
     assert list(found) == ["A"] and [j.job_id for j in found["A"]] == ["J", "K"]
     assert refused == unreadable
     empty = live_job(record("E", "A", "Succeeded", 0, "0--1"))
-    assert empty is not None and (empty.start, empty.end, list(empty.leaves)) == (0, -1, [])
+    assert empty is not None and (empty.start, empty.end, empty.leaves) == (0, -1, (0, 0))
 
 
 def test_the_plan_skips_what_is_cached_or_covered_and_says_why() -> None:

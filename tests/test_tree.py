@@ -197,3 +197,22 @@ def test_an_unknown_name_is_not_found() -> None:
     assert path_of(tree, "jobs", "J1", "below-a-file") is None
     assert path_of(tree, "archives", "a" * 64) is None
     assert path_of(tree, "archives", "a") is not None  # the default name: the ArchiveId
+
+
+def test_a_name_the_inventory_settled_is_not_overridden_by_one_remembered() -> None:
+    older = archive_job("J1", "a", 1.0)
+    tree = Tree()
+    tree.build([older], named)  # an earlier mount showed the older version plainly
+    assert list(listing(tree)) == ["photos/beach.jpg"]
+    dated: dict[str, Named] = {"a": (("photos", "beach~20190101T000000Z.jpg"), None)}
+    dated["b"] = NAMES["b"]
+    jobs = [older, archive_job("J2", "b", 2.0)]
+    remount = Tree(tree.file_inodes, saved(tree))
+    remount.build(jobs, lambda job: dated.get(job.archive_id or ""), lambda job: True)
+    assert listing(remount) == {
+        "photos/beach.jpg": remount.file_inodes["archive/b"],
+        "photos/beach~20190101T000000Z.jpg": remount.file_inodes["archive/a"],
+    }
+    unsettled = Tree(tree.file_inodes, saved(tree))  # without an inventory: as it was shown
+    unsettled.build(jobs, lambda job: dated.get(job.archive_id or ""))
+    assert unsettled.file_inodes["archive/a"] == listing(unsettled)["photos/beach.jpg"]

@@ -14,6 +14,13 @@ Only the descriptions of archives that have jobs are kept in memory, whatever th
 size of the inventory. An archive whose description is not known has no name yet
 (:meth:`Names.namer` says None): the tree leaves it out of ``archives/`` until then.
 
+Many archives can claim one path (versions of a file). Which one keeps the plain name is
+asked of the inventory (the file given, else the newest inventory job): once the names
+of the archives with jobs are known, the inventory is read for every archive that claims
+one of their paths (:func:`glacierfs.names.versions.versions_of`), and what it holds is
+kept in the cache's metadata, per inventory, so a remount reads it again only for paths
+it has not looked for (:mod:`glacierfs.names.known` says what can move without one).
+
 The inventories also say each archive's size and tree hash, which the job records
 say too: for archives with jobs these entries are kept (in memory and in the cache's
 metadata), and a job whose record disagrees with its archive's entry is reported
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import trio
@@ -33,8 +40,8 @@ from glacierfs.cache.aio import AsyncDisk
 from glacierfs.errors import GlacierfsError, IntegrityError, ShuttingDown
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import Job, disagreements
-from glacierfs.names.decoders import decode_description
-from glacierfs.names.safe import safe_components
+from glacierfs.names.known import KnownVersions
+from glacierfs.names.versions import Version, described, versions_of
 from glacierfs.read.reader import Reader
 from glacierfs.treehash import MIB
 from glacierfs.view.archives import probe_job
@@ -49,6 +56,9 @@ ENTRIES_META = "inventory-entries"  # archive id -> [size, tree hash], archives 
 ENTRIES_KEPT = "entries"
 """What INVENTORIES_META holds for an inventory job whose entries were kept too (older
 mounts noted ``true``, for descriptions only: those inventories are read once more)."""
+
+VERSIONS_META = "versions"
+"""Inventory source -> the versions it holds of each path looked for (see the module)."""
 
 ProbeDescription = Callable[[Job], str | None]
 """A job -> its archive's description, from one tiny request (blocking)."""
@@ -100,18 +110,28 @@ class Names:
         self.entries: dict[str, tuple[int, str]] = {}  # archive id -> size, tree hash
         self._entries_loaded = False
         self._probes = trio.CapacityLimiter(connections)
+        self.versions = KnownVersions()
+        self._scan_source: str | None = None
+        self._scan_failed: set[str] = set()
+        self._checked: set[str] = set()  # jobs compared with their inventory entry
+        self._decoded: dict[str, Version] = {}  # archive id -> its description, decoded
 
     def namer(self, job: Job) -> Named | None:
-        """The archive's path and mtime by its description; None while that is unknown."""
-        description = self.descriptions.get(job.archive_id or "")
-        if description is None:
+        """The archive's path and mtime by its description, among the versions of its path
+        (:mod:`glacierfs.names.versions`); None while the description is unknown. Asked
+        for every archive at every rebuild, from the thread that builds the tree: each
+        description is decoded once, when it is learnt."""
+        archive_id = job.archive_id or ""
+        version = self._decoded.get(archive_id)
+        if version is None:
             return None
-        if not description:
-            return (), None
-        decoded = decode_description(description)
-        if decoded.path is None or decoded.is_directory:
-            return (), decoded.mtime
-        return safe_components(decoded.path), decoded.mtime
+        return self.versions.name(archive_id, version.components), version.mtime
+
+    def settled(self, job: Job) -> bool:
+        """Whether the inventory named every version of the path of the job's archive: a
+        name remembered from an earlier mount does not override this one's."""
+        version = self._decoded.get(job.archive_id or "")
+        return version is not None and self.versions.settled(version.components)
 
     def unknown(self, jobs: Iterable[Job]) -> set[str]:
         """The archives of these jobs whose description is not known."""
@@ -154,7 +174,8 @@ class Names:
         await self._cross_check(jobs)
         if headers and missing:
             await self._from_headers(missing)
-        return len(self.descriptions) > before
+        scanned = await self._scan_versions(jobs)
+        return len(self.descriptions) > before or scanned
 
     async def _load_entries(self) -> None:
         if self._entries_loaded:
@@ -177,10 +198,17 @@ class Names:
             await self._disk.put_meta(ENTRIES_META, entry.archive_id, [entry.size, entry.tree_hash])
 
     async def _cross_check(self, jobs: list[Job]) -> None:
-        """Report each job whose record disagrees with its archive's inventory entry."""
-        for job in jobs:
+        """Report each job whose record disagrees with its archive's inventory entry
+        (each job once: a record does not change; the trio thread is let go every
+        thousand jobs, so a list of 50,000 never holds reads up)."""
+        for number, job in enumerate(jobs):
+            if number % 1000 == 999:
+                await trio.sleep(0)
+            if job.job_id in self._checked:
+                continue
             entry = self.entries.get(job.archive_id or "") if job.kind == "archive" else None
             if entry is not None:
+                self._checked.add(job.job_id)
                 for _, why in disagreements(job, *entry):
                     await self._reader.note_problem(job, why)
 
@@ -191,6 +219,8 @@ class Names:
         for archive_id, description in pairs:
             if archive_id in missing and isinstance(description, str):
                 self.descriptions[archive_id] = description
+                version = self._decoded[archive_id] = described(archive_id, description)
+                self.versions.claim(version)
                 del missing[archive_id]
                 learnt.append(archive_id)
         return learnt
@@ -248,6 +278,61 @@ class Names:
             return
         await self._use(missing, unchecked, found)
         await self._disk.put_meta(INVENTORIES_META, newest.job_id, ENTRIES_KEPT)
+
+    def _inventory(self, jobs: Iterable[Job]) -> tuple[str, Callable[[], Iterable[Entry]]] | None:
+        """The inventory that names versions: (what it is, its entries as a stream)."""
+        path = self._inventory_file
+        if path is not None:
+
+            def from_file() -> Iterator[Entry]:
+                with path.open("rb") as stream:
+                    yield from parse(stream)
+
+            try:  # a file changed in place is another inventory
+                stat = path.stat()
+            except OSError:
+                return None  # said when its descriptions are read
+            return f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}", from_file
+        inventories = [j for j in jobs if j.kind == "inventory"]
+        if not inventories:
+            return None
+        newest = max(inventories, key=lambda j: (j.completed, j.job_id))
+
+        def from_job() -> Iterator[Entry]:
+            stream = io.BufferedReader(ReaderStream(self._reader, newest), 1 << 20)
+            yield from parse(stream, newest.inventory_format)
+
+        return f"job:{newest.job_id}", from_job
+
+    async def _scan_versions(self, jobs: Iterable[Job]) -> bool:
+        """Read the inventory for the versions of paths not looked for yet; True if any."""
+        inventory = self._inventory(jobs)
+        if inventory is None:
+            return False
+        source, entries = inventory
+        if source in self._scan_failed:
+            return False
+        if source != self._scan_source:
+            self.versions.reset_scan()
+            self._scan_source = source
+            self.versions.load(await self._disk.get_meta(VERSIONS_META, source))
+        paths = self.versions.unscanned()
+        if not paths:
+            return False
+        try:  # a user's file may be gigabytes: its parse is not waited for at exit (a job's
+            # is: its reads run in this task, see ReaderStream)
+            found = await trio.to_thread.run_sync(
+                lambda: versions_of(entries(), paths), abandon_on_cancel=source.startswith("file:")
+            )
+        except ShuttingDown:
+            return False
+        except (OSError, GlacierfsError) as error:
+            self._scan_failed.add(source)
+            log.error("inventory %s not used for versions: %s", source, error)
+            return False
+        self.versions.add_scan(paths, found)
+        await self._disk.put_meta(VERSIONS_META, source, self.versions.saved())
+        return True
 
     async def _from_headers(self, missing: dict[str, Job | None]) -> None:
         async with trio.open_nursery() as nursery:

@@ -49,7 +49,7 @@ from glacierfs.read.loader import Loader
 from glacierfs.read.prefetch import Pace, Prefetcher
 from glacierfs.read.requests import Requests
 from glacierfs.read.settings import ReaderSettings
-from glacierfs.read.trust import ObjectState, Trust, slot, usable
+from glacierfs.read.trust import ObjectState, Trust, present, slot, usable
 from glacierfs.read.warm import WarmReads, cached_digests, refuse_unverifiable
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
@@ -324,11 +324,7 @@ class Reader:
     async def cached_bytes(self, job: Job) -> int:
         """How much of the output is in the cache, good for the job."""
         state = await self._object(job)
-        count = sum(
-            1
-            for leaf in range(job.first_leaf, job.first_leaf + job.leaves)
-            if usable(job, state, leaf)
-        )
+        count = sum(1 for leaf in present(job, state) if usable(job, state, leaf))
         if count and usable(job, state, job.first_leaf + job.leaves - 1):
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB

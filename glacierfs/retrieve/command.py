@@ -53,6 +53,7 @@ from glacierfs.retrieve.selection import (
     Archive,
     Criteria,
     name_archives,
+    older_versions,
     parse_date,
     select,
 )
@@ -125,6 +126,7 @@ def _selection_arguments(pick: argparse._ArgumentGroup) -> None:
     pick.add_argument("--created-after", type=_date_arg, metavar="DATE")
     pick.add_argument("--created-before", type=_date_arg, metavar="DATE")
     pick.add_argument("--shard", metavar="K/N", help=f"a 1/N; env/N takes K from ${SHARD_ENV}")
+    pick.add_argument("--latest", action="store_true", help="only the newest version of each path")
 
 
 def _retrieval_arguments(how: argparse._ArgumentGroup) -> None:
@@ -220,6 +222,7 @@ def criteria(args: argparse.Namespace) -> Criteria:
         created_after=args.created_after,
         created_before=args.created_before,
         shard=args.shard,
+        latest=args.latest,
     )
 
 
@@ -287,7 +290,8 @@ def _retrieve(
         entries, source = load_inventory(
             options, client, vault_arn, root, state.directory, again(args)
         )
-        archives = select(name_archives(entries), criteria(args))
+        named, chosen = name_archives(entries), criteria(args)
+        archives, older = select(named, chosen), older_versions(named, chosen)
         if args.dry_run:
             holder = state.try_lock()  # beside a running --follow: look, change nothing
         else:
@@ -302,6 +306,7 @@ def _retrieve(
             engine, why = _engine(args, options, client, state, index, archives, deliverer)
             engine.event = progress.event  # events of the engine go where delivery's go
             plan = engine.plan(engine.look(update=holder))
+            plan.older_versions, plan.older_bytes = len(older), sum(a.size for a in older)
             show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
             if args.dry_run:
                 return 0

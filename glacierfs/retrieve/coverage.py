@@ -6,7 +6,12 @@ them (this host, a run killed before it wrote down its job, another tool), so an
 archive is never requested while a job of it is live. Job records are untrusted: a
 live archive job's record whose JobId or ArchiveId is outside the service's alphabet
 (a control character, a newline), or whose size, range or date does not parse, covers
-nothing; :func:`live_jobs` hands it to the caller, which logs it once.
+nothing; :func:`live_jobs` hands it to the caller, which logs it once. So does one
+whose size is past the service's 40 TiB.
+
+What holds an archive is runs of leaves (:mod:`glacierfs.intervals`), so a 40 TiB
+archive costs what a 1 MiB one does; only the leaves actually cached are counted one by
+one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from glacierfs.errors import BadResponse
+from glacierfs.intervals import Run, Runs, covers, gaps, of_leaves, union
 from glacierfs.jobs import MAX_SIZE, SERVICE_ID, shown
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import MIB
@@ -40,8 +46,9 @@ class LiveJob:
     tier: str
 
     @property
-    def leaves(self) -> range:
-        return range(self.start // MIB, -(-(self.end + 1) // MIB))
+    def leaves(self) -> Run:
+        """The leaves its output holds, ``(first, stop)``."""
+        return self.start // MIB, -(-(self.end + 1) // MIB)
 
     @property
     def expires(self) -> float:
@@ -125,18 +132,20 @@ class Holding:
     jobs: tuple[LiveJob, ...]  # its live jobs
 
     @property
+    def cached_runs(self) -> Runs:
+        return of_leaves(self.cached)
+
+    @property
     def wholly_cached(self) -> bool:
-        return len(self.cached) >= self.archive.leaves and all(
-            leaf in self.cached for leaf in range(self.archive.leaves)
+        return len(self.cached) >= self.archive.leaves and covers(
+            self.cached_runs, 0, self.archive.leaves
         )
 
-    def covered(self) -> set[int]:
-        """Leaves cached or to come from a live job."""
-        leaves = set(self.cached)
-        for job in self.jobs:
-            leaves.update(job.leaves)
-        return leaves
+    def covered(self) -> Runs:
+        """Runs of leaves cached or to come from a live job."""
+        return union(self.cached_runs, (job.leaves for job in self.jobs))
 
     def unsaved_jobs(self) -> list[LiveJob]:
         """Live jobs with leaves not yet in the cache: outputs still to save."""
-        return [j for j in self.jobs if any(leaf not in self.cached for leaf in j.leaves)]
+        cached = self.cached_runs
+        return [j for j in self.jobs if gaps(*j.leaves, cached)]

@@ -42,6 +42,7 @@ from glacierfs.errors import (
     TransientServiceError,
 )
 from glacierfs.humane import size, utc
+from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.intents import adopt_intents, pending_jobs
@@ -227,7 +228,7 @@ class Engine:
             return False
         held = self._held_leaves(archive)
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return all(i in held for i in range(first, stop))
+        return covers(of_leaves(held), first, stop)
 
     # --- deciding -----------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ that several pieces flow at once. Those are the ranges whose tree hash is a node
 archive's tree, so the service checks every piece with ``SHA256TreeHash`` and the cache
 joins them into the archive. A piece is the largest such run within the cap. An archive
 that is partly cached, or partly covered by live jobs, is requested only for its gaps,
-in the same aligned runs.
+in the same aligned runs. Gaps are found on runs of leaves (:mod:`glacierfs.intervals`), so planning
+a 40 TiB archive costs its pieces, not its 40 million leaves.
 
 Batches are taken in order and stop at the first unit that does not fit, so that a big
 archive is not passed over forever by smaller ones behind it.
@@ -31,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from glacierfs.intervals import Run, Runs
+from glacierfs.intervals import gaps as missing_runs
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import MIB
 
@@ -60,8 +63,9 @@ class Unit:
         return None if self.whole else (self.start, self.end)
 
     @property
-    def leaves(self) -> range:
-        return range(self.start // MIB, -(-(self.end + 1) // MIB))
+    def leaves(self) -> Run:
+        """The leaves it requests, ``(first, stop)``."""
+        return self.start // MIB, -(-(self.end + 1) // MIB)
 
 
 HOUR = 3600.0
@@ -98,18 +102,13 @@ class Requested:
 
 
 def _ceil_pow2(count: int) -> int:
-    power = 1
-    while power < count:
-        power *= 2
-    return power
+    return 1 if count <= 1 else 1 << (count - 1).bit_length()
 
 
 def block_leaves(per_day: int) -> int:
     """The most leaves one piece may hold: the largest 2^k leaves within a day's cap."""
-    block = 1
-    while block * 2 * MIB <= per_day:
-        block *= 2
-    return block
+    leaves = per_day // MIB
+    return 1 if leaves < 2 else 1 << (leaves.bit_length() - 1)
 
 
 def aligned_pieces(first: int, stop: int, leaves: int, block: int) -> list[tuple[int, int]]:
@@ -122,35 +121,23 @@ def aligned_pieces(first: int, stop: int, leaves: int, block: int) -> list[tuple
         if stop == leaves and tail <= block and position % _ceil_pow2(tail) == 0:
             pieces.append((position, tail))
             break
-        size = block
-        while size > 1 and (position % size or position + size > stop):
-            size //= 2
+        size = min(block, position & -position) if position else block
+        size = min(size, 1 << ((stop - position).bit_length() - 1))
         pieces.append((position, size))
         position += size
     return pieces
 
 
-def gaps(leaves: int, covered: set[int]) -> list[tuple[int, int]]:
-    """(first, stop) runs of the leaves ``0..leaves-1`` not in ``covered``."""
-    runs: list[tuple[int, int]] = []
-    start: int | None = None
-    for leaf in range(leaves):
-        if leaf in covered:
-            if start is not None:
-                runs.append((start, leaf))
-                start = None
-        elif start is None:
-            start = leaf
-    if start is not None:
-        runs.append((start, leaves))
-    return runs
+def gaps(leaves: int, covered: Iterable[Run]) -> Runs:
+    """(first, stop) runs of the leaves ``0..leaves-1`` not in ``covered`` (runs)."""
+    return missing_runs(0, leaves, covered)
 
 
 def units_for(
-    archive: Archive, covered: set[int], largest: int, piece: int | None = None
+    archive: Archive, covered: Iterable[Run], largest: int, piece: int | None = None
 ) -> list[Unit]:
-    """The jobs that retrieve what ``covered`` (leaves cached or under live jobs) lacks:
-    the whole archive if it is at most ``largest`` bytes, else pieces of at most
+    """The jobs that retrieve what ``covered`` (runs of leaves cached or under live jobs)
+    lacks: the whole archive if it is at most ``largest`` bytes, else pieces of at most
     ``piece`` (default ``largest``)."""
     missing = gaps(archive.leaves, covered)
     if not missing:

@@ -47,6 +47,8 @@ class Plan:
     room: int | None = None  # bytes the cache can take for new outputs (None: not counted)
     policy: str | None = None  # the account's data retrieval policy, in words
     notes: list[str] = field(default_factory=list)  # more for the user to know
+    older_versions: int = 0  # archives left out by --latest: not the newest of their path
+    older_bytes: int = 0
 
     @property
     def bytes(self) -> int:
@@ -164,6 +166,11 @@ def _now_line(plan: Plan) -> str:
 def _notes(plan: Plan) -> list[str]:
     """What the plan leaves waiting, and what the user should know before it starts."""
     lines = [f"  note: {note}" for note in plan.notes]
+    if plan.older_versions:
+        lines.append(
+            f"  --latest left out {plural(plan.older_versions, 'older version')} "
+            f"({size(plan.older_bytes)})"
+        )
     if plan.outstanding:
         lines.append(f"  {plural(plan.outstanding, 'live job')} with output not yet saved")
     if plan.evicted:
@@ -214,6 +221,8 @@ def plan_document(plan: Plan) -> dict[str, object]:
         "max_jobs": plan.limits.max_jobs,
         "outstanding": plan.outstanding,
         "evicted": plan.evicted,
+        "older_versions": plan.older_versions,
+        "older_bytes": plan.older_bytes,
         "days": plan.bytes / plan.limits.per_day if plan.limits.per_day else None,
         "prices_date": PRICES_DATE,
         "now": plan.now,

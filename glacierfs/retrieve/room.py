@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from glacierfs.custody import cache_classes
 from glacierfs.errors import GlacierfsError
+from glacierfs.intervals import gaps, union
 from glacierfs.jobs import job_from_record
 from glacierfs.retrieve.coverage import Holding
 from glacierfs.treehash import MIB
@@ -75,6 +76,7 @@ def disk_room(holdings: Iterable[Holding], capacity: int, held: Held, kept: int 
         archive = holding.archive
         if held.delivered(archive.archive_id):
             continue
-        coming = {i for job in holding.unsaved_jobs() for i in job.leaves} - set(holding.cached)
-        kept += sum(min(MIB, archive.size - i * MIB) for i in coming)
+        cached = holding.cached_runs
+        coming = union(*(gaps(*job.leaves, cached) for job in holding.unsaved_jobs()))
+        kept += sum(min(stop * MIB, archive.size) - first * MIB for first, stop in coming)
     return capacity - kept

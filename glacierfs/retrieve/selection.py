@@ -3,9 +3,13 @@ them, filtered by the user's patterns, sizes, dates and shard. Pure code.
 
 Names are the paths the mount shows under ``archives/``: the description decoded by
 :func:`glacierfs.names.decoders.decode_description`, made safe by
-:func:`glacierfs.names.safe.safe_components`, and made unique among all the inventory's
-archives by :func:`glacierfs.names.safe.assign_paths` (the oldest archive keeps a contested
-name). An archive whose description gives no file name is named by its ArchiveId.
+:func:`glacierfs.names.safe.safe_components`, named by version among the archives that
+claim the same path
+(:func:`glacierfs.names.versions.versioned`: the newest keeps the plain name, older ones
+are ``NAME~YYYYMMDDTHHMMSSZ.EXT``), and made unique among all the inventory's archives by
+:func:`glacierfs.names.safe.assign_paths` (the oldest archive keeps a name still
+contested). An archive whose description gives no file name is named by its ArchiveId.
+``--latest`` (:attr:`Criteria.latest`) selects only the newest version of each path.
 
 Patterns are shell globs over those paths: ``*`` and ``?`` stay within one directory,
 ``**`` crosses directories (``a/**/b`` also matches ``a/b``), ``[...]`` is a class;
@@ -15,14 +19,19 @@ a pattern that names a directory selects everything under it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from glacierfs.inventory import Entry
-from glacierfs.names.decoders import decode_description
-from glacierfs.names.safe import Wanted, assign_paths, safe_components, safe_name
+from glacierfs.jobs import MAX_SIZE
+from glacierfs.logs import escape
+from glacierfs.names.safe import Wanted, assign_paths, safe_name
+from glacierfs.names.versions import entry_version, latest_keys, versioned
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class Archive:
     created: float  # POSIX time of its CreationDate
     description: str
     path: str  # relative to archives/
+    latest: bool = True  # the newest version of its path (see the module)
 
     @property
     def leaves(self) -> int:
@@ -54,13 +64,6 @@ def parse_date(text: str) -> float:
     return moment.timestamp()
 
 
-def _components(entry: Entry) -> tuple[str, ...]:
-    decoded = decode_description(entry.description)
-    if decoded.path is None or decoded.is_directory:
-        return ()
-    return safe_components(decoded.path)
-
-
 def _created(entry: Entry) -> float:
     try:
         return parse_date(entry.creation_date)
@@ -68,15 +71,36 @@ def _created(entry: Entry) -> float:
         return 0.0
 
 
-def name_archives(entries: Iterable[Entry]) -> list[Archive]:
-    """The inventory's archives with their unique friendly paths, in path order."""
-    chosen: dict[str, Entry] = {}
+def refusal(entry: Entry) -> str | None:
+    """Why an inventory entry is not an archive the service can hold; None if it is."""
+    if not 0 <= entry.size <= MAX_SIZE:
+        shown = escape(entry.archive_id[:200])
+        return f"inventory entry {shown}: Size {entry.size} is not an archive's (0 to 40 TiB)"
+    return None
+
+
+def plausible(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """The entries, less each one that :func:`refusal` refuses (one warning line each)."""
     for entry in entries:
+        why = refusal(entry)
+        if why is None:
+            yield entry
+        else:
+            log.warning("%s: left out", why)
+
+
+def name_archives(entries: Iterable[Entry]) -> list[Archive]:
+    """The inventory's archives with their unique friendly paths, in path order (an
+    entry no archive can be is left out: :func:`plausible`)."""
+    chosen: dict[str, Entry] = {}
+    for entry in plausible(entries):
         chosen.setdefault(entry.archive_id, entry)  # an inventory lists each archive once
+    versions = [entry_version(e) for e in chosen.values()]
+    claims, latest = versioned(versions), latest_keys(versions)
     wanted = [
         Wanted(
             e.archive_id,
-            _components(e) or (safe_name(e.archive_id, "archive"),),
+            claims[e.archive_id] or (safe_name(e.archive_id, "archive"),),
             (f"{_created(e):020.3f}", e.archive_id),
             e.archive_id,
         )
@@ -91,6 +115,7 @@ def name_archives(entries: Iterable[Entry]) -> list[Archive]:
             _created(e),
             e.description,
             "/".join(paths[e.archive_id]),
+            e.archive_id in latest,
         )
         for e in chosen.values()
     ]
@@ -156,6 +181,7 @@ class Criteria:
     created_after: float | None = None
     created_before: float | None = None
     shard: tuple[int, int] | None = None  # (K, N)
+    latest: bool = False  # only the newest version of each path
 
     def chooses(self, archive: Archive, matchers: Sequence[re.Pattern[str]]) -> bool:
         named = self.everything or archive.archive_id in self.archive_ids
@@ -169,6 +195,8 @@ class Criteria:
             return False
         if self.created_before is not None and archive.created >= self.created_before:
             return False
+        if self.latest and not archive.latest:
+            return False
         return self.shard is None or shard_of(archive.archive_id, self.shard[1]) == self.shard[0]
 
 
@@ -176,3 +204,12 @@ def select(archives: Iterable[Archive], criteria: Criteria) -> list[Archive]:
     """The archives ``criteria`` choose, in the order given."""
     matchers = [glob_regex(p) for p in criteria.patterns]
     return [a for a in archives if criteria.chooses(a, matchers)]
+
+
+def older_versions(archives: Iterable[Archive], criteria: Criteria) -> list[Archive]:
+    """The archives ``criteria`` would choose but for ``latest``: what it leaves out."""
+    if not criteria.latest:
+        return []
+    every = replace(criteria, latest=False)
+    matchers = [glob_regex(p) for p in criteria.patterns]
+    return [a for a in archives if not a.latest and every.chooses(a, matchers)]

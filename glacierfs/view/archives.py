@@ -14,6 +14,10 @@ request at all), then one not known to fail its check there, then a full retriev
 completed first (then by id). The header probe at mount (:func:`probe_job`) uses the
 same order for the archive's first leaf, so the leaf it fetches is the one the
 archive file reads, through the same job.
+
+Whether jobs cover an archive is found on runs of leaves (:func:`job_leaves`,
+:mod:`glacierfs.intervals`), so a 40 TiB archive costs what a 1 MiB one does to show;
+only a read walks leaves, those it reads.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from glacierfs.intervals import Run
+from glacierfs.intervals import covers as runs_cover
 from glacierfs.jobs import Job
 from glacierfs.treehash import MIB
 
@@ -44,6 +50,15 @@ def covers(job: Job, leaf: int) -> bool:
     return job.range_start <= leaf * MIB and min((leaf + 1) * MIB, size) <= (
         job.range_start + job.size
     )
+
+
+def job_leaves(job: Job) -> Run:
+    """The leaves of its archive the job's output holds whole, ``(first, stop)``: the
+    leaves for which :func:`covers` is true."""
+    size, end = job.archive_size or 0, job.range_start + job.size
+    first = -(-job.range_start // MIB)
+    stop = -(-size // MIB) if end >= size else end // MIB
+    return first, max(first, stop)
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,7 @@ def assemble(jobs: Iterable[Job]) -> Assembly:
         loose += [job for job in group if _identity(job) != reference]
         size, tree_hash = reference
         archive = Archive(archive_id, size or 0, tree_hash, tuple(agreeing))
-        if all(archive.covering(leaf) for leaf in range(archive.leaves)):
+        if runs_cover((job_leaves(job) for job in agreeing), 0, archive.leaves):
             archives.append(archive)
         else:
             loose += agreeing

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from itertools import count
 
+import trio
+
 from glacierfs import __version__
 from glacierfs.catalog import Catalog
 from glacierfs.custody import Custody
@@ -26,7 +28,7 @@ from glacierfs.read.reader import Reader
 from glacierfs.view.archive_files import ArchiveFiles
 from glacierfs.view.archives import Archive
 from glacierfs.view.damage import DamagedJobs
-from glacierfs.view.tree import ROOT_INODE, Namer, Node, Tree, archive_id_name
+from glacierfs.view.tree import ROOT_INODE, Namer, Node, Settled, Tree, archive_id_name
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Filesystem:
         reader: Reader,
         access: Access,
         namer: Namer = archive_id_name,
+        settled: Settled | None = None,
         file_inodes: dict[str, int] | None = None,
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
@@ -74,16 +77,27 @@ class Filesystem:
         self.damage = damage if damage is not None else DamagedJobs()
         self.archives = ArchiveFiles(reader, self.damage, custody)
         self.namer = namer
+        self.settled: Settled = settled or (lambda job: False)
         self.tree = Tree(file_inodes, paths)
-        self.tree.build(catalog.jobs.values(), namer)
+        self.tree.build(catalog.jobs.values(), namer, self.settled)
         self.started = time.time()
         self._handles: dict[int, tuple[Job, Prefetcher]] = {}
         self._archive_handles: dict[int, tuple[Archive, dict[str, Prefetcher]]] = {}
         self._dir_handles: dict[int, list[tuple[str, int]]] = {}
         self._next_handle = count(1)
 
-    def rebuild(self) -> None:
-        self.tree.build(self.catalog.jobs.values(), self.namer)
+    async def rebuild(self) -> None:
+        """Show what the catalog and the namer say now.
+
+        The tree is built in a worker thread: 50,000 jobs are seconds of Python, which
+        on the trio thread would stall every read meanwhile (the thread gives the
+        interpreter back every few milliseconds). Lookups see the tree before until the
+        new one is whole. One rebuild at a time: the caller serialises them.
+        """
+        jobs = list(self.catalog.jobs.values())
+        await trio.to_thread.run_sync(
+            self.tree.build, jobs, self.namer, self.settled, abandon_on_cancel=True
+        )
 
     def _node(self, inode: int) -> Node:
         node = self.tree.nodes.get(inode)

@@ -13,7 +13,8 @@ shown, stays what it is while mounted: a newcomer that wants a path already show
 gets the stable ``~TAG`` suffix instead (:mod:`glacierfs.names.safe`), and a range file
 stays even after other jobs complete its archive (at the next mount only the
 archive is shown). The caller persists :attr:`Tree.shown`, so that the next mount
-gives each file the path it had (unless its description now puts it elsewhere).
+gives each file the path it had (unless its description now puts it elsewhere, or
+the inventory settled its name among the versions of its path: see :data:`Settled`).
 
 A job has one inode whichever view it is reached by (like a hard link), so the
 page cache and open handles are shared; an archive file has its own. Inode numbers
@@ -40,6 +41,15 @@ Named = tuple[Path, float | None]
 Namer = Callable[[Job], Named | None]
 """A job -> (safe path components for the archives view, mtime from the description),
 or None while the name of its archive is not known."""
+Settled = Callable[[Job], bool]
+"""A job -> whether its archive's name is settled by an inventory that knew every version
+of its path (:mod:`glacierfs.names.known`): a path remembered from an earlier mount does
+not override it."""
+
+
+def _unsettled(job: Job) -> bool:
+    return False
+
 
 PINNED = ("",)
 """The precedence of a path already shown: before any other claimant's."""
@@ -101,10 +111,15 @@ class Tree:
         self._remembered = {
             key: tuple(path) for key, path in (paths or {}).items() if _remembered_path(path)
         }
+        self._settled: Settled = _unsettled
+        self._final: set[str] = set()  # keys whose names the inventory settled
         self.mount_time = time.time()
 
-    def build(self, jobs: Iterable[Job], namer: Namer = archive_id_name) -> None:
+    def build(
+        self, jobs: Iterable[Job], namer: Namer = archive_id_name, settled: Settled = _unsettled
+    ) -> None:
         jobs = sorted(jobs, key=lambda job: (job.completed, job.job_id))
+        self._settled = settled
         nodes: dict[int, Node] = {}
         for view in ("jobs", "archives", "inventories"):
             self._dir(nodes, (view,))
@@ -130,10 +145,13 @@ class Tree:
                 order = _order(job.completed, job.job_id)
                 wanted.append(Wanted(job.job_id, path, order, job.job_id))
         assembly = assemble(jobs)
+        self._final = set()
         for archive in assembly.archives:
             named = namer(archive.jobs[0])
             if named is None:
                 continue
+            if self._settled(archive.jobs[0]):
+                self._final.add(archive.key)
             inode = self._file_inode(archive.key)
             mtime = archive.completed if named[1] is None else named[1]
             nodes[inode] = Node(inode, False, mtime, archive=archive, nlink=0)
@@ -163,6 +181,8 @@ class Tree:
         for w in wanted:
             before = self._remembered.get(w.key)
             if w.key in pins.paths or before is None or before[:-1] != w.components[:-1]:
+                continue
+            if w.key in self._final and before != w.components:
                 continue
             if pins.fits(before):
                 pins.add(w.key, before)
