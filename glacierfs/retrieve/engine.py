@@ -315,7 +315,7 @@ class Engine:
                 self.refused.add(archive.archive_id)
                 self.event("failed", f"{archive.path}: {error}")
                 continue
-            self.state.requested(intent, job_id)
+            self.state.requested(intent, job_id, self.now())  # dated by its answer
             started.append(job_id)
             what = "" if unit.whole else f"bytes {unit.start}-{unit.end}, "
             kind = "re-requested" if archive.archive_id in again else "requested"
