@@ -149,7 +149,7 @@ class Operations(pyfuse3.Operations):
     async def open(
         self, inode: pyfuse3.InodeT, flags: pyfuse3.FlagT, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.FileInfo:
-        return pyfuse3.FileInfo(fh=self.fs.open(inode, flags), keep_cache=True)
+        return pyfuse3.FileInfo(fh=await self.fs.open(inode, flags), keep_cache=True)
 
     async def read(  # type: ignore[override]  # pyfuse3 takes any buffer: no copy of a leaf
         self, fh: pyfuse3.FileHandleT, off: int, size: int

@@ -84,26 +84,19 @@ class Job:
     @cached_property
     def ident(self) -> str:
         """This job, whatever vault or endpoint it comes from, as a short token."""
-        return _token("job", self.vault_arn, self.job_id)
+        return job_token(self.vault_arn, self.job_id)
 
-    @cached_property  # on every read: a sha256 each time cost 10 us a read
+    @property
     def owner(self) -> str:
-        """Whom the cached leaves this job fetched are good for (see the disk cache).
+        """Whom the cached leaves this job fetched are good for (see the disk cache): the
+        job itself, until its archive's tree hash proves the leaves the archive's.
 
-        The job's archive as its vault names it: jobs of the same ArchiveId in the same
-        vault, with the same tree hash and size, are the service's word for the same
-        bytes, so a renewed retrieval reads what an expired one cached. A record that
-        names another ArchiveId, or another vault's, owns nothing of this one's.
-        Inventories: the job itself."""
-        if self.kind != "archive" or not self.archive_id:
-            return self.ident
-        return _token(
-            "archive",
-            self.vault_arn,
-            self.archive_id,
-            self.archive_tree_hash or "",
-            str(self.archive_size),
-        )
+        A record can say anything, ArchiveId and tree hashes included: two jobs that name
+        the same archive are not the same bytes until the bytes show it. So a leaf serves
+        the job that fetched it, whichever path fetched it (a read, the name probe, the
+        saver of ``retrieve``), and no job is judged by another's bytes; a renewed
+        retrieval reads what an expired one cached once the archive was proven whole."""
+        return self.ident
 
     @property
     def whole_archive(self) -> bool:
@@ -130,6 +123,12 @@ class Job:
         return last < self.archive_size and is_tree_hash_aligned(
             self.range_start, last, self.archive_size
         )
+
+
+def job_token(vault_arn: str, job_id: str) -> str:
+    """:attr:`Job.ident` of the job ``job_id`` of vault ``vault_arn`` (the owner of the
+    leaves it fetched, in the disk cache's index)."""
+    return _token("job", vault_arn, job_id)
 
 
 def _token(*parts: str) -> str:

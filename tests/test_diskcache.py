@@ -158,6 +158,19 @@ def test_data_that_is_not_the_digests_leaves_is_refused(cache: DiskCache) -> Non
         cache.put("a", 0, b"x" * MIB, [digest, digest], "block", owner=OWNER)
 
 
+def test_a_digest_that_is_not_its_leafs_is_refused_and_nothing_is_stored(
+    cache: DiskCache,
+) -> None:
+    """A put does not take the digests it is given on trust: the row would vouch for
+    them to every later read."""
+    data = leaf("a", 0) + leaf("a", 1)
+    digests = [hashlib.sha256(leaf("a", 0)).digest(), hashlib.sha256(b"other").digest()]
+    with pytest.raises(ValueError, match="leaf 1 of a"):
+        cache.put("a", 0, data, digests, "block", owner=OWNER)
+    assert cache.leaves("a") == {}
+    assert cache.usage().used == 0
+
+
 def test_leaves_reports_digest_and_how_verified(cache: DiskCache) -> None:
     put(cache, "a", 0, 1, "block")
     put(cache, "a", 2, 1, "size")

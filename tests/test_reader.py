@@ -459,17 +459,21 @@ def test_a_job_claiming_another_archive_gets_none_of_its_leaves_and_gives_it_non
     assert fakes.outputs["genuine"].fetched == len(genuine_data)
 
 
-def test_a_renewed_retrieval_of_the_same_archive_reads_what_the_first_cached(
+def test_a_renewed_retrieval_reads_what_another_cached_once_the_archive_is_proven_whole(
     disk: DiskCache,
 ) -> None:
+    """Its record is its word only: the leaves the first job fetched serve the renewed one
+    once the archive's tree hash proves them the archive's, not before."""
     data = random.Random(22).randbytes(6 * MIB + 5)
-    fakes = Outputs(first=FakeOutput(data), renewed=FakeOutput(data))
+    fakes = Outputs(first=FakeOutput(data), renewed=FakeOutput(data), third=FakeOutput(data))
     first = make_job(data, job_id="first")
     renewed = make_job(data, job_id="renewed")
     reader = make_reader(fakes, disk)
     assert read_range(reader, first, 0, 2 * MIB) == data[: 2 * MIB]
     assert read_all(reader, renewed) == data
-    assert fakes.outputs["renewed"].fetched == len(data) - 2 * MIB
+    assert fakes.outputs["renewed"].fetched == len(data)
+    assert read_all(reader, make_job(data, job_id="third")) == data
+    assert fakes.outputs["third"].fetched == 0
 
 
 @pytest.mark.expected_logs(r"no x-amz-sha256-tree-hash")

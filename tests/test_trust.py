@@ -9,8 +9,6 @@ shorter than its record, a checksum header left out where the spec says it comes
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import pytest
 from tests.support.emulator import Emulator
 from tests.support.liar import Liar
 from tests.support.mount import Mount, cmp, isolated_env, needs_fuse, wait_for
+from tests.support.trust import digest, read_error, sha256sum, status
 from tests.support.vault import inventory, retrieve
 
 pytestmark = needs_fuse
@@ -46,36 +45,6 @@ def archive_job(emulator: Emulator, seed: int, size: int = SIZE) -> tuple[str, s
 def vault(emulator: Emulator) -> Emulator:
     emulator.client().create_vault(vaultName=VAULT)
     return emulator
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256sum(path: Path) -> tuple[int, str]:
-    """What ``sha256sum`` says of a file: its exit code and the digest it printed."""
-    done = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True)
-    return done.returncode, done.stdout.split()[0] if done.stdout else ""
-
-
-def read_error(path: Path) -> int | None:
-    """The errno of reading the whole file, None when it reads."""
-    try:
-        path.read_bytes()
-    except OSError as error:
-        return error.errno
-    return None
-
-
-def status(mount: Mount) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "glacierfs", "status", "--json", str(mount.path)],
-        capture_output=True,
-        text=True,
-        env=isolated_env(),
-        check=True,
-    )
-    return {f["job_id"]: f for f in json.loads(done.stdout)["files"]}
 
 
 def text_status(mount: Mount) -> str:

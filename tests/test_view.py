@@ -280,8 +280,8 @@ def test_an_archive_wholly_cached_stays_after_its_jobs_expired_and_reads_with_no
 ) -> None:
     client = emulator.client()
     client.create_vault(vaultName=VAULT)
-    kept, _ = emulator.seeded_archive(VAULT, 3 * MIB + 5, 7)
-    lost, _ = emulator.seeded_archive(VAULT, 2 * MIB, 8)
+    kept, kept_hash = emulator.seeded_archive(VAULT, 3 * MIB + 5, 7)
+    lost, lost_hash = emulator.seeded_archive(VAULT, 2 * MIB, 8)
     halves = (f"0-{2 * MIB - 1}", f"{2 * MIB}-{3 * MIB + 4}")
     jobs = [retrieve(client, VAULT, kept, r) for r in halves]
     jobs.append(retrieve(client, VAULT, lost))
@@ -292,10 +292,13 @@ def test_an_archive_wholly_cached_stays_after_its_jobs_expired_and_reads_with_no
             "ArchiveId": archive,
             "ArchiveDescription": description,
             "CreationDate": "2026-01-01T00:00:00Z",
-            "Size": 1,
-            "SHA256TreeHash": "0" * 64,
+            "Size": size,
+            "SHA256TreeHash": tree_hash,  # the service's word twice: else a mismatch
         }
-        for archive, description in [(kept, "keep/k.bin"), (lost, "lose/l.bin")]
+        for archive, description, size, tree_hash in [
+            (kept, "keep/k.bin", 3 * MIB + 5, kept_hash),
+            (lost, "lose/l.bin", 2 * MIB, lost_hash),
+        ]
     ]
     inventory.write_text(
         json.dumps({"InventoryDate": "2026-01-01T00:00:00Z", "ArchiveList": entries})

@@ -3,7 +3,8 @@
 A verdict is what ``user.glacierfs.verified`` says of a job's whole output; ``mismatch``
 is final: every read of the job is refused from then on (:meth:`Ledger.refuse`). A
 problem is a disagreement in what the service said of the job (its record against
-itself, its inventory entry, the bytes it sent), logged once and shown by ``status``.
+itself, its inventory entry, the bytes it sent), logged once and shown by ``status``;
+it makes the verdict ``mismatch`` too: what ``status`` calls a mismatch is never read.
 Both are saved, so a remount knows them. The rules that reach them are in
 :mod:`glacierfs.read.trust`.
 """
@@ -47,6 +48,8 @@ class Ledger:
         if isinstance(problems, list):
             known = self._problems.setdefault(job.job_id, [])
             known += [p for p in problems if isinstance(p, str) and p not in known]
+        if self._problems.get(job.job_id):
+            self._verdicts[job.job_id] = MISMATCH  # kept by a mount from before they bound
 
     def verdict(self, job: Job) -> str | None:
         return self._verdicts.get(job.job_id)
@@ -69,8 +72,14 @@ class Ledger:
             log.info("job %s: whole output verified against its tree hash", job.job_id)
 
     async def note(self, job: Job, problem: str) -> None:
-        """A disagreement about the job: logged once, kept, shown by ``status``."""
-        if self._keep(job, problem):
+        """A disagreement about the job: logged once, kept, shown by ``status``; the job's
+        verdict is ``mismatch`` from now on, so every read of it fails."""
+        new = self._keep(job, problem)
+        condemned = self._verdicts.get(job.job_id) != MISMATCH
+        self._verdicts[job.job_id] = MISMATCH  # before any await: reads see it at once
+        if condemned:
+            await self._disk.put_meta(VERIFIED_META, job.job_id, MISMATCH)
+        if new:
             await self._disk.put_meta(PROBLEMS_META, job.job_id, self._problems[job.job_id])
 
     def _keep(self, job: Job, problem: str) -> bool:

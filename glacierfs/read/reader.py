@@ -31,6 +31,8 @@ covers is refused.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from glacierfs.cache.aio import AsyncDisk
@@ -50,6 +52,7 @@ from glacierfs.read.prefetch import Pace, Prefetcher
 from glacierfs.read.requests import Requests
 from glacierfs.read.settings import ReaderSettings
 from glacierfs.read.trust import ObjectState, Trust, present, slot, usable
+from glacierfs.read.verdicts import Verdicts
 from glacierfs.read.warm import WarmReads, cached_digests, refuse_unverifiable
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
@@ -126,6 +129,7 @@ class Reader:
         self._objects: dict[str, ObjectState] = {}
         self._sighted: dict[str, trio.Event] = {}  # job ident -> set once the job is looked at
         self.trust = Trust(disk, memory)
+        self.verdicts = Verdicts(self._object, self.trust)  # opens, archive files (.verdicts)
         self._fetcher = Fetcher(fetch_part, settings.connections, settings.retry, stats)
         self._loader = Loader(
             self._flights, self._fetcher, disk, memory, self.trust, settings, stats
@@ -173,14 +177,14 @@ class Reader:
         data = self.read_now(job, offset, size, prefetcher)
         if data is not None:
             return data
-        if offset >= job.size or size <= 0:
-            return b""
         self._flights.refuse_when_closing()
-        first, stop = leaf_span(offset, size, job.size)
         state, sighted = self._objects.get(job.cache_key), self._sighted.get(job.ident)
         if state is None or sighted is None or not sighted.is_set():
             state = await self._object(job)
-        self.trust.ledger.refuse(job)
+        self.trust.ledger.refuse(job)  # past the end of a condemned output too
+        if offset >= job.size or size <= 0:
+            return b""
+        first, stop = leaf_span(offset, size, job.size)
         advice = prefetcher.advise(offset, size, job.leaves, self.pace) if prefetcher else None
         digests = cached_digests(job, state, self._flights, first, stop)
         if digests is None:
@@ -321,19 +325,23 @@ class Reader:
         await self._object(job)  # what an earlier mount noted is loaded first
         await self.trust.ledger.note(job, problem)
 
-    async def cached_bytes(self, job: Job) -> int:
-        """How much of the output is in the cache, good for the job."""
-        state = await self._object(job)
-        count = sum(1 for leaf in present(job, state) if usable(job, state, leaf))
-        if count and usable(job, state, job.first_leaf + job.leaves - 1):
+    async def cached_bytes(self, job: Job, through: Sequence[Job] = ()) -> int:
+        """How much of the output is in the cache, good for the job (or, for an archive's
+        ``whole``, for one of the jobs ``through`` which its file reads)."""
+        leaves = await self.cached_leaves(job, through)
+        count, last = len(leaves), job.first_leaf + job.leaves - 1
+        if count and leaves[-1] == last:
             return (count - 1) * MIB + (job.size - (job.leaves - 1) * MIB)
         return count * MIB
 
-    async def cached_leaves(self, job: Job) -> list[int]:
-        """The cache leaves (archive coordinates) of the output there, good for the job."""
+    async def cached_leaves(self, job: Job, through: Sequence[Job] = ()) -> list[int]:
+        """The cache leaves (archive coordinates) of the output there, good for the job
+        (or one of ``through``); walked through the rows (:func:`present`)."""
         state = await self._object(job)
-        wanted = range(job.first_leaf, job.first_leaf + job.leaves)
-        return [leaf for leaf in wanted if usable(job, state, leaf)]
+        owners = [job.owner, *(other.owner for other in through)]
+        return [
+            leaf for leaf in present(job, state) if any(map(state.digests[leaf].usable_by, owners))
+        ]
 
     async def leaf_cached(self, job: Job, leaf: int) -> bool:
         """Whether cache leaf ``leaf`` (archive coordinates) is there and good for the job."""

@@ -2,14 +2,13 @@
 
 Design.
 
-* A job record is untrusted: it can name any archive's tree hash, and the cache keeps an
-  archive's bytes under that name. So a leaf is good for the job that fetched it (its
-  response's checksum matched, or its length where no checksum is due), and the disk
-  cache's index names its owners (:mod:`glacierfs.cache.disk`). The owner is the job's
-  archive as its vault names it (:attr:`Job.owner`): a renewed retrieval of the same
-  ArchiveId in the same vault reads what an expired one cached, but a record naming
-  another ArchiveId, vault or endpoint fetches its own copy (the same digest costs it
-  no disk write).
+* A job record is untrusted: it can name any archive, ArchiveId and tree hashes and
+  all, and the cache keeps an archive's bytes under that name. So a leaf is good for
+  the job that fetched it (its response's checksum matched, or its length where no
+  checksum is due), whichever path fetched it (a read, the name probe, ``retrieve``'s
+  saver), and the disk cache's index names its owners (:mod:`glacierfs.cache.disk`;
+  :attr:`Job.owner` is the job). Another job of the same archive fetches its own copy
+  (the same digest costs it no disk write), so no job is judged by another's bytes.
 * A leaf becomes the archive's, good for every job, vault and endpoint naming the archive,
   once the tree hash of all the archive's leaf digests equals the archive's tree hash:
   then the bytes are the archive, whoever fetched them. Likewise a job owns leaves others
@@ -24,10 +23,13 @@ Design.
   contradicts itself), else ``blocks`` (every leaf matched a response checksum) or ``size``.
   ``mismatch`` is final: the read that completes the output fails with EIO, and so does
   every later read of that job.
+* An archive's file read through several jobs is judged as one output too: the
+  leaves its readers were handed, in the archive's own view, against the archive's
+  tree hash (:meth:`Trust.check_archive`); a mismatch refuses the file, not the jobs.
 * What the service says twice is compared: a job's record against itself and against its
   archive's inventory entry, an output's stated size against the bytes sent. A
   disagreement is a *problem*: logged as an error once, kept in the cache's metadata,
-  shown by ``status``, and the job's verification reads ``mismatch``, never verified.
+  shown by ``status``, and the job's verdict is ``mismatch``: every read fails.
 
 :class:`Trust` answers the reader's questions (may this job read this leaf; does what
 just arrived complete the job's output, and is it right);
@@ -190,6 +192,33 @@ class Trust:
             )
             await self.ledger.record(job, MISMATCH, why)
         self.ledger.refuse(job)
+
+    async def check_archive(self, whole: Job, handed: Sequence[tuple[Job, int]]) -> None:
+        """Leaves of an archive's file handed out, each through a job of it (the digest
+        that job's readers were handed): note them in the archive's view, and once it
+        holds every leaf, compare their tree hash with the archive's. Raise
+        IntegrityError when the archive is ``mismatch``, now or before."""
+        view = self._views.get(whole.ident)
+        if view is None:
+            view = self._views[whole.ident] = View(whole)
+        for job, leaf in handed:
+            seen = self._views.get(job.ident)
+            digest = seen.get(leaf) if seen is not None else None
+            if digest is not None and not view.see(leaf, digest):
+                self._changed.setdefault(whole.ident, leaf)
+        await self.check_handed(whole)
+        at, stop = self._frontiers.get(whole.ident, 0), whole.leaves
+        while at < stop and view.get(at) is not None:
+            at += 1
+        self._frontiers[whole.ident] = at
+        if at < stop or whole.tree_hash is None or whole.ident in self._settled:
+            return
+        root = await root_of([view.get(leaf) or b"" for leaf in range(stop)])
+        self._settled.add(whole.ident)
+        if root.hex() != whole.tree_hash:
+            why = f"its leaves' tree hash is {root.hex()}, the archive's {whole.tree_hash}"
+            await self.ledger.record(whole, MISMATCH, why)
+            self.ledger.refuse(whole)
 
     async def first_look(self, job: Job, state: ObjectState) -> None:
         """What is known of a job the first time this mount reads it: saved verdicts and

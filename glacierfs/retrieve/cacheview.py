@@ -7,6 +7,10 @@ lock, and writes nothing. What it reads is the disk cache's ``leaves`` table (on
 per leaf present, the commit point of :mod:`glacierfs.cache.disk`), keyed as
 :attr:`glacierfs.jobs.Job.cache_key` names archive bytes.
 
+A leaf counts as held only if a job whose verdict is not ``mismatch`` may serve it (its
+row is shared, or owned by such a job): the bytes of a job whose output does not match
+its record are no archive's, whatever its record said they were.
+
 Planning must never think an archive uncached because it could not read the cache
 (that would pay for it again): an index that exists but cannot be read, or has no
 ``leaves`` table, is an error, not an empty cache. A cache directory with no index
@@ -15,12 +19,14 @@ yet is an empty cache.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
-from glacierfs.cache.disk import LAYOUT
+from glacierfs.cache.disk import LAYOUT, SHARED
 from glacierfs.errors import ConfigError
-from glacierfs.jobs import Job
+from glacierfs.jobs import Job, job_token
+from glacierfs.read.ledger import MISMATCH, VERIFIED_META
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import combine
 
@@ -50,6 +56,8 @@ class CacheIndex:
         self.root = cache_root
         self.path = cache_root / LAYOUT / INDEX
         self._db: sqlite3.Connection | None = None
+        self._refused: frozenset[str] = frozenset()  # owners whose leaves do not count
+        self._owners = "owners"  # the column, where the index has it
         self._connect()
 
     def _connect(self) -> sqlite3.Connection | None:
@@ -60,6 +68,8 @@ class CacheIndex:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             self._db.execute("PRAGMA query_only = ON")
             self._db.execute("SELECT key, idx, digest FROM leaves LIMIT 1").fetchall()
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(leaves)")}
+            self._owners = "owners" if "owners" in columns else "''"  # schema 1 had none
         except sqlite3.Error as error:
             self.close()
             raise ConfigError(
@@ -69,15 +79,37 @@ class CacheIndex:
         return self._db
 
     def digests(self, key: str) -> dict[int, bytes]:
-        """Leaf index -> SHA-256 digest of each leaf of ``key`` present."""
+        """Leaf index -> SHA-256 digest of each leaf of ``key`` present, and good for a
+        job not known to be ``mismatch`` (see :meth:`mismatched`)."""
         db = self._connect()
         if db is None:
             return {}
         try:
-            rows = db.execute("SELECT idx, digest FROM leaves WHERE key = ?", (key,))
-            return {int(i): bytes(d) for i, d in rows}
+            query = f"SELECT idx, digest, {self._owners} FROM leaves WHERE key = ?"
+            rows = db.execute(query, (key,))
+            return {int(i): bytes(d) for i, d, owners in rows if self._counts(owners)}
         except sqlite3.Error as error:
             raise ConfigError(f"cannot read the cache index {self.path}: {error}") from None
+
+    def _counts(self, owners: str | None) -> bool:
+        if not owners or owners == SHARED or not self._refused:
+            return True  # shared; or from before owners were kept, judged by the mount
+        return any(owner not in self._refused for owner in owners.split())
+
+    def mismatched(self, vault_arn: str) -> set[str]:
+        """The jobs of the vault whose verdict is ``mismatch`` (a mount or a save found
+        their output not what their record says): from now on their leaves do not count
+        as held (:meth:`digests`); the job ids."""
+        db = self._connect()
+        if db is None:
+            return set()
+        try:
+            rows = db.execute("SELECT name, value FROM meta WHERE namespace = ?", (VERIFIED_META,))
+            found = {str(name) for name, value in rows if value == json.dumps(MISMATCH)}
+        except sqlite3.Error as error:
+            raise ConfigError(f"cannot read the cache index {self.path}: {error}") from None
+        self._refused = frozenset(job_token(vault_arn, job_id) for job_id in found)
+        return found
 
     def leaves(self, key: str) -> frozenset[int]:
         return frozenset(self.digests(key))

@@ -46,6 +46,7 @@ from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
 from glacierfs.retrieve.intents import adopt_intents, pending_jobs
+from glacierfs.retrieve.mismatched import MISMATCHED, Mismatched
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
 from glacierfs.retrieve.policy import RetrievalPolicy
@@ -123,6 +124,9 @@ class Engine:
         self._keys = {a.archive_id: archive_key(a, vault_arn) for a in self.archives}
         self._selected = {a.archive_id: a for a in self.archives}
         self.refused: set[str] = set()  # archives the service refused to retrieve this run
+        self._mismatched = Mismatched(
+            index, vault_arn, event, self.path, lambda archive_id: archive_id in self._selected
+        )
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
         self.policy = policy or RetrievalPolicy(None)
@@ -144,7 +148,7 @@ class Engine:
         records = self.client.list_all_jobs()
         self._records = records
         now = self.now()
-        live = live_jobs(records, _refused)
+        live, mismatched = self._mismatched.sift(live_jobs(records, _refused))
         listed = {
             r["JobId"]: r
             for r in records
@@ -153,11 +157,13 @@ class Engine:
         self._listed = set(listed)
         if update:
             adopt_intents(self.state, live, now, self.event)
-            self._update_requests(listed)
+            self._update_requests(listed, mismatched)
         return self.snapshot(now, live)
 
     def snapshot(self, now: float, live: dict[str, list[LiveJob]]) -> Snapshot:
-        """Holdings from the cache as it is now, the live jobs, and the state's own."""
+        """Holdings from the cache as it is now (verdicts too: a save may have found a
+        job a mismatch since the look), the live jobs, and the state's own."""
+        live, _ = self._mismatched.sift(live)
         pending = pending_jobs(self.state, now, live)
         holdings = [
             Holding(
@@ -192,9 +198,13 @@ class Engine:
         cached = self.index.leaves(self._keys[archive.archive_id])
         return cached | self.held.written(archive.archive_id)
 
-    def _update_requests(self, listed: dict[str, Any]) -> None:
+    def _update_requests(self, listed: dict[str, Any], mismatched: set[str]) -> None:
         for request in self.state.requests():
             if request.status != REQUESTED or request.archive_id not in self._selected:
+                continue
+            if request.job_id in mismatched:  # requested again, up to MAX_TRIES
+                self.state.mark(request.job_id, FAILED, MISMATCHED)
+                self.event("failed", f"{request.path}: job {request.job_id}: {MISMATCHED}")
                 continue
             if self._wholly_saved(request):
                 self.state.mark(request.job_id, SAVED)

@@ -25,12 +25,13 @@ from glacierfs.config import HEARTBEAT
 from glacierfs.errors import ConfigError, TransientServiceError
 from glacierfs.humane import plural, size
 from glacierfs.logs import escape
+from glacierfs.read.ledger import TREE_HASH
 from glacierfs.retrieve.delivery import Deliverer
 from glacierfs.retrieve.engine import Engine, Snapshot
 from glacierfs.retrieve.heartbeat import heartbeat_line
 from glacierfs.retrieve.plan import Plan
 from glacierfs.retrieve.pricing import dollars
-from glacierfs.retrieve.save import Access, Saved, ToSave
+from glacierfs.retrieve.save import UNCHECKABLE, Access, Saved, ToSave
 
 RATE_FACT = "download_rate"
 RATE_SAMPLE = 1 << 20
@@ -167,9 +168,8 @@ class Follower:
             if result.ok:
                 saved += result.size
                 self.engine.saved(result.job_id)
-                self.progress.event(
-                    "saved", f"{where}: {result.size} bytes, verified={result.verified}"
-                )
+                verified = result.verified + ("" if result.verified == TREE_HASH else UNCHECKABLE)
+                self.progress.event("saved", f"{where}: {result.size} bytes, verified={verified}")
             else:
                 self.engine.save_failed(result.job_id, result.error)
                 self.progress.event("note", f"{where}: not saved yet: {result.error}")

@@ -46,6 +46,7 @@ from glacierfs.inventory import Entry, parse
 from glacierfs.logs import LogOnce
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
 from glacierfs.options import parse_mount_args
+from glacierfs.read.ledger import BLOCKS, MISMATCH, SIZE, TREE_HASH
 from glacierfs.read.reader import Reader
 from glacierfs.retry import RetryPolicy
 
@@ -73,6 +74,20 @@ class Saved:
     size: int = 0
     seconds: float = 0.0
     error: str = ""
+
+
+UNCHECKABLE = " (its record gives no tree hash: the most that can be checked)"
+"""Said of an output saved as ``blocks`` or ``size``."""
+
+
+def judged(job_id: str, verdict: str, size: int, seconds: float) -> Saved:
+    """What became of an output read whole, by its verdict: saved only when it is
+    ``tree-hash``, or ``blocks`` or ``size`` (reached only where the record gives no tree
+    hash to check: the most that can be had); a ``mismatch`` is not saved."""
+    if verdict in (TREE_HASH, BLOCKS, SIZE):
+        return Saved(job_id, True, verdict, size, seconds)
+    why = "its output does not match its record" if verdict == MISMATCH else "not verified"
+    return Saved(job_id, False, verdict, error=f"job {job_id}: {why} (verified={verdict})")
 
 
 @dataclass(frozen=True)
@@ -265,9 +280,10 @@ class InProcess:
             except GlacierfsError as error:
                 report(Saved(item.job_id, False, error=str(error)))
                 return
-            if item.description:
+            result = judged(item.job_id, verdict, job.size, time.monotonic() - started)
+            if result.ok and item.description:
                 await disk.put_meta(DESCRIPTIONS_META, item.archive_id, item.description)
-            report(Saved(item.job_id, True, verdict, job.size, time.monotonic() - started))
+            report(result)
 
 
 class ThroughMount:
@@ -331,7 +347,7 @@ class ThroughMount:
             except OSError as error:
                 report(Saved(item.job_id, False, error=f"{path}: {error.strerror}"))
                 continue
-            report(Saved(item.job_id, True, verdict, size, time.monotonic() - started))
+            report(judged(item.job_id, verdict, size, time.monotonic() - started))
 
 
 def _read_through(path: Path) -> int:

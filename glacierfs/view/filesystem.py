@@ -163,23 +163,28 @@ class Filesystem:
     def releasedir(self, handle: int) -> None:
         self._dir_handles.pop(handle, None)
 
-    def open(self, inode: int, flags: int) -> int:
+    async def open(self, inode: int, flags: int) -> int:
         """A handle for reading the file; the one place a write is refused.
 
         The mount is ``ro``, so the kernel refuses writes before they reach the daemon;
         this answers the same should an open for writing reach it anyway. Every other
         write call is left to pyfuse3's default, ENOSYS, which the kernel never sends.
+        A file whose verdict is ``mismatch`` is not opened (IntegrityError): an empty
+        or short one would otherwise read, as no read of it reaches the daemon.
         """
         node = self._node(inode)
         if node.is_dir:
             raise FsError(errno.EISDIR)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise FsError(errno.EROFS)
-        handle = next(self._next_handle)
         if node.archive is not None:
+            await self.archives.check(node.archive)
+            handle = next(self._next_handle)
             self._archive_handles[handle] = (node.archive, {})
             return handle
         assert node.job is not None
+        await self.reader.verdicts.check(node.job)
+        handle = next(self._next_handle)
         self._handles[handle] = (node.job, self.reader.settings.prefetcher())
         return handle
 

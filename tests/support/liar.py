@@ -13,6 +13,8 @@ unchanged, except where a test asked for a lie:
 * :meth:`Liar.answer_job_ids` answers the next InitiateJob calls with the job ids
   given (another job's, a forged one) in place of the new job's; the emulator still
   starts the job.
+* :meth:`Liar.hide` leaves one job out of ListJobs answers (as the service does once
+  a job's output expires), while its output is still served to whoever names it.
 
 The emulator stays honest, so a test compares what the client made of the lie with
 the truth, which it can still ask the emulator for directly.
@@ -47,6 +49,7 @@ class Liar:
         self._forged: dict[str, str] = {}  # forged JobId -> real JobId
         self._dropped: dict[str, set[str]] = {}  # real JobId -> headers to drop (lower case)
         self._job_ids: list[str] = []  # what the next InitiateJob answers say
+        self._hidden: set[str] = set()  # real JobIds left out of ListJobs
         self.rewritten = 0  # records rewritten so far
         handler = type("Handler", (_Handler,), {"liar": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -85,6 +88,11 @@ class Liar:
         with self._lock:
             self._job_ids.extend(job_ids)
 
+    def hide(self, job_id: str) -> None:
+        """Leave ``job_id`` out of ListJobs answers from now on."""
+        with self._lock:
+            self._hidden.add(job_id)
+
     def truth(self) -> None:
         """Stop every lie."""
         with self._lock:
@@ -92,6 +100,7 @@ class Liar:
             self._forged.clear()
             self._dropped.clear()
             self._job_ids.clear()
+            self._hidden.clear()
 
     # --- used by the handler -----------------------------------------------------------
 
@@ -117,6 +126,10 @@ class Liar:
             self.rewritten += 1
         return {**record, **fields}
 
+    @staticmethod
+    def _names(record: Any, jobs: set[str]) -> bool:
+        return isinstance(record, dict) and record.get("JobId") in jobs
+
     def rewrite(self, operation: str, body: bytes) -> bytes:
         """A DescribeJob or ListJobs answer with the lies put in."""
         try:
@@ -126,7 +139,10 @@ class Liar:
         if operation == "DescribeJob":
             document = self.rewrite_record(document)
         elif isinstance(document, dict) and isinstance(document.get("JobList"), list):
-            document["JobList"] = [self.rewrite_record(r) for r in document["JobList"]]
+            with self._lock:
+                hidden = set(self._hidden)
+            listed = [r for r in document["JobList"] if not self._names(r, hidden)]
+            document["JobList"] = [self.rewrite_record(r) for r in listed]
         return json.dumps(document).encode()
 
 

@@ -16,6 +16,7 @@ that the next put writes it afresh. The daemon keeps serving from the network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -196,7 +197,9 @@ class DiskCache:
         """Store leaves ``first ..`` of ``key``: ``data`` is their bytes, ``digests`` theirs.
 
         Every leaf but the object's last is 1 MiB. ``verified`` says how the caller checked
-        them ("block", "size"); the digests are trusted. The leaves are good for ``owner``
+        them ("block", "size"); the digests are not taken on trust: each is checked
+        against its leaf's bytes (ValueError: the caller's bug), as the row that commits
+        the leaf vouches for them to every later read. The leaves are good for ``owner``
         (see :mod:`.leaves` on ownership). False when nothing was stored: the data is
         larger than the cache, or the disk cannot take it.
         """
@@ -206,6 +209,7 @@ class DiskCache:
             raise ValueError(f"leaf index {first} is negative")
         if not digests:
             return True
+        _check_digests(key, first, view, lengths, digests)
         if len(view) > self.capacity:
             return False
         with self._lock:
@@ -360,3 +364,14 @@ class DiskCache:
         """Forget ``(namespace, name)``, if it was saved."""
         with self._lock:
             self._meta.delete(namespace, name)
+
+
+def _check_digests(
+    key: str, first: int, view: memoryview, lengths: Sequence[int], digests: Sequence[bytes]
+) -> None:
+    """ValueError unless each leaf of ``view`` has its digest (a put trusts none)."""
+    at = 0
+    for n, length in enumerate(lengths):
+        if hashlib.sha256(view[at : at + length]).digest() != digests[n]:
+            raise ValueError(f"leaf {first + n} of {key}: its bytes are not its digest's")
+        at += length

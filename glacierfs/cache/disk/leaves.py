@@ -6,8 +6,8 @@ last use and its owners.
 
 Ownership. A leaf is good for the job that fetched it (its bytes matched that job's
 response), not yet for other jobs that name the same object: a job record can claim
-any archive. Each row names its owners, as opaque tokens (the reader's: a job's
-archive as its vault names it), or ``*`` once the object is proven whole (the reader
+any archive. Each row names its owners, as opaque tokens (the reader's: the job
+that fetched it), or ``*`` once the object is proven whole (the reader
 found the tree hash of all its leaf digests to be the archive's, and ``share`` made
 every leaf the archive's). ``get`` with an owner answers only leaves shared or owned by
 it. A put of a leaf already held with the same digest adds its owner to the row (same
