@@ -42,7 +42,7 @@ from glacierfs.retrieve.delivering import (
     refuse_too_large,
 )
 from glacierfs.retrieve.delivery import Deliverer
-from glacierfs.retrieve.engine import Engine
+from glacierfs.retrieve.engine import Engine, Event
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
 from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
@@ -303,8 +303,9 @@ def _retrieve(
         if not args.dry_run:
             deliverer = delivery(args, root, options.cache_size, vault_arn, archives, progress)
         try:
-            engine, why = _engine(args, options, client, state, index, archives, deliverer)
-            engine.event = progress.event  # events of the engine go where delivery's go
+            engine, why = _engine(
+                args, options, client, state, index, archives, deliverer, progress.event
+            )
             plan = engine.plan(engine.look(update=holder))
             plan.older_versions, plan.older_bytes = len(older), sum(a.size for a in older)
             show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
@@ -332,6 +333,7 @@ def _engine(
     index: CacheIndex,
     archives: list[Archive],
     deliverer: Deliverer | None,
+    event: Event,
 ) -> tuple[Engine, str]:
     """The engine of this run, paced by the caps and the account's retrieval policy;
     and where the daily cap came from."""
@@ -345,7 +347,7 @@ def _engine(
         str(state.vault),
         price(args.tier, args.price_per_gb, args.price_per_1000),
         caps,
-        lambda kind, text: None,
+        event,
         capacity=options.cache_size,
         request_evicted=args.request_evicted,
         policy=policy,
