@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from glacierfs import __version__
 from glacierfs.config import HELP
-from glacierfs.errors import GlacierfsError
+from glacierfs.errors import GlacierfsError, disk_error
 from glacierfs.logs import escape
 from glacierfs.options import parse_mount_args
 
@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `glacierfs status --json | head`: the reader has had enough
         _silence_stdout()
         return SIGPIPE_EXIT
+    except OSError as error:  # a disk that refused a write, wherever: one line
+        said = disk_error(error)
+        if said is None:
+            raise
+        print(f"glacierfs: {said}", file=sys.stderr)
+        return said.exit_code
 
 
 SIGPIPE_EXIT = 141

@@ -121,6 +121,15 @@ MAX_SECONDS = 365 * 86400.0
 """The longest ``refresh`` or ``timeout``: a year is as good as never, and stays far from
 what clocks and sleeps can hold (inf, nan and 1e400 are refused)."""
 
+MIN_TIMEOUT = 1.0
+"""The shortest ``timeout``: it also bounds each connection and read (see
+``client_settings``), and a request over a WAN with TLS can take a second to answer; with
+less, every request fails and the mount shows nothing (``timeout=1e-9``)."""
+
+MIN_SECONDS = 0.1
+"""The shortest ``refresh`` or ``names_wait``: a job-list call ten times a second is
+already more than any use needs; less is a typo (``1e-9``), not a setting."""
+
 DEFAULT_TIER = "Bulk"
 """``retrieve``'s tier: the cheapest (a quarter of Standard per GB), and moving a vault
 out is rarely urgent; outputs are ready 5-12 hours after the request."""

@@ -133,7 +133,7 @@ def retrievals(stats: dict[str, object], files: list[FileState]) -> tuple[list[P
     completed = {f.job_id: f.expires - EXPIRY.total_seconds() for f in files if f.expires}
     try:
         return pending(read_requests(Path(cache_dir), vault), completed), ""
-    except (OSError, sqlite3.Error) as error:
+    except (OSError, sqlite3.Error, ConfigError) as error:
         return [], f"retrieval state in {cache_dir} unreadable: {error}"
 
 

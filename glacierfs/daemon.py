@@ -31,7 +31,7 @@ from glacierfs.cache.disk import DiskCache
 from glacierfs.client import ClientSettings, GlacierClient
 from glacierfs.config import Options, default_cache_dir
 from glacierfs.custody import Custody
-from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.errors import ConfigError, GlacierfsError, disk_error
 from glacierfs.mounted import Ready, run
 
 log = logging.getLogger("glacierfs")
@@ -192,9 +192,14 @@ def _background_child(options: Options, write_end: int) -> int:
     except GlacierfsError as error:
         ready(str(error))
         code = error.exit_code
-    except BaseException as error:  # logged with its traceback; the caller gets a line
-        ready(f"unexpected error: {error!r}", explain=True)
-        log.critical("unexpected error: %r", error, exc_info=True)
+    except BaseException as error:
+        said = disk_error(error) if isinstance(error, OSError) else None
+        if said is not None:  # a disk that refused a write: one line, as an expected error
+            ready(str(said))
+            log.error("%s", said)
+        else:  # logged with its traceback; the caller gets a line
+            ready(f"unexpected error: {error!r}", explain=True)
+            log.critical("unexpected error: %r", error, exc_info=True)
         code = 1
     ready("the daemon stopped during startup")
     os._exit(code)

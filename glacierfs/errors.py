@@ -99,6 +99,23 @@ class UnverifiableRead(GlacierfsError):
     errno = _errno.EACCES
 
 
+class DiskUnwritable(GlacierfsError):
+    """The disk under the cache refuses writes (full, read-only, failing) where a command
+    must write: not retried round after round, said in one line."""
+
+
+DISK_ERRNOS = frozenset({_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EIO})
+"""What a disk says when it refuses a write: full, over quota, read-only, failing."""
+
+
+def disk_error(error: OSError) -> DiskUnwritable | None:
+    """The one-line error of a disk that refused a write, or None for any other OSError."""
+    if error.errno not in DISK_ERRNOS:
+        return None
+    where = f"{error.filename}: " if error.filename else ""
+    return DiskUnwritable(f"{where}{error.strerror or _os.strerror(error.errno or 0)}")
+
+
 class InventoryError(GlacierfsError):
     """An inventory we cannot parse."""
 

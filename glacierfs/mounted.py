@@ -26,6 +26,7 @@ from glacierfs import fuse_adapter as fuse
 from glacierfs import logs
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
+from glacierfs.cacheroot import identity, open_root
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
@@ -144,6 +145,7 @@ class Mounted:
                 "cache_dir": str(self.disk.disk.root.absolute()),
                 "vault": self.catalog.namespace,
             },
+            identity=await trio.to_thread.run_sync(_identity, self.disk.disk.root),
         )
         await self._save_tree()
         watch = MountWatch(options.mountpoint)
@@ -342,3 +344,10 @@ async def _raise_read_ahead(mountpoint: Path) -> None:
         await trio.to_thread.run_sync(path.write_text, str(READ_AHEAD_KB))
     except OSError as error:
         log.debug("read_ahead_kb not raised: %s", error)
+
+
+def _identity(root: Path) -> bytes:
+    """The cache's secret (made when the cache was opened), read through its held root:
+    the mount's root answers challenges with it (:mod:`glacierfs.retrieve.holder`)."""
+    with open_root(root) as held:
+        return identity(held)

@@ -26,7 +26,9 @@ from glacierfs.config import (
     MAX_RETRIES,
     MAX_SECONDS,
     MAX_SIZE,
+    MIN_SECONDS,
     MIN_SIZE,
+    MIN_TIMEOUT,
     SERVICE_ONLY_OPTIONS,
     VERIFY_MODES,
     Options,
@@ -65,14 +67,15 @@ def _as_int(name: str, text: str, base: int = 10, minimum: int = 0, maximum: int
     return value
 
 
-def _as_seconds(name: str, text: str) -> float:
+def _as_seconds(name: str, text: str, minimum: float = MIN_SECONDS) -> float:
     try:
         value = float(text)
     except ValueError:
         raise UsageError(f"option {name}: not a number of seconds: {text!r}") from None
-    if not 0 < value <= MAX_SECONDS:  # also false for nan; inf and 1e400 are past the max
+    if not minimum <= value <= MAX_SECONDS:  # false for nan; inf and 1e400 are past the max
         raise UsageError(
-            f"option {name}: must be a positive number of seconds, at most {MAX_SECONDS:.0f}"
+            f"option {name}: must be a number of seconds from {minimum:g} to"
+            f" {MAX_SECONDS:.0f}, not {text}"
         )
     return value
 
@@ -160,7 +163,7 @@ def _apply(values: dict[str, object], name: str, value: str | None) -> None:
     elif name == "umask":
         values[name] = _as_int(name, value, base=8) & 0o777
     elif name in ("refresh", "timeout", "names_wait"):
-        values[name] = _as_seconds(name, value)
+        values[name] = _as_seconds(name, value, MIN_TIMEOUT if name == "timeout" else MIN_SECONDS)
     else:  # verify
         if value not in VERIFY_MODES:
             raise UsageError(f"option verify: one of {', '.join(VERIFY_MODES)}, not {value!r}")

@@ -92,15 +92,23 @@ def open_file(name: str, flags: int, parent: int, mode: int = 0o600) -> int:
 
 
 def open_log(path: Path) -> int:
-    """The log file ``path`` for appending, created 0600, in a checked directory."""
+    """The log file ``path`` for appending, created 0600, in a checked directory; an
+    existing one is made 0600 too (with ``debug`` it holds every path read)."""
     what = f"log file {path}"
     parent = open_directory(path.parent, what)
     try:
-        return open_file(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, parent)
+        fd = open_file(path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, parent)
     except OSError as error:
         raise ConfigError(f"{what}: {_reason(error)}") from None
     finally:
         os.close(parent)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+    except OSError as error:
+        os.close(fd)
+        raise ConfigError(f"{what}: cannot make it 0600: {_reason(error)}") from None
+    return fd
 
 
 def owners() -> str:

@@ -74,18 +74,22 @@ def test_rw_is_refused_with_a_clear_message() -> None:
         ("umask=9", "not a number"),
         ("block_size=3M", "power of two"),
         ("verify=maybe", "verify"),
-        ("refresh=-1", "positive"),
+        ("refresh=-1", "from 0.1"),
         ("region", "needs a value"),
         ("allow_other=1", "takes no value"),
         ("account_id=12", "12 digits"),
         ("uid=99999999999", "uid: must be from 0 to 4294967294"),
         ("gid=4294967295", "gid: must be from 0 to 4294967294"),
         ("uid=-1", "uid: must be from 0"),
-        ("timeout=inf", "timeout: must be a positive number of seconds"),
-        ("timeout=1e400", "timeout: must be a positive number of seconds"),
-        ("refresh=nan", "refresh: must be a positive number of seconds"),
-        ("refresh=1e300", "refresh: must be a positive number of seconds, at most"),
-        ("timeout=0", "positive"),
+        ("timeout=inf", "timeout: must be a number of seconds from 1 to 31536000"),
+        ("timeout=1e400", "timeout: must be a number of seconds from 1"),
+        ("refresh=nan", "refresh: must be a number of seconds from 0.1 to"),
+        ("refresh=1e300", "refresh: must be a number of seconds from 0.1 to 31536000"),
+        ("timeout=0", "from 1 to"),
+        ("timeout=1e-9", "timeout: must be a number of seconds from 1 to 31536000, not 1e-9"),
+        ("timeout=0.5", "timeout: must be a number of seconds from 1"),
+        ("refresh=0.01", "refresh: must be a number of seconds from 0.1"),
+        ("names_wait=1e-9", "names_wait: must be a number of seconds from 0.1"),
         ("connections=0", "connections: must be from 1 to 256"),
         ("connections=100000", "connections: must be from 1 to 256"),
         ("retries=0", "retries: must be from 1 to 100"),
@@ -127,11 +131,11 @@ def test_options_at_their_bounds_are_accepted() -> None:
         "v",
         "/m",
         "-o",
-        "uid=0,gid=4294967294,timeout=0.5,refresh=31536000,connections=256,retries=100,"
+        "uid=0,gid=4294967294,timeout=1,refresh=31536000,connections=256,retries=100,"
         "cache_size=1M,memory_cache=1M,memory_budget=1M,read_ahead=0,max_request=1G,"
         "cache_size=9223372036854775807",
     )
-    assert (opts.uid, opts.gid, opts.timeout, opts.refresh) == (0, 2**32 - 2, 0.5, 31536000.0)
+    assert (opts.uid, opts.gid, opts.timeout, opts.refresh) == (0, 2**32 - 2, 1.0, 31536000.0)
     assert (opts.connections, opts.retries, opts.read_ahead) == (256, 100, 0)
     assert (opts.memory_cache, opts.memory_budget, opts.max_request) == (MIB, MIB, 1 << 30)
     assert opts.cache_size == 2**63 - 1

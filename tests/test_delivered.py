@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from glacierfs.cacheroot import open_root
 from glacierfs.jobs import Job
 from glacierfs.retrieve.delivered import (
     DELIVERED_TO,
@@ -40,9 +41,13 @@ def test_an_archive_recorded_is_delivered_and_recording_again_keeps_the_first(
 
 def test_the_record_is_read_beside_the_retrieval_state_without_writing(tmp_path: Path) -> None:
     assert read_deliveries(tmp_path) == [] and delivered_keys(tmp_path) == frozenset()
-    with State(tmp_path, VAULT):  # the state file exists, the table not yet
+    with open_root(tmp_path) as root, State(root, VAULT):  # the state file, no table yet
         assert delivered_keys(tmp_path) == frozenset()
-    with DeliveryRecord.open(tmp_path) as record, State(tmp_path, VAULT) as state:
+    with (
+        open_root(tmp_path) as root,
+        DeliveryRecord.open(tmp_path) as record,
+        State(root, VAULT) as state,
+    ):
         record.record(VAULT, "A", HASH, 10, RELEASED, "a.tar")
         record.record(VAULT, "B", None, 3, RELEASED, "b.tar")
         assert state.requests() == []

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from glacierfs.cacheroot import open_root
 from glacierfs.errors import UsageError
 from glacierfs.retrieve.command import parse
-from glacierfs.retrieve.save import cache_holder
+from glacierfs.retrieve.holder import cache_holder
 from glacierfs.retrieve.selection import shard_of
 from tests.support.emulator import Emulator
 from tests.support.mount import isolated_env
@@ -295,7 +296,8 @@ def test_the_systemd_unit_runs_retrieve_follow_to_the_end(
     assert follower.process.returncode == 0, follower.output()
     assert "2 saved, 2 verified" in follower.output()
     assert len(history(emulator)) == len(made)
-    assert cache_holder(tmp_path / "cache") is None  # held only while saving: free for a mount
+    with open_root(tmp_path / "cache") as root:
+        assert cache_holder(root) is None  # held only while saving: free for a mount
 
 
 def test_parse_reads_the_shard_index_from_the_environment_only_when_asked() -> None:

@@ -9,10 +9,7 @@ files it aimed at keep their bytes and mtimes, and nothing appears beside them.
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,66 +18,22 @@ from typing import Any
 import pytest
 
 from tests.support.emulator import Emulator
-from tests.support.mount import Mount, cmp, isolated_env, needs_fuse, unmount
+from tests.support.mount import Mount, cmp, needs_fuse, unmount
+from tests.support.users import (
+    SECRET,
+    as_nobody,
+    make_victim,
+    needs_root_and_setpriv,
+    nobody,
+    run_glacierfs,
+    snapshot,
+)
 from tests.support.vault import retrieve, sample, upload
 
-pytestmark = [
-    needs_fuse,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("setpriv") is None,
-        reason="needs root, and setpriv to act as another user",
-    ),
-]
+pytestmark = [needs_fuse, needs_root_and_setpriv]
 
 MIB = 1 << 20
 VAULT = "secrets"
-SECRET = b"root's secret, 0600\n"
-
-
-def nobody() -> int:
-    return pwd.getpwnam("nobody").pw_uid
-
-
-def as_nobody(*argv: str) -> None:
-    """Run ``argv`` as the user nobody, who owns nothing of ours."""
-    uid = nobody()
-    prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    subprocess.run([*prefix, *argv], check=True, capture_output=True)
-
-
-def run_glacierfs(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "glacierfs", *argv],
-        capture_output=True,
-        text=True,
-        env=isolated_env(),
-        timeout=60,
-    )
-
-
-def snapshot(directory: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every entry under ``directory`` and itself: mode, mtime, bytes (or link target)."""
-    found = {}
-    for path in [directory, *directory.rglob("*")]:
-        info = path.lstat()
-        if path.is_symlink():
-            body = os.readlink(path).encode()
-        elif path.is_file():
-            body = path.read_bytes()
-        else:
-            body = b""
-        found[str(path.relative_to(directory))] = (info.st_mode, info.st_mtime_ns, body)
-    return found
-
-
-def make_victim(directory: Path) -> Path:
-    """A root-only directory holding the files a cache would write: lock, v1/..."""
-    directory.mkdir(mode=0o700)
-    for name in ("lock", "passwords"):
-        path = directory / name
-        path.write_bytes(SECRET)
-        path.chmod(0o600)
-    return directory
 
 
 @pytest.fixture
@@ -283,6 +236,22 @@ def test_the_log_file_is_created_0600(
     assert mount.stop() == 0
     assert oct(log.stat().st_mode & 0o7777) == oct(0o600)
     assert "mounted vault" in log.read_text()
+
+
+def test_an_existing_log_file_is_made_0600(
+    emulator: Emulator, job: Any, open_root: Path, mount_factory: Any
+) -> None:
+    """Issue 20, item 10: a log file made earlier (by hand, by logrotate) 0644 would show
+    every path read to every user."""
+    logs = open_root / "logs"
+    logs.mkdir()
+    log = logs / "glacierfs.log"
+    log.write_text("an earlier line\n")
+    log.chmod(0o644)
+    mount: Mount = mount_factory(emulator.url, VAULT, {"log": str(log)})
+    assert mount.stop() == 0
+    assert oct(log.stat().st_mode & 0o7777) == oct(0o600)
+    assert log.read_text().startswith("an earlier line\n")
 
 
 @pytest.mark.parametrize("plant", ["root's symlink", "nobody's symlink in /tmp"])

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tests.soak.blame import explained
-from tests.soak.readers import compare
+from tests.soak.readers import compare, judge
 from tests.soak.vault import MIB, SoakJob
 from tests.support.mount import needs_fuse, unmount, wait_for
 
@@ -56,6 +56,15 @@ def test_compare_counts_every_byte_that_differs_or_lies_beyond_the_source() -> N
     assert compare(source[:10], source[:10] + b"xyz") == [10, 11, 12]
 
 
+def test_an_answer_is_right_only_when_it_is_wholly_one_of_the_contents_it_may_give() -> None:
+    own, claimed = bytes(range(100)), bytes(range(100, 200))
+    assert judge([own[10:20], claimed[10:20]], own[10:20]) == (0, [])
+    assert judge([own, claimed], claimed[:50]) == (1, [])
+    mixed = own[:5] + claimed[5:10]  # half one archive, half another: wrong
+    assert judge([own[:10], claimed[:10]], mixed) == (-1, [5, 6, 7, 8, 9])
+    assert judge([own], claimed[:3]) == (-1, [0, 1, 2])
+
+
 def test_blame_places_wrong_bytes_in_answers_with_a_flipped_byte_and_no_checksum() -> None:
     whole = SoakJob("A", "archive", 4 * MIB, Path("a"), "archive", 0)
     ranged = SoakJob("R", "range", MIB, Path("r"), "archive", 2 * MIB)
@@ -79,6 +88,7 @@ def test_a_short_soak_reads_under_faults_checks_every_byte_and_reports() -> None
     assert figures["wrong bytes"].split()[0] == "0"
     assert int(figures["faults injected"].split()[0]) > 0
     assert int(figures["flipped, unchecked"].split()[0]) > 0  # the pair went through the mount
+    assert int(figures["lies told"].split()[0]) > 0  # the first chaos step tells one
     assert re.match(r" +\d+\.\d\d s \(bound 5 s\), status 0", figures["exit after unmount"])
     for figure in ("EIO", "daemon RSS", "daemon open files", "bytes read"):
         assert figure in figures

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from glacierfs.cacheroot import open_root
 from glacierfs.retrieve.pacing import Unit
 from glacierfs.retrieve.pending import IN_PROGRESS, READY, pending, read_requests
 from glacierfs.retrieve.pricing import HOUR, PRICES
@@ -68,7 +69,11 @@ def test_no_state_means_no_retrievals(tmp_path: Path) -> None:
 
 def test_the_state_is_read_while_a_writer_holds_it_and_without_its_lock(tmp_path: Path) -> None:
     archive = Archive("A", 5 * MIB, "00" * 32, 0.0, "", "a/b")
-    with State(tmp_path, ARN) as state, State(tmp_path, "another vault") as other:
+    with (
+        open_root(tmp_path) as root,
+        State(root, ARN) as state,
+        State(root, "another vault") as other,
+    ):
         state.lock()
         state.requested(state.intend(Unit(archive, 0, MIB - 1, False), "Bulk", 100.0, False), "J1")
         other.requested(other.intend(Unit(archive, 0, MIB - 1, True), "Bulk", 100.0, False), "J9")

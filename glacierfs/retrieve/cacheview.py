@@ -2,9 +2,10 @@
 
 A mount holds the cache directory's lock for as long as it runs, and ``retrieve`` must
 plan beside it. The cache's index is SQLite in WAL mode, which lets a reader work
-beside the one writer: this view opens it read-only (``mode=ro``), never takes the
-lock, and writes nothing. What it reads is the disk cache's ``leaves`` table (one row
-per leaf present, the commit point of :mod:`glacierfs.cache.disk`), keyed as
+beside the one writer: this view opens it read-only (``mode=ro``) through the held cache
+root (:mod:`glacierfs.cacheroot`), never takes the lock, and writes nothing. What it
+reads is the disk cache's ``leaves`` table (one row per leaf present, the commit point
+of :mod:`glacierfs.cache.disk`), keyed as
 :attr:`glacierfs.jobs.Job.cache_key` names archive bytes.
 
 A leaf counts as held only if a job whose verdict is not ``mismatch`` may serve it (its
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
 
 from glacierfs.cache.disk import LAYOUT, SHARED
+from glacierfs.cacheroot import Held
 from glacierfs.errors import ConfigError
 from glacierfs.jobs import Job, job_token
 from glacierfs.read.ledger import MISMATCH, VERIFIED_META
@@ -50,11 +51,11 @@ def archive_key(archive: Archive, vault_arn: str) -> str:
 
 
 class CacheIndex:
-    """The leaves present in a disk cache, read-only."""
+    """The leaves present in a disk cache, read-only, through the held cache root."""
 
-    def __init__(self, cache_root: Path) -> None:
-        self.root = cache_root
-        self.path = cache_root / LAYOUT / INDEX
+    def __init__(self, root: Held) -> None:
+        self.root = root
+        self.path = root.path / LAYOUT / INDEX
         self._db: sqlite3.Connection | None = None
         self._refused: frozenset[str] = frozenset()  # owners whose leaves do not count
         self._owners = "owners"  # the column, where the index has it
@@ -62,15 +63,21 @@ class CacheIndex:
 
     def _connect(self) -> sqlite3.Connection | None:
         """The connection, opened once the index exists (a first save creates it)."""
-        if self._db is not None or not self.path.exists():
+        if self._db is not None:
             return self._db
         try:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            layout = self.root.existing_directory(LAYOUT)
+            if layout is None:
+                return None
+            with layout:
+                self._db = layout.connect(INDEX, readonly=True)
             self._db.execute("PRAGMA query_only = ON")
             self._db.execute("SELECT key, idx, digest FROM leaves LIMIT 1").fetchall()
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(leaves)")}
             self._owners = "owners" if "owners" in columns else "''"  # schema 1 had none
-        except sqlite3.Error as error:
+        except FileNotFoundError:
+            return None
+        except (OSError, sqlite3.Error, ConfigError) as error:
             self.close()
             raise ConfigError(
                 f"cannot read the cache index {self.path} ({error}): "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from glacierfs import logs
+from glacierfs.cacheroot import open_root
 from glacierfs.client import GlacierClient
 from glacierfs.config import (
     DAILY_SHARE,
@@ -285,10 +286,12 @@ def run(argv: Sequence[str]) -> int:
 def _retrieve(
     args: argparse.Namespace, options: Options, client: GlacierClient, vault_arn: str
 ) -> int:
-    root = cache_root(options)
-    with State(root, vault_arn) as state, CacheIndex(root) as index:
+    root = open_root(cache_root(options))  # checked before anything is made in it
+    # A holder of the cache that cannot prove itself refuses the run before the state is made.
+    access = None if options.inventory else open_access(options, root, vault_arn)
+    with root, State(root, vault_arn) as state, CacheIndex(root) as index:
         entries, source = load_inventory(
-            options, client, vault_arn, root, state.directory, again(args)
+            options, client, vault_arn, access, state.directory, again(args)
         )
         named, chosen = name_archives(entries), criteria(args)
         archives, older = select(named, chosen), older_versions(named, chosen)
@@ -316,8 +319,8 @@ def _retrieve(
                 started = engine.request(plan.batch)
                 print(started_line(len(started), plan))
                 return 1 if engine.refused else 0  # a request failed: said above, one line each
-            access = partial(open_access, options, root, vault_arn)
-            summary = Follower(engine, access, args.poll, progress, deliverer).run()
+            saver = partial(open_access, options, root, vault_arn)
+            summary = Follower(engine, saver, args.poll, progress, deliverer).run()
         finally:
             if deliverer is not None:
                 deliverer.close()

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from glacierfs.cacheroot import open_root
 from glacierfs.client import GlacierClient
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
@@ -27,6 +28,7 @@ from glacierfs.retrieve.delivery import Deliverer
 from glacierfs.retrieve.destination import Destination
 from glacierfs.retrieve.execsink import ExecSink
 from glacierfs.retrieve.follow import Progress
+from glacierfs.retrieve.save import open_access
 from glacierfs.retrieve.selection import name_archives
 from glacierfs.retrieve.source import load_inventory
 from glacierfs.retrieve.state import State
@@ -63,15 +65,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 def run(argv: Sequence[str]) -> int:
     args = parse(argv)
     options = args.opts
-    root = cache_root(options)
+    root = open_root(cache_root(options))
     client = GlacierClient(client_settings(options))
     try:
         vault = client.describe_vault()
         vault_arn = str(vault.get("VaultARN") or f"{options.account_id}:{options.vault}")
-        with State(root, vault_arn) as state, CacheIndex(root) as index:
+        access = None if options.inventory else open_access(options, root, vault_arn)
+        with root, State(root, vault_arn) as state, CacheIndex(root) as index:
             state.lock()
             entries, _ = load_inventory(
-                options, client, vault_arn, root, state.directory, again(args)
+                options, client, vault_arn, access, state.directory, again(args)
             )
             archives = name_archives(entries)
             target = Destination(args.directory) if args.directory else ExecSink(args.command)

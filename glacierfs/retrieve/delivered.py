@@ -37,12 +37,12 @@ API (stable: ``retrieve --deliver-to``/``--deliver-exec`` and ``deliver`` use it
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from glacierfs.cacheroot import existing_root, open_root
 from glacierfs.errors import ConfigError
 from glacierfs.jobs import Job
 from glacierfs.retrieve.state import STATE_DIR, STATE_FILE
@@ -103,17 +103,19 @@ class DeliveryRecord:
 
     @classmethod
     def open(cls, cache_root: Path) -> DeliveryRecord:
-        """Open (creating if need be) the record in ``cache_root``'s retrieval state;
-        ConfigError in one line when it cannot be."""
+        """Open (creating if need be) the record in ``cache_root``'s retrieval state,
+        through the held cache root (:mod:`glacierfs.cacheroot`); ConfigError in one line
+        when it cannot be."""
         directory = cache_root / STATE_DIR
         try:
-            os.makedirs(cache_root, mode=0o700, exist_ok=True)
-            directory.mkdir(mode=0o700, exist_ok=True)
-            path = directory / STATE_FILE
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-            db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.executescript(_SCHEMA)
+            with open_root(cache_root) as root, root.directory(STATE_DIR) as state:
+                db = state.connect(STATE_FILE, timeout=BUSY_TIMEOUT)
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript(_SCHEMA)
+            except BaseException:
+                db.close()
+                raise
         except (OSError, sqlite3.Error) as error:
             raise ConfigError(f"delivery record in {directory}: {error}") from None
         return cls(db)
@@ -180,13 +182,23 @@ def delivered_keys(cache_root: Path) -> frozenset[str]:
 
 
 def _read_only(cache_root: Path) -> sqlite3.Connection | None:
+    """The record, read-only through the held cache root; None when there is none. Creates
+    nothing."""
     path = cache_root / STATE_DIR / STATE_FILE
-    if not path.is_file():
-        return None
     try:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=READ_TIMEOUT)
+        root = existing_root(cache_root)
+        if root is None:
+            return None
+        with root:
+            state = root.existing_directory(STATE_DIR)
+            if state is None:
+                return None
+            with state:
+                db = state.connect(STATE_FILE, readonly=True, timeout=READ_TIMEOUT)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    except sqlite3.Error as error:
+    except FileNotFoundError:
+        return None
+    except (OSError, sqlite3.Error) as error:
         raise ConfigError(f"delivery record {path}: {error}") from None
     if "delivered" not in tables:
         db.close()

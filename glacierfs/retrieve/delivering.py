@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from glacierfs.cacheroot import Held
 from glacierfs.errors import UsageError
 from glacierfs.humane import size
 from glacierfs.retrieve.delivery import Deliverer
@@ -58,7 +59,7 @@ def refuse_too_large(args: argparse.Namespace, archives: list[Archive], cache_si
 
 def delivery(
     args: argparse.Namespace,
-    root: Path,
+    root: Held,
     cache_size: int,
     vault_arn: str,
     archives: list[Archive],

@@ -26,15 +26,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from glacierfs.cache.disk import DiskCache
+from glacierfs.cacheroot import Held
 from glacierfs.custody import Custody
-from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.errors import GlacierfsError
 from glacierfs.names.decoders import decode_description
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.delivered import DELIVERED_EXEC, DELIVERED_TO, DeliveryRecord
 from glacierfs.retrieve.destination import DeliveryFailed, Destination
 from glacierfs.retrieve.execsink import ExecSink, backoff
+from glacierfs.retrieve.holder import cache_holder, proven_mount
 from glacierfs.retrieve.progress_log import GIVEN_UP, DeliveryLog
-from glacierfs.retrieve.save import cache_holder, find_mount
 from glacierfs.retrieve.selection import Archive
 from glacierfs.treehash import MIB, combine
 
@@ -89,14 +90,12 @@ class MountSource:
 Source = CacheSource | MountSource
 
 
-def open_source(cache_root: Path, capacity: int) -> Source:
-    holder = cache_holder(cache_root)
+def open_source(root: Held, capacity: int) -> Source:
+    """The cache in-process when free, else the mount holding it, once proven."""
+    holder = cache_holder(root)
     if holder is None:
-        return CacheSource(cache_root, capacity)
-    mountpoint = find_mount(holder)
-    if mountpoint is None:
-        raise ConfigError(f"the cache {cache_root} is in use by pid {holder}, not a mount")
-    return MountSource(mountpoint)
+        return CacheSource(root.path, capacity)
+    return MountSource(proven_mount(root, holder))
 
 
 def mtime_of(archive: Archive) -> float:
@@ -110,14 +109,15 @@ class Deliverer:
 
     def __init__(
         self,
-        cache_root: Path,
+        root: Held,
         capacity: int,
         vault_arn: str,
         archives: Sequence[Archive],
         target: Destination | ExecSink,
         event: Event,
     ) -> None:
-        self.cache_root, self.capacity, self.vault_arn = cache_root, capacity, vault_arn
+        self.root, self.capacity, self.vault_arn = root, capacity, vault_arn
+        cache_root = root.path
         self.archives, self.target, self.event = list(archives), target, event
         self.record = DeliveryRecord.open(cache_root)
         self.log = DeliveryLog(cache_root, vault_arn)
@@ -174,7 +174,7 @@ class Deliverer:
         if not work:
             return 0
         try:
-            source = open_source(self.cache_root, self.capacity)
+            source = open_source(self.root, self.capacity)
         except GlacierfsError as error:
             self.event("note", f"not delivering now: {error}")
             return 0

@@ -258,7 +258,7 @@ class Engine:
         """Bytes the cache can take for new outputs (:func:`.room.disk_room`)."""
         if self.capacity is None:
             return None
-        kept = undelivered_bytes(self.index.root, self._records, snapshot.now)
+        kept = undelivered_bytes(self.index.root.path, self._records, snapshot.now)
         return disk_room(snapshot.holdings, self.capacity, self.held, kept)
 
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:

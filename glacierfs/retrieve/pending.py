@@ -14,11 +14,11 @@ never compared with this host's clock.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from glacierfs.cacheroot import existing_root
 from glacierfs.retrieve.pricing import PRICES
 from glacierfs.retrieve.state import REQUESTED, STATE_DIR, STATE_FILE, Request, requests_in
 
@@ -75,12 +75,22 @@ def _one(r: Request, done: float | None) -> Pending:
 
 
 def read_requests(cache_dir: Path, vault: str) -> list[Request]:
-    """The vault's requests in the state kept in ``cache_dir``, read-only, no lock taken;
-    none when there is no state. Raises sqlite3.Error on a state that cannot be read."""
-    path = cache_dir / STATE_DIR / STATE_FILE
-    if not path.is_file():
+    """The vault's requests in the state kept in ``cache_dir``, read-only, no lock taken,
+    through the held cache root (:mod:`glacierfs.cacheroot`), creating nothing; none when
+    there is no state. Raises sqlite3.Error on a state that cannot be read, ConfigError
+    on a cache directory or file that cannot be trusted."""
+    root = existing_root(cache_dir)
+    if root is None:
         return []
-    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    with root:
+        directory = root.existing_directory(STATE_DIR)
+        if directory is None:
+            return []
+        with directory:
+            try:
+                db = directory.connect(STATE_FILE, readonly=True, timeout=BUSY_TIMEOUT)
+            except FileNotFoundError:
+                return []
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if "requests" not in tables:

@@ -13,17 +13,15 @@ The disk cache has one writer at a time: whoever holds its lock. So:
 * **A mount holds it**: the outputs are read through the mount's ``jobs/<JobId>``
   files, as ``glacierfs hydrate`` does, so the mount's daemon fetches, verifies and
   caches them; a mount that does not list a new job yet is asked to refresh its job
-  list with SIGHUP, its documented signal.
+  list with SIGHUP, its documented signal. Only a mount proven to hold this very cache
+  (:mod:`.holder`), never one a pid in the lock file merely names.
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
-import json
 import logging
 import os
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,19 +33,21 @@ import trio
 
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
+from glacierfs.cacheroot import Held
 from glacierfs.catalog import Catalog
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.custody import Custody
 from glacierfs.daemon import client_settings
-from glacierfs.errors import ConfigError, GlacierfsError
+from glacierfs.errors import ConfigError, DiskUnwritable, GlacierfsError
 from glacierfs.humane import utc
 from glacierfs.inventory import Entry, parse
+from glacierfs.jobs import Job
 from glacierfs.logs import LogOnce
 from glacierfs.names.sources import DESCRIPTIONS_META, ReaderStream
-from glacierfs.options import parse_mount_args
 from glacierfs.read.ledger import BLOCKS, MISMATCH, SIZE, TREE_HASH
 from glacierfs.read.reader import Reader
+from glacierfs.retrieve.holder import cache_holder, proven_mount
 from glacierfs.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -111,89 +111,13 @@ class Access(Protocol):
         ...
 
 
-def cache_holder(cache_root: Path) -> int | None:
-    """The pid holding the disk cache's lock, or None when it is free."""
-    path = cache_root / "lock"
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise ConfigError(f"cache directory {cache_root}: {error.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)  # also releases a shared lock taken
-    return None
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _claimed_mountpoint(pid: int) -> Path | None:
-    """The mountpoint on the command line of process ``pid``, if it is a glacierfs mount.
-
-    Read from /proc, not by asking mounts: other mounts on the host may be slow or hung,
-    and only the one holding our cache is our business.
-    """
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-    except OSError:
-        return None
-    starts = [n for n, arg in enumerate(argv) if Path(arg).name in ("glacierfs", "mount.glacierfs")]
-    if not starts:
-        return None
-    try:
-        command = parse_mount_args([a for a in argv[starts[0] + 1 :] if a])
-    except GlacierfsError:
-        return None
-    if command.name != "mount" or command.options is None:
-        return None
-    return cwd / command.options.mountpoint
-
-
-def find_mount(pid: int) -> Path | None:
-    """The glacierfs mount whose daemon is ``pid``, checked against the mount table."""
-    claimed = _claimed_mountpoint(pid)
-    if claimed is None:
-        return None
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split(" ")
-        if " - fuse.glacierfs " not in line or len(fields) < 5:
-            continue
-        mountpoint = Path(_unescape(fields[4]))
-        if os.path.normpath(mountpoint) != os.path.normpath(claimed):
-            continue
-        try:
-            stats = json.loads(os.getxattr(mountpoint, "user.glacierfs.stats"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(stats, dict) and stats.get("pid") == pid:
-            return mountpoint
-    return None
-
-
-def open_access(options: Options, cache_root: Path, vault_arn: str) -> Access:
-    """The way to the cache now: in-process when free, else through the mount holding it."""
-    holder = cache_holder(cache_root)
+def open_access(options: Options, root: Held, vault_arn: str) -> Access:
+    """The way to the cache now: in-process when free, else through the mount holding
+    it, once proven (:mod:`.holder`)."""
+    holder = cache_holder(root)
     if holder is None:
-        return InProcess(options, cache_root, vault_arn)
-    mountpoint = find_mount(holder)
-    if mountpoint is None:
-        raise ConfigError(
-            f"the cache {cache_root} is in use by pid {holder}, which is not a glacierfs "
-            "mount on this host; try again when it is done"
-        )
-    return ThroughMount(mountpoint, holder)
+        return InProcess(options, root.path, vault_arn)
+    return ThroughMount(proven_mount(root, holder), holder)
 
 
 Work = Callable[[Reader, Catalog, AsyncDisk], Awaitable[T]]
@@ -227,6 +151,8 @@ class InProcess:
                 return result
 
             return trio.run(main)
+        except BaseExceptionGroup as group:  # a task's error, from the nursery
+            raise expected(group) from None
         finally:
             disk.close()
             client.close()
@@ -280,6 +206,10 @@ class InProcess:
             except GlacierfsError as error:
                 report(Saved(item.job_id, False, error=str(error)))
                 return
+            failure = disk.disk.write_failure
+            if failure is not None and not await _kept(disk, job):
+                # read and checked, but not kept: not saved, and no round will do better
+                raise DiskUnwritable(f"disk cache {disk.disk.root} cannot be written: {failure}")
             result = judged(item.job_id, verdict, job.size, time.monotonic() - started)
             if result.ok and item.description:
                 await disk.put_meta(DESCRIPTIONS_META, item.archive_id, item.description)
@@ -348,6 +278,22 @@ class ThroughMount:
                 report(Saved(item.job_id, False, error=f"{path}: {error.strerror}"))
                 continue
             report(judged(item.job_id, verdict, size, time.monotonic() - started))
+
+
+async def _kept(disk: AsyncDisk, job: Job) -> bool:
+    """Whether every leaf of the output is on disk for the job (the reader also counts
+    leaves it holds in memory, which end with this process)."""
+    rows = await disk.leaves(job.cache_key)
+    wanted = range(job.first_leaf, job.first_leaf + job.leaves)
+    return all(i in rows and rows[i].usable_by(job.owner) for i in wanted)
+
+
+def expected(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error glacierfs can explain in a group, or the group itself."""
+    found: BaseException | None = group.subgroup(lambda e: isinstance(e, GlacierfsError))
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found if found is not None else group
 
 
 def _read_through(path: Path) -> int:

@@ -11,24 +11,26 @@ small for the vault, while the run still needs every archive's name and tree has
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 
+from glacierfs.cacheroot import Held
 from glacierfs.client import GlacierClient
 from glacierfs.config import Options
 from glacierfs.errors import ConfigError, InventoryError
 from glacierfs.inventory import Entry, parse
 from glacierfs.jobs import SERVICE_ID
 from glacierfs.logs import escape
-from glacierfs.retrieve.save import open_access
+from glacierfs.retrieve.save import Access
 
 INVENTORY_HOURS = "about 4 to 5 hours"
 
 
-def kept_path(directory: Path, vault_arn: str) -> Path:
+def kept_name(vault_arn: str) -> str:
     """The kept copy of one vault's inventory (the state directory serves every vault)."""
-    return directory / f"inventory-{hashlib.sha256(vault_arn.encode()).hexdigest()[:16]}.json"
+    return f"inventory-{hashlib.sha256(vault_arn.encode()).hexdigest()[:16]}.json"
 
 
 def _read_file(path: Path) -> list[Entry]:
@@ -41,8 +43,27 @@ def _read_file(path: Path) -> list[Entry]:
         raise ConfigError(f"inventory {path}: {error}") from None
 
 
-def keep(entries: list[Entry], source: str, path: Path) -> None:
-    """Write the inventory used as Glacier's JSON, beside the state (atomically)."""
+def _read_kept(directory: Held, name: str) -> list[Entry] | None:
+    """The kept copy, read through the held state directory; None when there is none."""
+    path = directory.path / name
+    try:
+        fd = directory.open(name, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError(f"inventory {path}: {error.strerror}") from None
+    try:
+        with io.BufferedReader(io.FileIO(fd, "rb")) as stream:
+            return list(parse(stream))
+    except OSError as error:
+        raise ConfigError(f"inventory {path}: {error.strerror}") from None
+    except InventoryError as error:
+        raise ConfigError(f"inventory {path}: {error}") from None
+
+
+def keep(entries: list[Entry], source: str, directory: Held, name: str) -> None:
+    """Write the inventory used as Glacier's JSON, beside the state (atomically, through
+    the held state directory: never through a link)."""
     document = {
         "VaultARN": None,
         "InventoryDate": None,
@@ -58,21 +79,27 @@ def keep(entries: list[Entry], source: str, path: Path) -> None:
             for e in entries
         ],
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with temporary.open("w") as out:
-        json.dump(document, out)
-    os.replace(temporary, path)
+    try:
+        with directory.replacing(name) as out:
+            text = io.TextIOWrapper(out, encoding="utf-8")
+            json.dump(document, text)
+            text.flush()
+            text.detach()
+    except OSError as error:
+        where = directory.path / name
+        raise ConfigError(f"keeping a copy of the inventory as {where}: {error.strerror}") from None
 
 
 def load_inventory(
     options: Options,
     client: GlacierClient,
     vault_arn: str,
-    cache_root: Path,
-    kept: Path,
+    access: Access | None,
+    kept: Held,
     command: str,
 ) -> tuple[list[Entry], str]:
-    """The archives of the newest inventory, and a phrase saying where they came from.
+    """The archives of the newest inventory, and a phrase saying where they came from:
+    the user's file, else what ``access`` (the cache's holder) finds, else the copy kept.
 
     The service, not a mount's listing of up to ``refresh`` seconds ago, says which
     inventory job is the newest: a mount that does not list it yet is asked to refresh
@@ -88,13 +115,14 @@ def load_inventory(
         key=lambda r: (str(r.get("CompletionDate") or ""), str(r.get("JobId"))),
         default=None,
     )
-    copy = kept_path(kept, vault_arn)
-    found = open_access(options, cache_root, vault_arn).newest_inventory(newest)
+    copy = kept_name(vault_arn)
+    found = access.newest_inventory(newest) if access is not None else None
     if found is not None:
-        keep(found[0], found[1], copy)
+        keep(found[0], found[1], kept, copy)
         return found
-    if copy.exists():
-        return _read_file(copy), f"the copy kept of the last inventory used ({copy})"
+    entries = _read_kept(kept, copy)
+    if entries is not None:
+        return entries, f"the copy kept of the last inventory used ({kept.path / copy})"
     running = [r for r in jobs if r.get("StatusCode") == "InProgress"]
     if running:
         raise ConfigError(

@@ -8,6 +8,8 @@ its own lock, ``CACHE_DIR/retrieve/lock``, taken (``flock``) by a run that may s
 jobs, for its whole life: two runs on one cache never request the same archive twice.
 A ``--dry-run`` beside a running one reads the state and changes nothing. The cache
 itself is only read (:mod:`.cacheview`) or written through its owner (:mod:`.save`).
+Every file here is opened through the held cache root (:mod:`glacierfs.cacheroot`), after
+the root passed its checks: a refused run creates nothing.
 
 Crashes. A job is written down in two steps: an *intent* (archive, range, tier, time)
 is committed before InitiateJob is sent, and replaced by the job's row once the
@@ -26,8 +28,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
+from glacierfs.cacheroot import Held
 from glacierfs.errors import ConfigError
 from glacierfs.retrieve.pacing import Requested, Unit
 
@@ -92,27 +94,34 @@ class Intent:
 class State:
     """The retrieval state of one vault in one cache directory."""
 
-    def __init__(self, cache_root: Path, vault: str) -> None:
+    def __init__(self, root: Held, vault: str) -> None:
         self.vault = vault
-        self.directory = cache_root / STATE_DIR
+        directory = root.directory(STATE_DIR)
+        self.directory = directory
+        self.path = directory.path / STATE_FILE
         self._lock_fd: int | None = None
         try:
-            os.makedirs(cache_root, mode=0o700, exist_ok=True)
-            self.directory.mkdir(mode=0o700, exist_ok=True)
-            path = self.directory / STATE_FILE
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db = directory.connect(STATE_FILE, timeout=30)
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                self._db.close()
+                raise
         except (OSError, sqlite3.Error) as error:
-            raise ConfigError(f"retrieval state in {self.directory}: {error}") from None
+            directory.close()
+            raise ConfigError(f"retrieval state {self.path}: {error}") from None
+        except BaseException:
+            directory.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self.directory.close()
 
     def __enter__(self) -> State:
         return self
@@ -130,8 +139,10 @@ class State:
 
     def lock(self) -> None:
         """Hold the state for this run (released at close); ConfigError if another has it."""
-        path = self.directory / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = self.directory.open("lock", os.O_RDWR | os.O_CREAT)
+        except OSError as error:
+            raise ConfigError(f"{self.directory.path / 'lock'}: {error.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -146,13 +157,19 @@ class State:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """A write transaction; a disk that refuses it (full, read-only) is one line."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise ConfigError(f"retrieval state {self.path}: {error}") from None
 
     # --- requests ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from itertools import count
 import trio
 
 from glacierfs import __version__
+from glacierfs.cacheroot import IDENTITY_XATTR, answer
 from glacierfs.catalog import Catalog
 from glacierfs.custody import Custody
 from glacierfs.errors import FsError
@@ -68,9 +69,11 @@ class Filesystem:
         paths: dict[str, list[str]] | None = None,
         damage: DamagedJobs | None = None,
         about: dict[str, object] | None = None,
+        identity: bytes = b"",
         custody: Custody | None = None,
     ) -> None:
         self.about = dict(about or {})  # where the mount's parts are, for `status`
+        self.identity = identity  # the cache's secret: the root answers challenges with it
         self.catalog = catalog
         self.reader = reader
         self.access = access
@@ -241,6 +244,8 @@ class Filesystem:
         return found
 
     async def getxattr(self, inode: int, name: str) -> bytes:
+        if inode == ROOT_INODE and name.startswith(IDENTITY_XATTR) and self.identity:
+            return answer(self.identity, name[len(IDENTITY_XATTR) :])  # not listed
         values = await self.xattrs(inode)
         if name not in values:
             raise FsError(errno.ENODATA)

@@ -1,4 +1,5 @@
-"""``python -m tests.soak [--duration 10m] [--readers N] [--seed N] [--small] [--no-drop-checksum]``
+"""``python -m tests.soak [--duration 10m] [--readers N] [--seed N] [--small] [--no-drop-checksum]
+[--no-lies]``
 
 Exit status: 0 when every byte read was right and the daemon stayed flat and exited
 in time, 1 otherwise, 2 for bad arguments, 130 when interrupted.
@@ -43,6 +44,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="leave out the fault that drops a due x-amz-sha256-tree-hash header",
     )
     parser.add_argument(
+        "--no-lies",
+        dest="lies",
+        action="store_false",
+        help="tell no lies about the spare jobs' records (tests.soak.lies)",
+    )
+    parser.add_argument(
         "--cache-fraction", type=float, default=1 / 3, help="cache_size as a share of the bytes"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -60,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000
     settings = Settings(
-        args.duration, args.readers, seed, args.small, args.drop_checksum, args.cache_fraction
+        args.duration,
+        args.readers,
+        seed,
+        args.small,
+        args.drop_checksum,
+        args.cache_fraction,
+        args.lies,
     )
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="glacierfs-soak-"))

@@ -6,11 +6,13 @@ report counts those answers (they must have been sent for the run to test anythi
 and a wrong byte is *explained* when an answer that had both faults covered its place in
 the archive (a range job's leaves are its archive's: one job's answer can reach
 another job's reader through the shared cache). A wrong byte nothing explains is a
-new finding.
+new finding; :func:`whose` says where the first wrong answers' bytes came from (a lied-
+about job's own bytes served as another's, say).
 """
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 from tests.soak.vault import SoakJob
@@ -46,3 +48,20 @@ def explained(jobs: list[SoakJob], wrong: list[tuple[str, int]], log: list[Any])
         place = job.offset + offset
         count += any(s <= place <= e for s, e in suspects.get(job.archive or "", []))
     return count
+
+
+def whose(
+    answers: list[tuple[str, int, bytes]], jobs: list[SoakJob], sources: dict[str, mmap.mmap]
+) -> list[str]:
+    """For each kept wrong answer (JobId, offset, its first bytes), where else those
+    bytes are: a place in another job's source, or nowhere (corrupted)."""
+    out = []
+    for job_id, offset, got in answers:
+        found = "in no job's bytes"
+        for job in jobs:
+            at = sources[job.job_id].find(got) if len(got) >= 16 else -1
+            if at >= 0:
+                found = f"are {job.kind} {job.job_id[:16]}...'s bytes at {at}"
+                break
+        out.append(f"{job_id[:16]}... at {offset}: {len(got)} bytes served {found}")
+    return out

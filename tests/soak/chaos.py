@@ -13,6 +13,10 @@ finding). When both are in play, the run opens with the two together on the next
 of every job that carries a checksum, so that even a short run sends a flipped answer
 without its due checksum through the mount (the daemon must refuse it, not serve it on
 its length).
+
+With lies (:mod:`tests.soak.lies`), the first step tells one, and then a step in
+:data:`LIE_SHARE` tells or lifts one instead of adding or removing a fault. The expiry
+strikes an honest job only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections import Counter
 from typing import Any
 
 from glacierfs.emulator.faults import BODY, ERRORS, KINDS
+from tests.soak.lies import Lies
 from tests.soak.readers import Expiry
 from tests.soak.vault import MIB, SoakJob
 from tests.support.emulator import Emulator
@@ -32,6 +37,7 @@ from tests.support.emulator import Emulator
 CORRUPTING = ("flip", "drop-checksum")
 MAX_ACTIVE = 6
 OPERATIONS = ("ListJobs", "DescribeJob", "GetJobOutput", "DescribeVault")
+LIE_SHARE = 0.08
 
 
 def kinds(drop_checksum: bool) -> tuple[str, ...]:
@@ -48,9 +54,10 @@ class Chaos(threading.Thread):
         expiry: Expiry,
         expire_at: float,
         stop: threading.Event,
+        lies: Lies | None = None,
     ) -> None:
         super().__init__(name="chaos", daemon=True)
-        self.emulator, self.jobs, self.kinds = emulator, jobs, kinds
+        self.emulator, self.jobs, self.kinds, self.lies = emulator, jobs, kinds, lies
         self.random = random.Random(seed)
         self.expiry, self.expire_at, self.stop = expiry, expire_at, stop
         self.active: list[int] = []
@@ -62,10 +69,14 @@ class Chaos(threading.Thread):
         try:
             if set(CORRUPTING) <= set(self.kinds):
                 self.pair()
+            if self.lies is not None:
+                self.lies.step()
             while not self.stop.wait(self.random.uniform(0.2, 2.0)):  # pacing, not a sync
                 if self.expiry.job_id is None and time.monotonic() >= self.expire_at:
                     self.expire()
-                if self.active and (len(self.active) >= MAX_ACTIVE or self.random.random() < 0.4):
+                if self.lies is not None and self.random.random() < LIE_SHARE:
+                    self.lies.step()
+                elif self.active and (len(self.active) >= MAX_ACTIVE or self.random.random() < 0.4):
                     self.remove()
                 else:
                     self.add()
@@ -73,9 +84,11 @@ class Chaos(threading.Thread):
             self.error = str(error)
 
     def expire(self) -> None:
-        candidates = [j for j in self.jobs if j.kind == "archive" and j.size >= 2 * MIB]
+        candidates = [
+            j for j in self.jobs if j.kind == "archive" and j.size >= 2 * MIB and not j.spare
+        ]
         job = self.random.choice(candidates)
-        self.expiry.start(job.job_id)
+        self.expiry.start(job)
         self.emulator.expire(job.job_id)
 
     def pair(self) -> None:

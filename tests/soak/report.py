@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.soak.lies import OUTCOMES
 from tests.soak.run import EXIT_BOUND, Result
 from tests.soak.watch import FD_MARGIN, RSS_FLOOR, RSS_MARGIN, Sample
 
@@ -49,16 +50,20 @@ def lines(result: Result) -> list[str]:
         f"reads:              {tally.reads}",
         f"bytes read:         {size(tally.bytes)} ({tally.bytes / settings.duration / MIB:.0f} "
         "MiB/s)",
-        f"EIO:                {tally.eio_live + tally.eio_expired} "
-        f"(live jobs {tally.eio_live}, the expired job {tally.eio_expired})",
+        f"EIO:                {tally.eio_live + tally.eio_expired + tally.eio_lied} "
+        f"(honest live jobs {tally.eio_live}, the expired job {tally.eio_expired}, "
+        f"jobs lied about {tally.eio_lied}, archive files {tally.eio_files}); "
+        f"archive files found gone {tally.files_gone}",
         _expiry(result),
         f"wrong bytes:        {tally.wrong_bytes} (in {tally.wrong_reads} reads){_blame(result)}",
+        *[f"  {served}" for served in result.served],
         f"short answers:      {tally.short_reads} (read on: the rest or EIO); early end of file "
         f"{tally.early_ends} ({size(tally.missing_bytes)} missing)",
         f"other errors:       {dict(tally.errors) or 'none'}",
         _faults(result),
         f"flipped, unchecked: {result.unchecked_flips} answers with a flipped byte and no "
         "checksum (each must be refused)",
+        *_lies(result),
         _daemon(result),
         *_memory(result),
         _exit(result),
@@ -83,15 +88,37 @@ def _blame(result: Result) -> str:
 
 def _vault(result: Result) -> str:
     jobs = result.jobs
-    archives = [j.size for j in jobs if j.kind == "archive"]
+    archives = [j.size for j in jobs if j.kind == "archive" and not j.spare]
     ranged = next(j.size for j in jobs if j.kind == "range")
     listing = next(j.size for j in jobs if j.kind == "inventory")
     distinct = sum(archives) + listing
     return (
         f"vault:              {len(archives)} archive jobs ({size(min(archives))} to "
         f"{size(max(archives))}), a range job ({size(ranged)}), an inventory ({size(listing)}): "
-        f"{size(distinct)}; cache_size {size(result.cache_size)}"
+        f"{size(distinct)}, {sum(j.spare for j in jobs)} spare jobs to lie about, "
+        f"{len(result.files)} archive files read too; cache_size {size(result.cache_size)}"
     )
+
+
+def _lies(result: Result) -> list[str]:
+    """The lies told, by kind, and what the reads of the jobs lied about ended in."""
+    lies = result.chaos.lies
+    if lies is None:
+        return ["lies told:          none (--no-lies)"]
+    told = ", ".join(f"{kind} {count}" for kind, count in sorted(lies.told.items()))
+    out = [
+        f"lies told:          {sum(lies.told.values())} ({told}); {lies.lifted} lifted; "
+        f"{len(lies.pool)} spare jobs"
+    ]
+    seen = result.tally.lied
+    for kind in sorted({kind for kind, _ in seen}):
+        ends = ", ".join(
+            f"{outcome} {seen[kind, outcome]}"
+            for outcome in (*OUTCOMES, "wrong bytes")
+            if seen[kind, outcome]
+        )
+        out.append(f"  reads after {kind}: {ends}")
+    return out
 
 
 def _expiry(result: Result) -> str:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from glacierfs.control import mount_stats
-from tests.soak.blame import explained, unchecked_flips
+from tests.soak.blame import explained, unchecked_flips, whose
 from tests.soak.chaos import Chaos, kinds
+from tests.soak.lies import Lies
 from tests.soak.readers import Expiry, Reader, Tally
-from tests.soak.vault import VAULT, SoakJob, build, cache_size
+from tests.soak.vault import VAULT, SoakJob, archive_files, build, cache_size
 from tests.soak.watch import Growth, Sample, Watcher, growth, sample
 from tests.support.emulator import Emulator
 from tests.support.mount import Mount, unmount, wait_for
@@ -41,6 +42,12 @@ class Settings:
     small: bool
     drop_checksum: bool
     cache_fraction: float
+    lies: bool = True
+
+    @property
+    def refresh(self) -> float:
+        """The mount's listing refresh: a lie reaches the daemon with the next listing."""
+        return 5.0 if self.small else 20.0
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Result:
     cache_size: int
     tally: Tally
     chaos: Chaos
+    files: list[SoakJob] = field(default_factory=list)  # archives/ files, read too
     expired: str | None = None
     first: Sample | None = None
     growth: Growth | None = None
@@ -60,6 +68,7 @@ class Result:
     exit_code: int | None = None
     hung_readers: int = 0
     explained: int = 0  # wrong bytes an answer with a flipped byte and no checksum brought
+    served: list[str] = field(default_factory=list)  # whose bytes the wrong answers were
     unchecked_flips: int = 0  # answers sent with a flipped byte and no checksum
     log: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -78,7 +87,8 @@ class Soak:
         self.emulator = Emulator(self.workdir / "emulator", "--fault-seed", str(settings.seed))
         emulator = self.emulator.start()
         jobs = build(emulator, self.workdir, settings.small)
-        for job in jobs:
+        files = archive_files(jobs, settings.small)
+        for job in jobs + files:
             with job.expected.open("rb") as stream:
                 self.sources[job.job_id] = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
         size = cache_size(jobs, settings.cache_fraction)
@@ -86,8 +96,10 @@ class Soak:
         self.mount.start()
         listed = self.mount.path / "jobs"
         wait_for(lambda: {j.job_id for j in jobs} <= set(os.listdir(listed)), "every job listed")
+        root = self.mount.path
+        wait_for(lambda: all((root / f.path).exists() for f in files), "every archive's file")
         emulator.reset_counters()
-        result = Result(settings, jobs, size, Tally(), self._chaos(emulator, jobs))
+        result = Result(settings, jobs, size, Tally(), self._chaos(emulator, jobs), files)
         self._read(result)
         self._finish(result)
         return result
@@ -102,7 +114,7 @@ class Soak:
             "read_ahead": "8M",
             "memory_budget": "32M",
             "timeout": "30",
-            "refresh": "5" if self.settings.small else "60",
+            "refresh": f"{self.settings.refresh:.0f}",
         }
         return Mount(emulator.url, VAULT, self.workdir / "mount", options)
 
@@ -110,6 +122,15 @@ class Soak:
         settings = self.settings
         chance = random.Random(settings.seed)
         expire_at = time.monotonic() + settings.duration * chance.uniform(0.35, 0.6)
+        hold, lies = 2 * settings.refresh, None
+        if settings.lies:
+            assert self.mount is not None
+            root = self.mount.path
+
+            def listed(job: SoakJob) -> bool:
+                return (root / job.path).exists()
+
+            lies = Lies(emulator, jobs, self.sources, settings.seed, hold, listed)
         return Chaos(
             emulator,
             jobs,
@@ -118,6 +139,7 @@ class Soak:
             Expiry(),
             expire_at,
             self.stop,
+            lies,
         )
 
     def _read(self, result: Result) -> None:
@@ -129,11 +151,12 @@ class Soak:
             Reader(
                 self.settings.seed * 1000 + number,
                 mount.path,
-                result.jobs,
+                [j for j in result.jobs if not (j.spare and chaos.lies)] + result.files,
                 self.sources,
                 result.tally,
                 chaos.expiry,
                 self.stop,
+                chaos.lies,
             )
             for number in range(self.settings.readers)
         ]
@@ -175,12 +198,15 @@ class Soak:
             result.problems.append(f"{result.hung_readers} readers still in a read after 90 s")
         if mount.alive():
             result.stats = dict(mount_stats(mount.path))
+        lies = result.chaos.lies
+        every = result.jobs + result.files + (lies.pool if lies else [])
         if self.emulator.process is not None and self.emulator.process.poll() is None:
             result.counters = self.emulator.counters()
             log = self.emulator.requests()
             result.unchecked_flips = unchecked_flips(log)
             if result.tally.wrong:
-                result.explained = explained(result.jobs, result.tally.wrong, log)
+                result.explained = explained(every, result.tally.wrong, log)
+        result.served = whose(result.tally.answers, every, self.sources)
         try:
             self._unmount(result, mount)
         finally:
@@ -247,7 +273,8 @@ def _progress(result: Result, elapsed: float, now: Sample | None) -> None:
     daemon = f"rss {now.rss / (1 << 20):.0f} MiB, {now.fds} fds" if now else "daemon gone"
     print(
         f"soak: {elapsed:4.0f} s: {tally.reads} reads, {tally.bytes / (1 << 30):.2f} GiB, "
-        f"EIO {tally.eio_live + tally.eio_expired}, wrong bytes {tally.wrong_bytes}, "
+        f"EIO {tally.eio_live + tally.eio_expired} (lied-about {tally.eio_lied}, files "
+        f"{tally.eio_files}), wrong bytes {tally.wrong_bytes}, "
         f"{len(result.chaos.active)} faults active, {daemon}",
         file=sys.stderr,
         flush=True,

@@ -12,9 +12,10 @@ must be regular files of ours with one link (:func:`glacierfs.trusted.open_file`
 anything else is a miss that cannot be written. They stay open in an LRU of descriptors;
 one in use by a read or a write is closed only when released.
 
-Removed leaves are punched out of their file (``fallocate`` PUNCH_HOLE; left in place
-where the filesystem cannot punch holes: the index row is what counts), and a file
-holding no leaves is deleted. Not thread-safe: the DiskCache's lock guards the LRU;
+Removed leaves are punched out of their file (``fallocate`` PUNCH_HOLE), and a file
+holding no leaves is deleted. A filesystem that cannot punch holes (ramfs) is refused
+when the cache opens (:func:`can_punch`): evicted bytes would stay on it, and
+``cache_size`` would not hold. Not thread-safe: the DiskCache's lock guards the LRU;
 ``pread`` and ``pwrite`` on an acquired handle run outside it.
 """
 
@@ -222,6 +223,28 @@ def _data_leaves(fd: int) -> Iterator[int]:
         end = os.lseek(fd, offset, os.SEEK_HOLE)
         yield from range(offset // MIB, -(-end // MIB))
         offset = end
+
+
+def can_punch(directory: int) -> bool:
+    """Whether the filesystem of the held ``directory`` frees the bytes of a punched
+    hole, tried on a probe file (ramfs cannot: evicted bytes would stay, and
+    ``cache_size`` would not hold). A probe that cannot be made (a full or read-only
+    disk) says yes: that disk is refused, or its writes fail one by one, elsewhere."""
+    punch = _load_fallocate()
+    if punch is None:
+        return False
+    name = f".punch-probe-{os.getpid()}"
+    try:
+        fd = trusted.open_file(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, directory)
+    except OSError:
+        return True
+    try:
+        punched = punch(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, 0, MIB) == 0
+        return punched or ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS)
+    finally:
+        os.close(fd)
+        with suppress(OSError):
+            os.unlink(name, dir_fd=directory)
 
 
 def _load_fallocate() -> Callable[[int, int, int, int], int] | None:

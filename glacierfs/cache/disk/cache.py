@@ -238,6 +238,10 @@ class DiskCache:
         """False while the disk refuses writes (since the last failed put)."""
         return not self._health.failing
 
+    @property
+    def write_failure(self) -> str | None:  # the disk's last refusal in this lifetime, if any
+        return self._health.cause or None
+
     def begin_put(self, key: str, first: int, lengths: Sequence[int], owner: str) -> Claim | None:
         """Claim leaves ``first ..`` of ``key`` (of ``lengths``) for a streamed put, before
         its bytes arrive; None when the cache cannot take them (no room, or the disk

@@ -4,12 +4,14 @@ Layout. Everything format-specific lives under ``root/v1/``; a future format tak
 ``v2`` and never misreads this one::
 
     root/lock                     flock()ed while a DiskCache is open; holds its pid
+    root/identity                 the cache's secret (0600), by which a mount proves it
+                                  holds this cache (not a pid in a file)
     root/v1/index.sqlite3         SQLite, WAL: a row per leaf present, and metadata
     root/v1/data/<sha256(key)>    one sparse file per object; leaf i at offset i * 1 MiB
 
 Held, not found again by path. The daemon often runs as root, so a path that another
 user could redirect would let them aim our writes at any file. The root's path is
-checked once, from ``/`` down (:mod:`glacierfs.trusted`: every directory must be ours
+checked once, from ``/`` down (:mod:`glacierfs.cacheroot`: every directory must be ours
 or root's and writable by no one else, a root-owned sticky one like /tmp aside). The
 root itself must be ours alone. Then it is held open, and everything under it is
 opened relative to the held descriptors (root, ``v1``, ``data``) without following a
@@ -27,12 +29,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import stat
 from pathlib import Path
 
-from glacierfs import trusted
-from glacierfs.cache.disk.blocks import BlockStore, file_name
+from glacierfs.cache.disk.blocks import BlockStore, can_punch, file_name
 from glacierfs.cache.disk.index import INDEX, Index, open_index
+from glacierfs.cacheroot import Held, identity, open_root
 from glacierfs.errors import ConfigError
 
 LAYOUT = "v1"
@@ -43,10 +44,12 @@ class CacheDirectory:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._directories = [_open_root(root)]  # root, layout, data: all held open
+        held = open_root(root)
+        self._directories: list[Held] = [held]  # root, layout, data: all held open
         try:
-            self._lock_fd = _take_lock(root, self._directories[0])
+            self._lock_fd = _take_lock(root, held)
             try:
+                self.identity = identity(held)
                 self.index = self._open_layout()
             except BaseException:
                 os.close(self._lock_fd)
@@ -56,17 +59,22 @@ class CacheDirectory:
             raise
 
     def _open_layout(self) -> Index:
-        what = f"cache directory {self.root}"
-        layout = trusted.open_subdirectory(self._directories[0], LAYOUT, what)
+        layout = self._directories[0].directory(LAYOUT)
         self._directories.append(layout)
-        data = trusted.open_subdirectory(layout, "data", f"{what}/{LAYOUT}")
+        data = layout.directory("data")
         self._directories.append(data)
+        if not can_punch(data.fd):
+            raise ConfigError(
+                f"cache directory {self.root}: its filesystem cannot punch holes (fallocate),"
+                " so evicted bytes would stay and cache_size could not hold; put the cache on"
+                " another filesystem (ext4, xfs, btrfs, tmpfs)"
+            )
         return open_index(layout, self.root / LAYOUT / INDEX)
 
     @property
     def data(self) -> int:
         """The held ``data`` directory."""
-        return self._directories[2]
+        return self._directories[2].fd
 
     def crashed(self) -> bool:
         """Whether the last DiskCache on this root was not closed."""
@@ -97,30 +105,12 @@ class CacheDirectory:
         _close_all(self._directories)
 
 
-def _close_all(descriptors: list[int]) -> None:
-    while descriptors:
-        os.close(descriptors.pop())
+def _close_all(directories: list[Held]) -> None:
+    while directories:
+        directories.pop().close()
 
 
-def _open_root(root: Path) -> int:
-    """The cache root, held by descriptor once its path is checked (see
-    :mod:`glacierfs.trusted`); created 0700 with any missing parents. It must be ours
-    alone: a root-owned sticky directory is fine on the way, not as the cache."""
-    fd = trusted.open_directory(root, f"cache directory {root}", create=True)
-    info = os.fstat(fd)
-    problem = None
-    if info.st_uid != os.geteuid():
-        problem = f"belongs to uid {info.st_uid}, not to uid {os.geteuid()}"
-    elif info.st_mode & 0o022:
-        mode = stat.S_IMODE(info.st_mode)
-        problem = f"is writable by group or others (mode {mode:04o}); make it 0700"
-    if problem is not None:
-        os.close(fd)
-        raise ConfigError(f"cache directory {root} {problem}")
-    return fd
-
-
-def _take_lock(root: Path, directory: int) -> int:
+def _take_lock(root: Path, directory: Held) -> int:
     """Lock ``root`` for this DiskCache's lifetime; return the lock file's descriptor.
 
     The lock is a regular file of ours with one link, opened without following a
@@ -128,7 +118,7 @@ def _take_lock(root: Path, directory: int) -> int:
     """
     path = root / "lock"
     try:
-        fd = trusted.open_file("lock", os.O_RDWR | os.O_CREAT, directory)
+        fd = directory.open("lock", os.O_RDWR | os.O_CREAT)
     except OSError as error:
         message = f"cache directory {root}: cannot open {path}: {error.strerror}"
         raise ConfigError(message) from error
@@ -143,6 +133,12 @@ def _take_lock(root: Path, directory: int) -> int:
             ) from None
         message = f"cache directory {root}: cannot lock {path}: {error.strerror}"
         raise ConfigError(message) from error
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as error:  # a full or read-only disk: the cache cannot be used
+        os.close(fd)
+        raise ConfigError(
+            f"cache directory {root}: cannot write {path}: {error.strerror}"
+        ) from None
     return fd

@@ -1,10 +1,8 @@
 """The cache's SQLite index: opened through the held directory, its schema and migrations.
 
-SQLite takes a name, not a descriptor, so the index is named through
-``/proc/self/fd/<v1>``. SQLite 3.40 resolves that to the held directory's current path
-(see :func:`_index_name`). That path is the one checked, and no one but us and root can
-change it. Afterwards a check confirms that SQLite has the very file opened here by
-descriptor.
+SQLite takes a name, not a descriptor, so the index is named through the held ``v1``
+directory and checked to be the very file opened by descriptor
+(:meth:`glacierfs.cacheroot.Held.connect`).
 
 WAL mode, ``synchronous = NORMAL``: a commit survives a crash of the process; a power
 loss may lose the last commits, never corrupt the file. A power loss may also leave a
@@ -20,15 +18,13 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import sqlite3
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from glacierfs import trusted
 from glacierfs.cache.disk import granules
+from glacierfs.cacheroot import Held
 from glacierfs.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +34,6 @@ SCHEMA_VERSION = 3
 3: each leaf has the fast sums of its granules (migrated: none, filled in on first read)."""
 
 INDEX = "index.sqlite3"
-_INDEX_COMPANIONS = (f"{INDEX}-wal", f"{INDEX}-shm", f"{INDEX}-journal")
 
 SHORT_OF_FILES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 UNWRITABLE_ERRNOS = SHORT_OF_FILES | {
@@ -86,8 +81,10 @@ class WriteHealth:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._failing = False
+        self.cause = ""  # the last refusal, for a one-line error
 
     def failed(self, error: Exception) -> None:
+        self.cause = str(error)
         if not self._failing:
             self._failing = True
             log.warning(
@@ -136,11 +133,13 @@ class Index:
         self.db.close()
 
 
-def open_index(directory: int, path: Path) -> Index:
+def open_index(directory: Held, path: Path) -> Index:
     """The index, in WAL mode, in the held ``directory`` (``path`` names it in messages);
     created 0600 (SQLite gives its -wal and -shm the same), migrated to this schema."""
     try:
-        db = _connect_index(directory, path)
+        db = directory.connect(INDEX)
+    except ConfigError as error:
+        raise ConfigError(f"cache index {path}: {error}") from None
     except (OSError, sqlite3.Error) as error:
         raise ConfigError(f"cache index {path}: {error}") from error
     try:
@@ -197,73 +196,6 @@ def _record_algorithm(db: sqlite3.Connection) -> None:
     db.execute("UPDATE leaves SET sums = NULL")
     text = json.dumps(granules.ALGORITHM)
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?, ?)", (*_ALGORITHM_NAME, text))
-
-
-def _connect_index(directory: int, path: Path) -> sqlite3.Connection:
-    """A connection to the index file opened here by descriptor (see :func:`_index_name`)."""
-    try:
-        fd = trusted.open_file(INDEX, os.O_RDWR | os.O_CREAT, directory)
-    except OSError as error:
-        raise ConfigError(f"cache index {path}: {error.strerror}") from error
-    try:
-        _check_companions(directory, path)
-        db = sqlite3.connect(
-            _index_name(directory, path), check_same_thread=False, isolation_level=None
-        )
-        try:
-            db.execute("PRAGMA schema_version")  # SQLite opens the file on first use
-            if not _holds(fd):
-                raise ConfigError(f"cache index {path} was replaced while it was opened")
-        except BaseException:
-            db.close()
-            raise
-        return db
-    finally:
-        os.close(fd)
-
-
-def _index_name(directory: int, path: Path) -> str:
-    """The name SQLite opens the index by: through the held directory.
-
-    SQLite (3.40) resolves ``/proc/self/fd/<directory>`` itself and opens the
-    directory's path as the kernel names it at that moment, then adds ``-wal`` and
-    ``-shm`` to it. That path is the one the walk checked, and every directory on it
-    belongs to us or root and no one else can write it, so no other user can make it name
-    another file. Afterwards :func:`_holds` checks that the file SQLite opened is the one
-    opened here by descriptor. Without /proc, the checked path is used as it is.
-    """
-    proc = f"/proc/self/fd/{directory}"
-    return f"{proc}/{INDEX}" if os.path.isdir(proc) else os.fspath(path)
-
-
-def _check_companions(directory: int, path: Path) -> None:
-    """SQLite opens -wal and -shm by name, following links: any present must be ours."""
-    for name in _INDEX_COMPANIONS:
-        try:
-            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
-            raise ConfigError(
-                f"cache index {path}: {name} is not a regular file of uid {os.geteuid()}"
-                " (one link); delete it"
-            )
-
-
-def _holds(fd: int) -> bool:
-    """Whether another descriptor of this process is open on ``fd``'s file (True when
-    /proc cannot tell)."""
-    mine = os.fstat(fd)
-    try:
-        others = [int(name) for name in os.listdir("/proc/self/fd") if int(name) != fd]
-    except OSError:
-        return True
-    for other in others:
-        with suppress(OSError):
-            info = os.stat(f"/proc/self/fd/{other}")
-            if (info.st_dev, info.st_ino) == (mine.st_dev, mine.st_ino):
-                return True
-    return False
 
 
 def _sqlite_unwritable(error: sqlite3.Error) -> bool:
