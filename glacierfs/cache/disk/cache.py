@@ -231,8 +231,6 @@ class DiskCache:
         with self._lock:
             return self._puts.commit(claim, digests, verified, failure)
 
-    # --- streamed puts (the protocol: see :mod:`.puts`) --------------------------------
-
     @property
     def writable(self) -> bool:
         """False while the disk refuses writes (since the last failed put)."""
@@ -343,8 +341,6 @@ class DiskCache:
             leaves, objects = self._leaves.counts()
             used, read = self._leaves.used, self._reads.bytes_read
             return CacheUsage(used, leaves, objects, self.capacity, read, self._room.class_bytes())
-
-    # --- metadata --------------------------------------------------------------------
 
     def get_meta(self, namespace: str, name: str) -> Any | None:
         """The JSON value saved under ``(namespace, name)``, or None."""
