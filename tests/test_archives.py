@@ -71,6 +71,29 @@ def test_leaves_go_to_a_job_that_has_them_cached_then_a_sound_one_then_full_then
     assert choose(ranges, 4, never, never).job_id == "R2"  # the only one holding leaf 4
 
 
+def test_a_proven_job_serves_a_leaf_before_one_that_has_it_cached_unproven() -> None:
+    """The soak's finding: a range job whose record names another range of the archive
+    (its answers' checksums matching its own bytes) had its leaves cached, and the archive
+    file read them through it, though the full job was proven against its tree hash."""
+    full, liar = job("F", completed=3.0), job("R2", 0, SIZE - 2, completed=2.0)
+    archive = assemble([liar, full]).archives[0]
+
+    def cached_for_liar(j: Job, leaf: int) -> bool:
+        return j.job_id == "R2"
+
+    def proven_full(j: Job) -> bool:
+        return j.job_id == "F"
+
+    def full_fails(j: Job, leaf: int) -> bool:
+        return j.job_id == "F"
+
+    assert choose(archive, 3, cached_for_liar, never).job_id == "R2"  # none proven: no request
+    assert choose(archive, 3, cached_for_liar, never, proven_full).job_id == "F"
+    assert choose(archive, 3, cached_for_liar, full_fails, proven_full).job_id == "R2"
+    pieces = plan(archive, 0, SIZE, cached_for_liar, never, proven_full)
+    assert [(j.job_id, offset, length) for j, offset, length in pieces] == [("F", 0, SIZE)]
+
+
 def test_a_read_is_cut_where_the_job_changes_in_each_jobs_coordinates() -> None:
     ranges = [job("R1", 0, 2 * MIB - 1), job("R2", 2 * MIB, 4 * MIB - 1), job("R3", 4 * MIB)]
     archive = assemble(ranges).archives[0]

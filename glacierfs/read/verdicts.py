@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from glacierfs.jobs import Job
-from glacierfs.read.ledger import MISMATCH
+from glacierfs.read.ledger import MISMATCH, TREE_HASH
 from glacierfs.read.trust import ObjectState, Trust
 from glacierfs.treehash import MIB
 
@@ -38,6 +38,11 @@ class Verdicts:
         """Whether the job's verdict is ``mismatch``, as far as this mount knows it now
         (:meth:`check` loads what earlier mounts learnt)."""
         return self._trust.ledger.verdict(job) == MISMATCH
+
+    def proven(self, job: Job) -> bool:
+        """Whether the job's whole output matched its tree hash, as far as this mount
+        knows it now."""
+        return self._trust.ledger.verdict(job) == TREE_HASH
 
     async def hand_archive(self, whole: Job, pieces: Sequence[Piece]) -> None:
         """Pieces of an archive's file were handed out: noted in the archive's view

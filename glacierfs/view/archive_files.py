@@ -101,7 +101,12 @@ class ArchiveFiles:
         await self.reader.verdicts.check(whole)
         cached = await self._served_from_cache(archive, offset, size)
         pieces = plan(
-            archive, offset, size, lambda job, leaf: (job.job_id, leaf) in cached, self._bad
+            archive,
+            offset,
+            size,
+            lambda job, leaf: (job.job_id, leaf) in cached,
+            self._bad,
+            self.reader.verdicts.proven,
         )
         parts = []
         for job, start, length in pieces:

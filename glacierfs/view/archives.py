@@ -8,10 +8,14 @@ complete no archive (a range of an archive nothing else covers, a job whose reco
 disagrees with the others about what the archive is) are shown as themselves.
 
 Each leaf of an archive is read through one job, chosen the same way every time
-(:func:`choose`): a job to which the leaf is already served from the cache (no
-request at all), then one not known to fail its check there, then a full retrieval
-(its answers carry a checksum for every aligned request), then the range job that
-completed first (then by id). The header probe at mount (:func:`probe_job`) uses the
+(:func:`choose`): a job not known to fail its check there, then one whose whole output
+was proven against its tree hash (a record can lie about which bytes a job holds, its
+answers' checksums matching its own bytes: until the archive checks out whole, a proven
+job is the only one whose word on its range the bytes have borne out; the soak found
+another range's bytes served through a lying range job whose leaves were cached), then
+one to which the leaf is already served from the cache (no request at all), then a full
+retrieval (its answers carry a checksum for every aligned request), then the range job
+that completed first (then by id). The header probe at mount (:func:`probe_job`) uses the
 same order for the archive's first leaf, so the leaf it fetches is the one the
 archive file reads, through the same job.
 
@@ -138,22 +142,42 @@ def assemble(jobs: Iterable[Job]) -> Assembly:
     return Assembly(archives, loose)
 
 
-def choose(archive: Archive, leaf: int, has: LeafTest, bad: LeafTest) -> Job:
+def _unproven(job: Job) -> bool:
+    return False
+
+
+def choose(
+    archive: Archive,
+    leaf: int,
+    has: LeafTest,
+    bad: LeafTest,
+    proven: Callable[[Job], bool] = _unproven,
+) -> Job:
     """The job to read this leaf through (see the module's docstring)."""
     candidates = archive.covering(leaf)
     if len(candidates) == 1:
         return candidates[0]
-    return min(candidates, key=lambda job: (not has(job, leaf), bad(job, leaf), rank(job)))
+    return min(
+        candidates,
+        key=lambda job: (bad(job, leaf), not proven(job), not has(job, leaf), rank(job)),
+    )
 
 
-def plan(archive: Archive, offset: int, size: int, has: LeafTest, bad: LeafTest) -> list[Piece]:
+def plan(
+    archive: Archive,
+    offset: int,
+    size: int,
+    has: LeafTest,
+    bad: LeafTest,
+    proven: Callable[[Job], bool] = _unproven,
+) -> list[Piece]:
     """Reads, one per run of leaves through the same job, for ``size`` bytes at ``offset``."""
     end = min(offset + size, archive.size)
     if offset >= end:
         return []
     pieces: list[Piece] = []
     for leaf in range(offset // MIB, -(-end // MIB)):
-        job = choose(archive, leaf, has, bad)
+        job = choose(archive, leaf, has, bad, proven)
         start, stop = max(offset, leaf * MIB), min(end, (leaf + 1) * MIB)
         if pieces and pieces[-1][0] is job:
             previous = pieces[-1]
