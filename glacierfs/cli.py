@@ -1,4 +1,5 @@
-"""The ``glacierfs`` command: mount, ``hydrate``, ``status``, ``retrieve`` and ``release``.
+"""The ``glacierfs`` command: mount, ``hydrate``, ``status``, ``retrieve``, ``deliver`` and
+``release``.
 
 Imports are lazy so that ``--help`` and ``--version`` answer at once. Every error
 glacierfs expects ends here as one line on stderr and a non-zero exit code.
@@ -22,6 +23,10 @@ def run(argv: Sequence[str]) -> int:
         from glacierfs.retrieve import command as retrieve
 
         return retrieve.main(argv[1:])
+    if argv and argv[0] == "deliver":
+        from glacierfs.retrieve import deliver_command
+
+        return deliver_command.main(argv[1:])
     if argv and argv[0] == "release":
         from glacierfs import release
 

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -34,10 +33,12 @@ from glacierfs.errors import (
     GlacierfsError,
     InsufficientCapacity,
     JobExpired,
+    PolicyEnforced,
     ServiceError,
     TransientServiceError,
 )
 from glacierfs.retry import PAGE_RETRY, retried_now
+from glacierfs.wire import ClientSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,6 @@ CREDENTIAL_CODES = frozenset(
         "SignatureDoesNotMatch",
     }
 )
-
-
-@dataclass(frozen=True)
-class OutputPart:
-    """The bytes of one Get Job Output response, with what the service said of them."""
-
-    data: bytes
-    tree_hash: str | None
-    description: str | None
-    first_byte: float | None = None  # time.monotonic() as the headers came: the latency
 
 
 class OutputStream:
@@ -129,18 +120,6 @@ class OutputStream:
                 self._raw.close()
 
 
-@dataclass(frozen=True)
-class ClientSettings:
-    vault: str
-    account_id: str = "-"
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    connections: int = 8
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-
-
 @contextmanager
 def translated(what: str, job_id: str | None = None, body: bool = False) -> Iterator[None]:
     """Turn botocore's exceptions into domain errors, with ``what`` as context.
@@ -192,6 +171,8 @@ def _from_client_error(error: Any, what: str, job_id: str | None) -> GlacierfsEr
     text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
     if code == "InsufficientCapacityException":  # a 503 that retrying soon will not cure
         return InsufficientCapacity(f"{what}: no Expedited capacity now ({code})")
+    if code == "PolicyEnforcedException":  # the account's retrieval policy said no
+        return PolicyEnforced(f"{what}: refused by the account's data retrieval policy")
     if code in TRANSIENT_CODES or status >= 500 or status in (408, 429):
         return TransientServiceError(text)
     if code in CREDENTIAL_CODES:
@@ -280,6 +261,24 @@ class GlacierClient:
                     f"no vault named {self.settings.vault!r} in this account and region"
                 ) from None
             raise
+
+    def retrieval_policy(self) -> dict[str, Any] | None:
+        """The account's data retrieval rule (``Strategy``, ``BytesPerHour``) in this
+        region; None when these credentials may not read it."""
+        with translated("reading the data retrieval policy"):
+            try:
+                response = self._client.get_data_retrieval_policy(
+                    accountId=self.settings.account_id
+                )
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "AccessDeniedException":
+                    return None
+                raise
+        self._note_date(response)
+        rules = (response.get("Policy") or {}).get("Rules")
+        if not isinstance(rules, list) or not rules or not isinstance(rules[0], dict):
+            return {"Strategy": "None"}
+        return dict(rules[0])
 
     def list_jobs(self) -> list[Any]:
         """Every completed, succeeded job, following ``Marker`` page by page: the records as

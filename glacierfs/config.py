@@ -231,6 +231,7 @@ usage: glacierfs [-f] [-d] [-o OPT[,OPT...]] VAULT MOUNTPOINT
        glacierfs hydrate MOUNTPOINT [PATH...]
        glacierfs status [--watch [SECONDS]] [--json] MOUNTPOINT
        glacierfs retrieve [-o OPT[,OPT...]] VAULT [PATTERN...] [--all] [--follow] ...
+       glacierfs deliver [-o OPT[,OPT...]] VAULT DIR|--exec CMD [ARG...]   (what the cache holds)
        glacierfs release PATH|GLOB...   (archives copied out by hand: may leave the cache)
 
 Mount the completed retrieval jobs of an Amazon S3 Glacier vault as read-only files.

@@ -64,6 +64,13 @@ class InsufficientCapacity(ServiceError):
     exit_code = 3
 
 
+class PolicyEnforced(ServiceError):
+    """The account's data retrieval policy refused a request (PolicyEnforcedException):
+    not retried, since only time or a new policy changes the answer."""
+
+    exit_code = 3
+
+
 class BadResponse(ServiceError):
     """A response that breaks the API's contract: bad JSON, wrong sizes, ranges."""
 

@@ -18,7 +18,6 @@ import trio
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
-from glacierfs.client import OutputPart
 from glacierfs.errors import IntegrityError
 from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
@@ -29,6 +28,7 @@ from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
 from glacierfs.view.archive_files import ArchiveFiles
 from glacierfs.view.archives import Archive, assemble
 from glacierfs.view.damage import DamagedJobs
+from glacierfs.wire import OutputPart
 
 T = TypeVar("T")
 DATA = random.Random(5).randbytes(5 * MIB + 1000)

@@ -29,7 +29,6 @@ from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
-from glacierfs.client import OutputPart
 from glacierfs.config import (
     DEFAULT_MEMORY_CACHE,
 )
@@ -41,6 +40,7 @@ from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
 from glacierfs.view.filesystem import Access, Filesystem
 from glacierfs.view.tree import ROOT_INODE, archive_id_name
+from glacierfs.wire import OutputPart
 from tests.support.records import archive_record
 
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/photos"

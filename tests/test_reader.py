@@ -27,7 +27,6 @@ from trio.testing import wait_all_tasks_blocked
 from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
-from glacierfs.client import OutputPart
 from glacierfs.errors import (
     GlacierfsError,
     IntegrityError,
@@ -41,6 +40,7 @@ from glacierfs.read.reader import Reader, ReaderSettings
 from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
+from glacierfs.wire import OutputPart
 
 FAST_RETRY = RetryPolicy(attempts=4, timeout=30, base_delay=0.001, max_delay=0.01)
 SETTINGS = ReaderSettings(retry=FAST_RETRY)

@@ -293,35 +293,36 @@ def test_follow_saves_through_a_mount_that_holds_the_cache(
 pytestmark = pytest.mark.timeout(300)
 
 
-def test_archives_evicted_from_a_small_cache_after_saving_are_not_paid_for_again(
+def test_a_cache_full_of_outputs_not_delivered_stops_the_requests_until_they_are(
     emulator_factory: Callable[..., Emulator], tmp_path: Path
 ) -> None:
     emulator = emulator_factory(*FLAGS)
-    seed(emulator, VAULT, {"a": MIB + MIB // 2, "b": MIB + MIB // 2, "c": MIB + MIB // 2})
+    made = seed(emulator, VAULT, {"a": MIB + MIB // 2, "b": MIB + MIB // 2, "c": MIB + MIB // 2})
     take_inventory(emulator, VAULT)
     cache = tmp_path / "cache"
     follower = Retrieve(emulator, VAULT, cache, tmp_path / "follow.log")
-    argv = follower.argv("--all", "--yes", "--follow", "--poll", "0.05", "--max-jobs", "1")
-    # room for two of the three, beside the inventory (kept: paid for, its job expired)
-    argv[argv.index("-o") + 1] += ",cache_size=3200K"
-    with follower.log.open("ab") as out:
-        follower.process = subprocess.Popen(argv, stdout=out, stderr=out, env=isolated_env())
+    follower.options += ",cache_size=3200K"  # room for two of the three, and the inventory
+    follower.start("--all", "--yes", "--follow", "--poll", "0.05", "--max-jobs", "1")
     try:
-        drive(emulator, follower)
+        drive(emulator, follower, until=lambda: "waiting: the cache" in follower.output())
+        assert follower.alive(), follower.output()
     finally:
         follower.stop()
-    assert follower.process.returncode == 0, follower.output()
-    assert "warning: the cache holds at most 3.1 MiB" in follower.output()
-    assert "3 saved" not in summary(follower) and "1 evicted" in summary(follower)
-    assert len(history(emulator)) == 3  # each archive requested once
-    again = Retrieve(emulator, VAULT, cache, tmp_path / "again.log")
-    second = again.run("--all", "--yes")
-    assert "1 archive saved earlier no longer wholly in the cache" in second.stdout
-    assert "nothing to request (evicted" in second.stdout and len(history(emulator)) == 3
-    advance(emulator, 2 * DAY)  # its job expired too: only a new one would bring it back
-    asked = json.loads(again.run("--all", "--dry-run", "--json", "--request-evicted").stdout)
-    # the inventory's output stays in the cache (custody), else the stored one is used
-    assert asked["jobs"] == 1 and "inventory" in asked["origin"]
+    assert len(history(emulator)) == 2  # the third would push a paid-for output out
+    assert "the cache (3.1 MiB) is full of outputs not yet delivered" in follower.output()
+    out = tmp_path / "out"
+    second = Retrieve(emulator, VAULT, cache, tmp_path / "second.log")
+    second.options += ",cache_size=3200K"
+    second.start("--all", "--yes", "--follow", "--poll", "0.05", "--deliver-to", str(out))
+    try:
+        drive(emulator, second)
+    finally:
+        second.stop()
+    assert second.process is not None and second.process.returncode == 0, second.output()
+    assert "3 delivered" in summary(second), second.output()
+    assert sorted(j["ArchiveId"] for j in history(emulator)) == sorted(a for a, _ in made.values())
+    for path, (_, data) in made.items():
+        assert (out / path).read_bytes() == data
 
 
 def test_beside_a_running_follow_a_dry_run_plans_and_a_second_run_is_refused(

@@ -26,6 +26,11 @@ ERRORS = {
     "error500": (500, "ServiceUnavailableException", "Service is temporarily unavailable"),
     "error503": (503, "ServiceUnavailableException", "Service is temporarily unavailable"),
     "timeout408": (408, "RequestTimeoutException", "Request timed out"),
+    "access-denied": (
+        403,
+        "AccessDeniedException",
+        "User is not authorized to perform this operation",
+    ),
     "insufficient-capacity": (
         503,
         "InsufficientCapacityException",

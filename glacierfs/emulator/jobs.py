@@ -14,6 +14,7 @@ from typing import Any
 
 from glacierfs.emulator.inventory import render_inventory
 from glacierfs.emulator.outputs import Output, job_output, retrieved
+from glacierfs.emulator.policy import enforce, job_bytes
 from glacierfs.emulator.records import (
     Job,
     check_description,
@@ -51,6 +52,8 @@ class Jobs:
             job.delay = completion_delay(store.tier_delays[tier], job.job_id)
         self._kind(job, params)
         with store.lock:
+            if job.action == "ArchiveRetrieval":
+                self._within_policy(job)
             store.jobs[job.job_id] = job
             self._settle(job)
             store.save()
@@ -90,6 +93,16 @@ class Jobs:
         if not aligned:
             raise invalid(f"The retrieval byte range is not megabyte aligned: {text}")
         job.byte_range = [start, end]
+
+    def _within_policy(self, job: Job) -> None:
+        store = self.store
+        earlier = [
+            (j.created, job_bytes(j, store.archives[j.archive_id].size))
+            for j in store.jobs.values()
+            if j.action == "ArchiveRetrieval" and j.archive_id and j.tier == "Standard"
+        ]
+        size = job_bytes(job, store.archives[job.archive_id or ""].size)
+        enforce(store.policy, job.tier, size, earlier, job.created)
 
     def job(self, vault: str, job_id: str) -> Job:
         self.store.vault(vault)

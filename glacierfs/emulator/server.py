@@ -43,6 +43,7 @@ from glacierfs.emulator.admin import Admin
 from glacierfs.emulator.counters import Counters
 from glacierfs.emulator.faults import ERRORS, Fault, Faults, RateLimit
 from glacierfs.emulator.jobs import Jobs
+from glacierfs.emulator.policy import checked
 from glacierfs.emulator.records import ApiError, invalid, missing, not_found
 from glacierfs.emulator.store import Store
 from glacierfs.emulator.transfer import Nic, Transfer
@@ -60,6 +61,8 @@ ROUTES = {
     ("GET", 4, "vaults", "jobs"): "ListJobs",
     ("GET", 5, "vaults", "jobs"): "DescribeJob",
     ("GET", 6, "vaults", "jobs", "output"): "GetJobOutput",
+    ("GET", 3, "policies"): "GetDataRetrievalPolicy",
+    ("PUT", 3, "policies"): "SetDataRetrievalPolicy",
 }
 """Operation by (method, number of path parts, the fixed parts: 1, 3, 5)."""
 
@@ -217,6 +220,25 @@ class Handler(Admin, Transfer):
             self._json(200, jobs.list_jobs(vault, *args), struck)
         elif operation == "DescribeJob":
             self._json(200, jobs.describe(jobs.job(vault, item or "")), struck)
+        else:
+            self._policy(operation, vault, body, struck)
+
+    def _policy(self, operation: str, name: str, body: bytes, struck: list[Fault]) -> None:
+        """Get and Set Data Retrieval Policy (``/ACCOUNT/policies/data-retrieval``)."""
+        store = self.server.store
+        if name != "data-retrieval":
+            raise not_found(f"No such policy: {name}")
+        if operation == "GetDataRetrievalPolicy":
+            self._json(200, {"Policy": store.policy}, struck)
+            return
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            raise invalid("The request body is not JSON") from None
+        with store.lock:
+            store.policy = checked(payload)
+            store.save()
+        self._json(204, None, struck)
 
     def _upload(self, vault: str, body: bytes) -> None:
         store = self.server.store

@@ -21,6 +21,7 @@ from typing import Any
 
 from glacierfs.emulator.clock import Clock
 from glacierfs.emulator.content import FileSource, SeededSource, Source, source_digests
+from glacierfs.emulator.policy import DEFAULT as DEFAULT_POLICY
 from glacierfs.emulator.records import (
     VAULT_NAME,
     Archive,
@@ -58,6 +59,7 @@ class Store:
         self.archives: dict[str, Archive] = {}
         self.jobs: dict[str, Job] = {}
         self._leaves: dict[str, list[bytes]] = {}
+        self.policy: dict[str, Any] = DEFAULT_POLICY
         for sub in ("archives", "outputs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._load()
@@ -75,6 +77,7 @@ class Store:
         self.vaults = {v["name"]: Vault(**v) for v in state["vaults"]}
         self.archives = {a["archive_id"]: Archive(**a) for a in state["archives"]}
         self.jobs = {j["job_id"]: Job(**j) for j in state["jobs"]}
+        self.policy = state.get("policy") or DEFAULT_POLICY
 
     def save(self) -> None:
         with self.lock:
@@ -83,6 +86,7 @@ class Store:
                 "archives": [dataclasses.asdict(a) for a in self.archives.values()],
                 "jobs": [dataclasses.asdict(j) for j in self.jobs.values()],
                 "clock": self.clock.now(),
+                "policy": self.policy,
             }
             temporary = self.root / "state.json.tmp"
             temporary.write_text(json.dumps(state))

@@ -162,6 +162,14 @@ def _suffixes(tag: str, key: str) -> Iterator[str]:
     yield from (f"~{short}-{count}" for count in itertools.count(2))
 
 
+def suffixed_names(name: str, tag: str, key: str) -> Iterator[str]:
+    """``name`` with the suffixes a loser of a contested path gets (``photo~3f2a9c1b.jpg``),
+    most readable first, endless: for a file that must not take an existing one's place."""
+    stem, extension = _split_extension(name)
+    for suffix in _suffixes(tag, key):
+        yield _fit(stem, suffix, extension)
+
+
 def suffixed(
     path: Path, claimants: list[Wanted], taken: Container[Path]
 ) -> Iterator[tuple[str, Path]]:

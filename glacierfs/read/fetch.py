@@ -65,7 +65,6 @@ import trio
 
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.disk.puts import Claim
-from glacierfs.client import OutputPart
 from glacierfs.errors import (
     BadResponse,
     IntegrityError,
@@ -80,6 +79,7 @@ from glacierfs.read.scheduler import REQUEST, Scheduler
 from glacierfs.retry import RetryPolicy, retrying
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, combine, is_tree_hash_aligned
+from glacierfs.wire import OutputPart
 
 
 class Response(Protocol):

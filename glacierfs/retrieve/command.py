@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -35,10 +36,18 @@ from glacierfs.humane import plural, size
 from glacierfs.logs import escape
 from glacierfs.options import parse_retrieve_options, parse_size
 from glacierfs.retrieve.cacheview import CacheIndex
-from glacierfs.retrieve.engine import Engine
+from glacierfs.retrieve.delivering import (
+    check_delivery,
+    delivery,
+    delivery_arguments,
+    refuse_too_large,
+)
+from glacierfs.retrieve.delivery import Deliverer
+from glacierfs.retrieve.engine import Engine, Event
 from glacierfs.retrieve.follow import RATE_FACT, Follower, Progress, render_summary
 from glacierfs.retrieve.pacing import DAY, MIB, Limits
 from glacierfs.retrieve.plan import Plan, plan_document, render_plan
+from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TIERS, price
 from glacierfs.retrieve.save import open_access
 from glacierfs.retrieve.selected import Selected
@@ -100,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     _selection_arguments(p.add_argument_group("selection"))
     _retrieval_arguments(p.add_argument_group("retrieval"))
     _running_arguments(p.add_argument_group("running"))
+    delivery_arguments(p.add_argument_group("delivery (with --follow)"))
     return p
 
 
@@ -182,6 +192,7 @@ def parse(
         raise UsageError("--heartbeat must be a positive number of seconds")
     if not args.inventory and not (args.all or args.patterns or args.archive_id):
         raise UsageError("say what to retrieve: PATTERNs, --archive-id ID or --all")
+    check_delivery(args)
     args.opts = parse_retrieve_options(args.vault, args.options)
     return args
 
@@ -214,10 +225,22 @@ def cache_root(options: Options) -> Path:
     return options.cache_dir or default_cache_dir(os.environ, os.getuid())
 
 
-def limits(args: argparse.Namespace, state: State) -> tuple[Limits, str]:
-    """The caps, and where the daily one came from."""
+def limits(
+    args: argparse.Namespace, state: State, policy: RetrievalPolicy, cache_size: int
+) -> tuple[Limits, str]:
+    """The caps (the account's policy and the cache's size among them), and where the
+    daily one came from."""
+    per_day, why = daily_cap(args, state)
+    allowed = policy.per_day(args.tier)
+    if allowed is not None and allowed < per_day:
+        per_day, why = allowed, "the account's FreeTier retrieval policy"
+    caps = Limits(per_day, args.max_jobs, policy.per_hour(args.tier), cache_size)
+    return caps, why
+
+
+def daily_cap(args: argparse.Namespace, state: State) -> tuple[int, str]:
     if args.max_bytes_per_day is not None:
-        return Limits(args.max_bytes_per_day, args.max_jobs), "--max-bytes-per-day"
+        return args.max_bytes_per_day, "--max-bytes-per-day"
     measured = state.fact(RATE_FACT)
     rate, source = float(DEFAULT_DOWNLOAD_RATE), "an assumed 10 MiB/s (not measured yet)"
     if args.download_rate is not None:
@@ -225,7 +248,7 @@ def limits(args: argparse.Namespace, state: State) -> tuple[Limits, str]:
     elif measured:
         rate, source = measured, "the rate measured saving earlier outputs"
     per_day = max(int(rate * DAY * DAILY_SHARE), MIB)
-    return Limits(per_day, args.max_jobs), f"half a day at {size(rate)}/s, {source}"
+    return per_day, f"half a day at {size(rate)}/s, {source}"
 
 
 def confirm(args: argparse.Namespace, count: int) -> None:
@@ -285,34 +308,63 @@ def _run(
     else:
         state.lock()
         holder = True
-    caps, why = limits(args, state)
+    refuse_too_large(args, selected, options.cache_size)
     progress = Progress(heartbeat=args.heartbeat)
+    deliverer = None
+    if not args.dry_run:
+        deliverer = delivery(args, root, options.cache_size, vault_arn, selected, progress)
+    try:
+        engine, why = _engine(
+            args, options, client, state, index, selected, deliverer, progress.event
+        )
+        plan = engine.plan(engine.look(update=holder))
+        plan.older_versions, plan.older_bytes = selected.older_versions()
+        show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
+        if args.dry_run:
+            return 0
+        confirm(args, plan.jobs if args.follow else len(plan.batch))
+        if not args.follow:
+            started = engine.request(plan.batch)
+            print(started_line(len(started), plan))
+            return 1 if engine.refused else 0  # a request failed: said above, one line each
+        saver = partial(open_access, options, root, vault_arn)
+        summary = Follower(engine, saver, args.poll, progress, deliverer).run()
+    finally:
+        if deliverer is not None:
+            deliverer.close()
+    print(escape(render_summary(summary)), flush=True)
+    return 1 if summary["failed"] else 0
+
+
+def _engine(
+    args: argparse.Namespace,
+    options: Options,
+    client: GlacierClient,
+    state: State,
+    index: CacheIndex,
+    selected: Selected,
+    deliverer: Deliverer | None,
+    event: Event,
+) -> tuple[Engine, str]:
+    """The engine of this run, paced by the caps and the account's retrieval policy;
+    and where the daily cap came from."""
+    policy = RetrievalPolicy.from_rule(client.retrieval_policy())
+    caps, why = limits(args, state, policy, options.cache_size)
     engine = Engine(
         client,
         state,
         index,
         selected,
-        vault_arn,
+        str(state.vault),
         price(args.tier, args.price_per_gb, args.price_per_1000),
         caps,
-        progress.event,
+        event,
         capacity=options.cache_size,
         request_evicted=args.request_evicted,
+        policy=policy,
+        held=deliverer,
     )
-    plan = engine.plan(engine.look(update=holder))
-    plan.older_versions, plan.older_bytes = selected.older_versions()
-    show_plan(args, plan, options.vault, f"archives from {source}; daily cap from {why}")
-    if args.dry_run:
-        return 0
-    confirm(args, plan.jobs if args.follow else len(plan.batch))
-    if not args.follow:
-        started = engine.request(plan.batch)
-        print(started_line(len(started), plan))
-        return 1 if engine.refused else 0  # a request failed: said above, one line each
-    follower = Follower(engine, lambda: open_access(options, root, vault_arn), args.poll, progress)
-    summary = follower.run()
-    print(escape(render_summary(summary)), flush=True)
-    return 1 if summary["failed"] else 0
+    return engine, why
 
 
 def started_line(started: int, plan: Plan) -> str:

@@ -17,20 +17,27 @@ def summarise(engine: Engine, snapshot: Snapshot) -> dict[str, Any]:
     chosen = engine.selected.lookup(r.archive_id for r in requests)
     requests = [r for r in requests if r.archive_id in chosen]
     spent = sum(cost(price(r.tier), r.size, 1) for r in requests)
-    archives = total = cached = verified = 0
+    held = engine.held  # what delivery took out of the cache
+    archives = total = cached = verified = delivered = failed = 0
     for holding in engine.holdings(snapshot):
+        archive = holding.archive
         archives += 1
-        total += holding.archive.size
+        total += archive.size
+        delivered += held.delivered(archive.archive_id)
+        failed += held.given_up(archive.archive_id)
         if holding.wholly_cached:
             cached += 1
-            verified += engine.index.verified(holding.archive, engine.vault_arn)
+            verified += held.delivered(archive.archive_id) or engine.index.verified(
+                archive, engine.vault_arn
+            )
     return {
         "archives": archives,
         "bytes": total,
         "cached": cached,
         "verified": verified,
         "re_requested": len({r.archive_id for r in requests if r.again}),
-        "failed": len(snapshot.given_up),
+        "failed": len(snapshot.given_up) + failed,
+        "delivered": delivered,
         "evicted": len(snapshot.evicted),
         "jobs": len(requests),
         "spent": round(spent, 6),

@@ -6,10 +6,11 @@ succeeded, and its clock, from the answer's Date) and from what the cache holds
 a run killed mid-request are matched to the job they started, or dropped; requests
 whose job failed, or expired before its output was wholly saved, are marked so, and
 their archives become requestable again (each archive at most :data:`MAX_TRIES`
-times, so that a vault that keeps failing does not keep costing). An archive saved
-once and since evicted from a cache too small for the selection is not requested
-again unless asked (``--request-evicted``): that would be paying twice. Nor is an
-output saved once saved again, should the cache lose it while its job still lives.
+times, so that a vault that keeps failing does not keep costing). An output saved
+once and evicted while its job still lives (the cache may evict what a live job can
+send again) is saved again: that costs no retrieval. Once its job has expired, the
+archive is not requested again unless asked (``--request-evicted``): that would be
+paying twice.
 
 Job records are untrusted and checked one by one (:func:`.coverage.live_job`): a record
 that cannot be read (a JobId holding a control character, a size that is not a number)
@@ -36,31 +37,27 @@ from glacierfs.errors import (
     BadResponse,
     InsufficientCapacity,
     JobExpired,
+    PolicyEnforced,
     ServiceError,
     TransientServiceError,
 )
-from glacierfs.humane import size
+from glacierfs.humane import size, utc
 from glacierfs.intervals import covers, of_leaves
 from glacierfs.retrieve.cacheview import CacheIndex, archive_key
 from glacierfs.retrieve.coverage import Holding, LiveJob, live_jobs
+from glacierfs.retrieve.intents import adopt_intents, pending_jobs
 from glacierfs.retrieve.mismatched import MISMATCHED, Mismatched
 from glacierfs.retrieve.pacing import Limits, Unit
 from glacierfs.retrieve.plan import Plan, make_plan
+from glacierfs.retrieve.policy import RetrievalPolicy
 from glacierfs.retrieve.pricing import TierPrice
+from glacierfs.retrieve.room import Held, NothingDelivered, disk_room, undelivered_bytes
 from glacierfs.retrieve.save import REFUSED, ToSave
 from glacierfs.retrieve.selected import Selected
 from glacierfs.retrieve.selection import Archive
 from glacierfs.retrieve.state import EXPIRED, FAILED, REQUESTED, SAVED, Request, State
 
 log = logging.getLogger(__name__)
-
-INTENT_GRACE = 600.0
-"""Seconds (service time) an intent with no job found still counts as live: long enough
-for a lagging listing to show the job, short enough to retry a request that never got
-through."""
-
-ADOPT_SLACK = 60.0
-"""Seconds a job's CreationDate may precede its intent's time (Date has 1 s resolution)."""
 
 MAX_TRIES = 3
 """Requests of one archive that may fail or expire unsaved before it is given up."""
@@ -69,6 +66,15 @@ MAX_SAVE_FAILURES = 3
 """Looks in a row a job's output may fail to save before the job is marked failed."""
 
 JOB_DESCRIPTION = "glacierfs retrieve"
+
+CAPACITY_FACT = "expedited_refused"
+"""When (service time) Expedited was last refused for lack of capacity."""
+
+PROVISIONED = (
+    "Expedited needs capacity the service did not have: buy provisioned capacity "
+    "(aws glacier purchase-provisioned-capacity) for Expedited that is always accepted, "
+    "or use --tier Standard"
+)
 
 Event = Callable[[str, str], None]
 """(kind, text): ``requested``, ``re-requested``, ``ready``, ``saved``, ``expired``,
@@ -111,6 +117,8 @@ class Engine:
         event: Event,
         capacity: int | None = None,
         request_evicted: bool = False,
+        policy: RetrievalPolicy | None = None,
+        held: Held | None = None,
     ) -> None:
         self.client, self.state, self.index = client, state, index
         self.selected = selected
@@ -122,6 +130,9 @@ class Engine:
         )
         self.capacity = capacity  # of the disk cache, to warn when the selection is larger
         self.request_evicted = request_evicted
+        self.policy = policy or RetrievalPolicy(None)
+        self.held: Held = held or NothingDelivered()
+        self._records: list[Any] = []  # of the latest look, for the bytes in custody
         self._listed: set[str] = set()  # every JobId the last look listed
 
     def key(self, archive: Archive) -> str:
@@ -139,6 +150,7 @@ class Engine:
         """Ask the service for its jobs and (``update``) bring the state up to date; a
         look that does not update leaves the state to the run that holds it."""
         records = self.client.list_all_jobs()
+        self._records = records
         now = self.now()
         live, mismatched = self._mismatched.sift(live_jobs(records, _refused))
         listed = {
@@ -148,7 +160,7 @@ class Engine:
         }
         self._listed = set(listed)
         if update:
-            self._adopt_intents(live, now)
+            adopt_intents(self.state, live, now, self.event)
             self._update_requests(listed, mismatched)
         return self.snapshot(now, live)
 
@@ -156,7 +168,7 @@ class Engine:
         """The live jobs (verdicts read again: a save may have found a job a mismatch since
         the look), the state's own, and what the state says is given up or evicted."""
         live, _ = self._mismatched.sift(live)
-        pending = self._pending(now, live)
+        pending = pending_jobs(self.state, now, live)
         requests = self.state.requests()
         tries: dict[str, int] = {}
         for request in requests:
@@ -165,7 +177,9 @@ class Engine:
         given_up = {a for a, n in tries.items() if n >= MAX_TRIES} | self.refused
         evicted = set()
         if not self.request_evicted:
-            saved = [r for r in requests if r.status == SAVED]
+            listed = {j.job_id for jobs in live.values() for j in jobs if j.status == "Succeeded"}
+            # a job listed as succeeded can send its output again, for free
+            saved = [r for r in requests if r.status == SAVED and r.job_id not in listed]
             chosen = self.selected.lookup(r.archive_id for r in saved)
             evicted = {
                 r.archive_id
@@ -183,56 +197,18 @@ class Engine:
         keys = [self.key(a) for a in archives]
         cached = self.index.leaves_of(keys)
         return [
-            Holding(a, cached[k], snapshot.jobs(a.archive_id))
+            Holding(a, self._with_delivered(a, cached[k]), snapshot.jobs(a.archive_id))
             for a, k in zip(archives, keys, strict=True)
         ]
 
-    def _pending(self, now: float, live: dict[str, list[LiveJob]]) -> dict[str, list[LiveJob]]:
-        """Requests and young intents the listing does not show (yet): count them live."""
-        shown = {j.job_id for jobs in live.values() for j in jobs}
-        pending: dict[str, list[LiveJob]] = {}
-        for r in self.state.requests():
-            if r.status == REQUESTED and r.job_id not in shown:
-                job = LiveJob(
-                    r.job_id, r.archive_id, r.start, r.end, "InProgress", r.requested, None, r.tier
-                )
-                pending.setdefault(r.archive_id, []).append(job)
-        for i in self.state.intents():
-            if i.noted > now - INTENT_GRACE:
-                job = LiveJob(
-                    f"intent-{i.id}",
-                    i.archive_id,
-                    i.start,
-                    i.end,
-                    "InProgress",
-                    i.noted,
-                    None,
-                    i.tier,
-                )
-                pending.setdefault(i.archive_id, []).append(job)
-        return pending
+    def _held_leaves(self, archive: Archive) -> frozenset[int]:
+        """Leaves in the cache or delivered out of it."""
+        return self._with_delivered(archive, self.index.leaves(self.key(archive)))
 
-    def _adopt_intents(self, live: dict[str, list[LiveJob]], now: float) -> None:
-        known = {r.job_id for r in self.state.requests()}
-        for intent in self.state.intents():
-            found = sorted(
-                (
-                    j
-                    for j in live.get(intent.archive_id, [])
-                    if (j.start, j.end) == (intent.start, intent.end)
-                    and j.created >= intent.noted - ADOPT_SLACK
-                    and j.job_id not in known
-                ),
-                key=lambda j: j.created,
-            )
-            if found:
-                self.state.requested(intent.id, found[0].job_id)
-                known.add(found[0].job_id)
-                self.event(
-                    "note", f"{intent.path}: job {found[0].job_id} found, started before a stop"
-                )
-            elif intent.noted <= now - INTENT_GRACE:
-                self.state.drop_intent(intent.id)
+    def _with_delivered(self, archive: Archive, cached: frozenset[int]) -> frozenset[int]:
+        if self.held.delivered(archive.archive_id):
+            return frozenset(range(archive.leaves))
+        return cached | self.held.written(archive.archive_id)
 
     def _update_requests(self, listed: dict[str, Any], mismatched: set[str]) -> None:
         waiting = [r for r in self.state.requests() if r.status == REQUESTED]
@@ -272,22 +248,36 @@ class Engine:
         return None
 
     def _wholly_saved(self, request: Request, archive: Archive) -> bool:
-        cached = self.index.leaves(self.key(archive))
+        held = self._held_leaves(archive)
         first, stop = request.start >> 20, -(-(request.end + 1) >> 20)
-        return covers(of_leaves(cached), first, stop)
+        return covers(of_leaves(held), first, stop)
 
     # --- deciding -----------------------------------------------------------------------
 
     def plan(self, snapshot: Snapshot) -> Plan:
         holdings = (h for h in self.holdings(snapshot) if not snapshot.finished(h))
-        plan = make_plan(holdings, self.state.history(), self.limits, self.tier, snapshot.now)
+        history, room = self.state.history(), self.room(snapshot)
+        plan = make_plan(holdings, history, self.limits, self.tier, snapshot.now, room)
         plan.evicted, plan.capacity = len(snapshot.evicted), self.capacity
+        plan.policy = self.policy.words()
+        refused = self.state.fact(CAPACITY_FACT)
+        if self.tier.tier == "Expedited" and refused is not None:
+            plan.notes.append(f"Expedited was refused for lack of capacity at {utc(refused)}")
+            plan.notes.append(PROVISIONED)
         return plan
 
+    def room(self, snapshot: Snapshot) -> int | None:
+        """Bytes the cache can take for new outputs (:func:`.room.disk_room`)."""
+        if self.capacity is None:
+            return None
+        kept = undelivered_bytes(self.index.root.path, self._records, snapshot.now)
+        return disk_room(self.holdings(snapshot), self.capacity, self.held, kept)
+
     def to_save(self, snapshot: Snapshot) -> list[ToSave]:
-        """Outputs ready and not wholly cached, soonest-expiring first (read from the
-        archives with live jobs only)."""
-        done = {r.job_id for r in self.state.requests() if r.status in (FAILED, SAVED)}
+        """Outputs ready and not wholly cached, soonest-expiring first (one saved before
+        and evicted while its job lives is saved again: it costs no retrieval; read from
+        the archives with live jobs only)."""
+        done = {r.job_id for r in self.state.requests() if r.status == FAILED}
         chosen = self.selected.lookup(set(snapshot.live) | set(snapshot.pending))
         held = self._held(sorted(chosen.values(), key=lambda a: a.archive_id), snapshot)
         ready = [
@@ -311,10 +301,14 @@ class Engine:
         return archive.path if archive is not None else self.path(archive_id)
 
     def done(self, snapshot: Snapshot) -> bool:
-        return all(
-            h.archive.size == 0 or h.wholly_cached or snapshot.finished(h)
-            for h in self.holdings(snapshot)
-        )
+        return all(self._settled(h, snapshot) for h in self.holdings(snapshot))
+
+    def _settled(self, holding: Holding, snapshot: Snapshot) -> bool:
+        archive_id = holding.archive.archive_id
+        if snapshot.finished(holding) or self.held.given_up(archive_id):
+            return True
+        held = holding.archive.size == 0 or holding.wholly_cached
+        return held and self.held.finished(archive_id)
 
     # --- requesting ---------------------------------------------------------------------
 
@@ -340,15 +334,19 @@ class Engine:
                     "note", f"{archive.path}: request not confirmed ({error}); will look again"
                 )
                 break
-            except InsufficientCapacity:
+            except InsufficientCapacity as error:
                 self.state.drop_intent(intent)
-                raise
+                self.state.set_fact(CAPACITY_FACT, self.now())
+                raise InsufficientCapacity(f"{error}; {PROVISIONED}") from None
+            except PolicyEnforced:
+                self.state.drop_intent(intent)
+                raise PolicyEnforced(self.policy.refusal(archive.path)) from None
             except ServiceError as error:
                 self.state.drop_intent(intent)
                 self.refused.add(archive.archive_id)
                 self.event("failed", f"{archive.path}: {error}")
                 continue
-            self.state.requested(intent, job_id)
+            self.state.requested(intent, job_id, self.now())  # dated by its answer
             started.append(job_id)
             what = "" if unit.whole else f"bytes {unit.start}-{unit.end}, "
             kind = "re-requested" if archive.archive_id in again else "requested"
@@ -363,7 +361,7 @@ class Engine:
             job_id = self.client.initiate_retrieval(
                 unit.archive.archive_id, self.tier.tier, unit.byte_range, JOB_DESCRIPTION
             )
-        except (TransientServiceError, InsufficientCapacity):
+        except (TransientServiceError, InsufficientCapacity, PolicyEnforced):
             raise
         except BadResponse as error:
             raise ServiceError(f"the service's answer is unusable: {error}") from None

@@ -26,6 +26,7 @@ from glacierfs.errors import ConfigError, TransientServiceError
 from glacierfs.humane import plural, size
 from glacierfs.logs import escape
 from glacierfs.read.ledger import TREE_HASH
+from glacierfs.retrieve.delivery import Deliverer
 from glacierfs.retrieve.ending import summarise
 from glacierfs.retrieve.engine import Engine
 from glacierfs.retrieve.heartbeat import heartbeat_line
@@ -82,8 +83,11 @@ class Follower:
         access: Callable[[], Access],
         poll: float,
         progress: Progress,
+        deliverer: Deliverer | None = None,
     ) -> None:
         self.engine, self.access, self.poll, self.progress = engine, access, poll, progress
+        self.deliverer = deliverer
+        self._full_since: float | None = None  # when the cache was last said to be full
         self._announced: set[str] = set()
         self._rate: float | None = engine.state.fact(RATE_FACT)
 
@@ -109,12 +113,40 @@ class Follower:
         if ready:
             self._save(ready)
             snapshot = self.engine.snapshot(snapshot.now, snapshot.live)
+        if self.deliverer is not None and self.deliverer.deliver(self.engine.index):
+            snapshot = self.engine.snapshot(snapshot.now, snapshot.live)
         if self.engine.done(snapshot):
             return summarise(self.engine, snapshot)
         plan = self.engine.plan(snapshot)
         self.engine.request(plan.batch)
+        self._say_if_full(plan)
         self.progress.status(self._line(plan))
         return None
+
+    def _say_if_full(self, plan: Plan) -> None:
+        """Once when the cache stops the requests, and at each heartbeat (``HEARTBEAT``
+        seconds) while it does."""
+        blocked = (  # by saved outputs, not by outputs on their way
+            plan.room is not None
+            and plan.outstanding == 0
+            and plan.next is not None
+            and plan.next.size > plan.room
+        )
+        if not blocked:
+            self._full_since = None
+            return
+        now = time.monotonic()
+        if self._full_since is not None and now - self._full_since < HEARTBEAT:
+            return
+        self._full_since = now
+        how = "delivering as they come; " if self.deliverer is not None else ""
+        self.progress.event(
+            "waiting",
+            f"the cache ({size(plan.capacity or 0)}) is full of outputs not yet delivered, "
+            f"{size(max(plan.room or 0, 0))} free for new outputs: {how}deliver them "
+            "(--deliver-to DIR, --deliver-exec CMD, glacierfs deliver), release them "
+            "(glacierfs release) or raise -o cache_size; nothing is requested until then",
+        )
 
     def _save(self, ready: list[ToSave]) -> None:
         for item in ready:
@@ -165,6 +197,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         f"done: {plural(summary['archives'], 'archive')}, {size(summary['bytes'])}; "
         f"{summary['cached']} saved, {summary['verified']} verified against their tree hash, "
         f"{summary['re_requested']} re-requested, {summary['failed']} failed"
+        + (f", {summary['delivered']} delivered" if summary.get("delivered") else "")
         + (
             f", {summary['evicted']} evicted from the cache since saved"
             if summary["evicted"]

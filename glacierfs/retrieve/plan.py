@@ -53,9 +53,13 @@ class Plan:
     archives: int = 0  # archives with something still to request
     split: int = 0  # archives requested in more than one piece
     batch: list[Unit] = field(default_factory=list)
+    next: Unit | None = None  # the first unit after the batch (of the front), if any
     outstanding: int = 0  # live jobs whose output is not yet saved
     evicted: int = 0  # archives saved once and since evicted from the cache: not requested
     capacity: int | None = None  # of the disk cache
+    room: int | None = None  # bytes the cache can take for new outputs (None: not counted)
+    policy: str | None = None  # the account's data retrieval policy, in words
+    notes: list[str] = field(default_factory=list)  # more for the user to know
     older_versions: int = 0  # archives left out by --latest: not the newest of their path
     older_bytes: int = 0
 
@@ -86,8 +90,8 @@ class Plan:
 
 
 class _Front:
-    """The units, in order, up to the first that today's room cannot take: a superset of
-    the batch (:func:`take_batch` cuts it to the caps), and never more."""
+    """The units, in order, up to and including the first that today's room cannot take:
+    the batch (:func:`take_batch` cuts it to the caps) and the unit after it, never more."""
 
     def __init__(self, history: Sequence[Requested], now: float, limits: Limits) -> None:
         self.room = limits.per_day - used(history, now)
@@ -101,6 +105,7 @@ class _Front:
                 return
             if unit.size > self.room or (self.most is not None and len(self.units) >= self.most):
                 self.closed = True
+                self.units.append(unit)  # the next after the batch: what waits
                 return
             self.units.append(unit)
             self.room -= unit.size
@@ -112,9 +117,12 @@ def make_plan(
     limits: Limits,
     tier: TierPrice,
     now: float,
+    room: int | None = None,
 ) -> Plan:
-    """The plan over ``holdings`` (read once, as they come)."""
-    plan = Plan(tier, limits, now)
+    """The plan over ``holdings`` (read once, as they come). ``room``: bytes the cache
+    can take for new outputs without touching what it must keep (None: the disk does not
+    limit the batch)."""
+    plan = Plan(tier, limits, now, room=room)
     front = _Front(history, now, limits)
     for holding in holdings:
         archive = holding.archive
@@ -129,14 +137,15 @@ def make_plan(
             plan.cached += 1
             plan.cached_bytes += archive.size
         else:
-            units = units_for(archive, holding.covered(), limits.per_day)
+            units = units_for(archive, holding.covered(), limits.largest, limits.piece)
             plan.count(units)
             front.offer(units)
             if not units:
                 running = any(j.status == "InProgress" for j in holding.jobs)
                 plan.in_progress += running
                 plan.ready += not running
-    plan.batch = take_batch(front.units, history, plan.outstanding, now, limits)
+    plan.batch = take_batch(front.units, history, plan.outstanding, now, limits, room)
+    plan.next = front.units[len(plan.batch)] if len(front.units) > len(plan.batch) else None
     return plan
 
 
@@ -160,8 +169,14 @@ def render_plan(plan: Plan, vault: str, in_region: bool = False) -> list[str]:
     cap = f"at most {size(plan.limits.per_day)} requested a day"
     if plan.limits.max_jobs is not None:
         cap += f", {plural(plan.limits.max_jobs, 'job')} unsaved at once"
+    if plan.limits.per_hour is not None:
+        cap += f", {size(plan.limits.per_hour)} an hour"
     days = plan.bytes / plan.limits.per_day if plan.limits.per_day else 0
     lines.append(f"  pacing: {cap}: about {max(days, 1.0 if plan.jobs else 0):.1f} days")
+    if plan.room is not None:
+        lines.append(f"  limited by the cache: {size(max(plan.room, 0))} free for new outputs")
+    if plan.policy is not None:
+        lines.append(f"  retrieval policy: {plan.policy}")
     lines.append(_now_line(plan))
     return lines + _notes(plan)
 
@@ -191,7 +206,7 @@ def _now_line(plan: Plan) -> str:
 
 def _notes(plan: Plan) -> list[str]:
     """What the plan leaves waiting, and what the user should know before it starts."""
-    lines = []
+    lines = [f"  note: {note}" for note in plan.notes]
     if plan.older_versions:
         lines.append(
             f"  --latest left out {plural(plan.older_versions, 'older version')} "
@@ -204,7 +219,11 @@ def _notes(plan: Plan) -> list[str]:
             f"  {plural(plan.evicted, 'archive')} saved earlier no longer wholly in the cache "
             "(evicted?): not requested again (--request-evicted to pay for them again)"
         )
-    if plan.capacity is not None and plan.cached_bytes + plan.bytes > plan.capacity:
+    if (
+        plan.room is None
+        and plan.capacity is not None
+        and plan.cached_bytes + plan.bytes > plan.capacity
+    ):
         lines.append(
             f"  warning: the cache holds at most {size(plan.capacity)}, less than the "
             f"{size(plan.cached_bytes + plan.bytes)} selected: outputs saved early will be "
@@ -237,6 +256,9 @@ def plan_document(plan: Plan) -> dict[str, object]:
         "batch_bytes": plan.batch_bytes,
         "batch_cost": round(plan.batch_cost(), 6),
         "per_day": plan.limits.per_day,
+        "per_hour": plan.limits.per_hour,
+        "room": plan.room,
+        "policy": plan.policy,
         "max_jobs": plan.limits.max_jobs,
         "outstanding": plan.outstanding,
         "evicted": plan.evicted,

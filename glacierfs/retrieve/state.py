@@ -184,14 +184,16 @@ class State:
             )  # fmt: skip
             return int(cursor.lastrowid or 0)
 
-    def requested(self, intent: int, job_id: str) -> None:
-        """The service answered the intent with ``job_id``."""
+    def requested(self, intent: int, job_id: str, answered: float | None = None) -> None:
+        """The service answered the intent with ``job_id`` (at ``answered``, its time: the
+        request is dated by the later of that and the intent's, since the clock known
+        when the intent was noted may have been a look's, minutes or hours before)."""
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO requests (job_id, vault, archive_id, path, start, end,"
                 " whole, tier, requested, again) SELECT ?, vault, archive_id, path, start, end,"
-                " whole, tier, noted, again FROM intents WHERE id = ?",
-                (job_id, intent),
+                " whole, tier, MAX(noted, ?), again FROM intents WHERE id = ?",
+                (job_id, answered if answered is not None else 0.0, intent),
             )
             db.execute("DELETE FROM intents WHERE id = ?", (intent,))
 

@@ -33,7 +33,6 @@ from glacierfs.cache.aio import AsyncDisk
 from glacierfs.cache.disk import DiskCache
 from glacierfs.cache.memory import MemoryCache
 from glacierfs.catalog import Catalog
-from glacierfs.client import OutputPart
 from glacierfs.fuse_adapter import Operations
 from glacierfs.jobs import Job
 from glacierfs.read.reader import Reader, ReaderSettings
@@ -41,6 +40,7 @@ from glacierfs.retry import RetryPolicy
 from glacierfs.stats import Stats
 from glacierfs.treehash import MIB, is_tree_hash_aligned, tree_hash
 from glacierfs.view.filesystem import Access, Filesystem
+from glacierfs.wire import OutputPart
 from tests.support.records import archive_record
 
 ARN = "arn:aws:glacier:us-east-1:123456789012:vaults/bench"

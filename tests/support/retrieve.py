@@ -90,9 +90,10 @@ class Retrieve:
         self.emulator, self.vault, self.cache_dir, self.log = emulator, vault, cache_dir, log
         self.endpoint = endpoint or emulator.url
         self.process: subprocess.Popen[bytes] | None = None
+        self.options = f"endpoint_url={self.endpoint},cache_dir={cache_dir}"  # -o, more to add
 
     def argv(self, *args: str) -> list[str]:
-        options = f"endpoint_url={self.endpoint},cache_dir={self.cache_dir}"
+        options = self.options
         return [sys.executable, "-m", "glacierfs", "retrieve", "-o", options, self.vault, *args]
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
