@@ -137,6 +137,7 @@ class Mounted:
             Access(options.uid, options.gid, options.umask),
             namer=self.names.namer,
             settled=self.names.settled,
+            known=self.names.entries.get,
             file_inodes=inodes if isinstance(inodes, dict) else None,
             paths=paths if isinstance(paths, dict) else None,
             damage=self.damage,

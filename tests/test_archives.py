@@ -53,6 +53,18 @@ def test_a_job_that_disagrees_about_the_archive_is_shown_alone() -> None:
     assert [j.job_id for j in assembly.loose] == ["L"]
 
 
+def test_the_inventory_not_the_oldest_record_says_what_the_archive_is() -> None:
+    """The soak's second finding: a job of another archive whose record claims A's id
+    (its own size and tree hash kept) completed first, so it defined A and A's own jobs
+    were shown apart; with the inventory's word it is the one shown alone."""
+    claimer = replace(job("C", completed=0.5), archive_size=SIZE - 7, archive_tree_hash="c" * 64)
+    honest = job("F", completed=2.0)
+    assert [j.job_id for j in assemble([claimer, honest]).archives[0].jobs] == ["C"]
+    listed = assemble([claimer, honest], {"A": (SIZE, "t" * 64)}.get)
+    assert [j.job_id for j in listed.archives[0].jobs] == ["F"]
+    assert listed.archives[0].size == SIZE and [j.job_id for j in listed.loose] == ["C"]
+
+
 def test_an_empty_archive_is_whole() -> None:
     empty = Job("E", "archive", 0, 1.0, 0.0, ARN, "Z", 0, "e" * 64)
     archive = assemble([empty]).archives[0]

@@ -118,8 +118,22 @@ def _identity(job: Job) -> tuple[int | None, str | None]:
     return job.archive_size, job.archive_tree_hash
 
 
-def assemble(jobs: Iterable[Job]) -> Assembly:
-    """Complete archives, and the archive jobs that complete none."""
+Known = Callable[[str], "tuple[int, str] | None"]
+"""An ArchiveId -> its size and tree hash as the inventory lists it, if it does."""
+
+
+def unknown(archive_id: str) -> tuple[int, str] | None:
+    return None
+
+
+def assemble(jobs: Iterable[Job], known: Known = unknown) -> Assembly:
+    """Complete archives, and the archive jobs that complete none.
+
+    What an archive is (its size and tree hash) is the inventory's word where it has one
+    (``known``), else its oldest record's: a record that claims the archive's id with
+    another archive's size and tree hash (the soak's ``claim-id`` lie) must never be the
+    one that defines it, or the archive's file would serve the claimer's bytes.
+    """
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         if job.kind == "archive" and job.archive_id and job.archive_size is not None:
@@ -129,7 +143,12 @@ def assemble(jobs: Iterable[Job]) -> Assembly:
     for archive_id, group in sorted(groups.items()):
         group.sort(key=rank)
         # What the archive is, by its oldest record; a job that says otherwise is alone.
-        reference = _identity(min(group, key=lambda j: (j.completed, j.job_id)))
+        listed = known(archive_id)
+        reference = (
+            listed
+            if listed is not None
+            else _identity(min(group, key=lambda j: (j.completed, j.job_id)))
+        )
         agreeing = [job for job in group if _identity(job) == reference]
         loose += [job for job in group if _identity(job) != reference]
         size, tree_hash = reference

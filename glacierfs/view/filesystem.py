@@ -27,7 +27,7 @@ from glacierfs.jobs import Job
 from glacierfs.read.prefetch import Prefetcher
 from glacierfs.read.reader import Reader
 from glacierfs.view.archive_files import ArchiveFiles
-from glacierfs.view.archives import Archive
+from glacierfs.view.archives import Archive, Known, unknown
 from glacierfs.view.damage import DamagedJobs
 from glacierfs.view.tree import ROOT_INODE, Namer, Node, Settled, Tree, archive_id_name
 
@@ -71,6 +71,7 @@ class Filesystem:
         about: dict[str, object] | None = None,
         identity: bytes = b"",
         custody: Custody | None = None,
+        known: Known = unknown,
     ) -> None:
         self.about = dict(about or {})  # where the mount's parts are, for `status`
         self.identity = identity  # the cache's secret: the root answers challenges with it
@@ -82,7 +83,8 @@ class Filesystem:
         self.namer = namer
         self.settled: Settled = settled or (lambda job: False)
         self.tree = Tree(file_inodes, paths)
-        self.tree.build(catalog.jobs.values(), namer, self.settled)
+        self.known = known  # what the inventory says each archive is
+        self.tree.build(catalog.jobs.values(), namer, self.settled, known)
         self.started = time.time()
         self._handles: dict[int, tuple[Job, Prefetcher]] = {}
         self._archive_handles: dict[int, tuple[Archive, dict[str, Prefetcher]]] = {}
@@ -99,7 +101,7 @@ class Filesystem:
         """
         jobs = list(self.catalog.jobs.values())
         await trio.to_thread.run_sync(
-            self.tree.build, jobs, self.namer, self.settled, abandon_on_cancel=True
+            self.tree.build, jobs, self.namer, self.settled, self.known, abandon_on_cancel=True
         )
 
     def _node(self, inode: int) -> Node:

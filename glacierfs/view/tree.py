@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from glacierfs.jobs import Job
 from glacierfs.names.safe import Wanted, assign_paths, safe_name
-from glacierfs.view.archives import Archive, assemble
+from glacierfs.view.archives import Archive, Known, assemble, unknown
 
 ROOT_INODE = 1
 FIRST_FILE_INODE = 1 << 32
@@ -112,14 +112,20 @@ class Tree:
             key: tuple(path) for key, path in (paths or {}).items() if _remembered_path(path)
         }
         self._settled: Settled = _unsettled
+        self._known: Known = unknown
         self._final: set[str] = set()  # keys whose names the inventory settled
         self.mount_time = time.time()
 
     def build(
-        self, jobs: Iterable[Job], namer: Namer = archive_id_name, settled: Settled = _unsettled
+        self,
+        jobs: Iterable[Job],
+        namer: Namer = archive_id_name,
+        settled: Settled = _unsettled,
+        known: Known = unknown,
     ) -> None:
         jobs = sorted(jobs, key=lambda job: (job.completed, job.job_id))
         self._settled = settled
+        self._known = known
         nodes: dict[int, Node] = {}
         for view in ("jobs", "archives", "inventories"):
             self._dir(nodes, (view,))
@@ -144,7 +150,7 @@ class Tree:
                 path: Path = ("inventories", inventory_name(job))
                 order = _order(job.completed, job.job_id)
                 wanted.append(Wanted(job.job_id, path, order, job.job_id))
-        assembly = assemble(jobs)
+        assembly = assemble(jobs, self._known)
         self._final = set()
         for archive in assembly.archives:
             named = namer(archive.jobs[0])
