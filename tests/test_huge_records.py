@@ -51,7 +51,10 @@ def test_retrieve_plans_a_32_tib_archive_in_pieces_and_refuses_2_70_bytes_in_a_l
     archives = [("BIG", "big.bin", BIG), ("ABSURD\x1b[2J", "absurd.bin", ABSURD)]
     inventory.write_text(json.dumps(listing([*archives, ("SMALL", "small.txt", 10)])))
     run = Retrieve(emulator, VAULT, tmp_path / "cache", tmp_path / "log")
-    argv = ("-o", f"inventory={inventory}", "--all", "--dry-run", "--max-bytes-per-day", "1T")
+    # A piece is at most a quarter of the cache (issue 21) and a day's cap: with 8 TiB of
+    # cache, the 1 TiB cap makes them 1 TiB.
+    options = f"inventory={inventory},cache_size=8T"
+    argv = ("-o", options, "--all", "--dry-run", "--max-bytes-per-day", "1T")
     result = run.run(*argv, "--json")
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()  # one for the entry, one for the job record
