@@ -35,6 +35,7 @@ from glacierfs.errors import (
     JobExpired,
     PolicyEnforced,
     ServiceError,
+    Throttled,
     TransientServiceError,
 )
 from glacierfs.retry import PAGE_RETRY, retried_now
@@ -173,7 +174,9 @@ def _from_client_error(error: Any, what: str, job_id: str | None) -> GlacierfsEr
         return InsufficientCapacity(f"{what}: no Expedited capacity now ({code})")
     if code == "PolicyEnforcedException":  # the account's retrieval policy said no
         return PolicyEnforced(f"{what}: refused by the account's data retrieval policy")
-    if code in TRANSIENT_CODES or status >= 500 or status in (408, 429):
+    if code == "ThrottlingException" or status == 429:
+        return Throttled(text)
+    if code in TRANSIENT_CODES or status >= 500 or status == 408:
         return TransientServiceError(text)
     if code in CREDENTIAL_CODES:
         return CredentialsRejected(f"the service rejected the credentials ({code})")

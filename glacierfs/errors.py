@@ -40,6 +40,11 @@ class TransientServiceError(ServiceError):
     """Worth retrying: throttling, 5xx, a cut connection, a short body."""
 
 
+class Throttled(TransientServiceError):
+    """The service said to slow down (ThrottlingException, 429): worth asking the same
+    page again after a pause, where another transient failure is the caller's to retry."""
+
+
 class SizeDisagreement(TransientServiceError):
     """A whole response of another length than the job's record says. Retried as a cut
     body would be; when it persists, the record and the service disagree."""

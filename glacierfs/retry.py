@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import trio
 
-from glacierfs.errors import IntegrityError, TransientServiceError
+from glacierfs.errors import IntegrityError, Throttled, TransientServiceError
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,22 @@ class RetryPolicy:
 
 
 PAGE_RETRY = RetryPolicy(attempts=10, base_delay=0.5, max_delay=10.0)
-"""A page of a listing that fails transiently (the service throttles fast listers) is
+"""A page of a listing the service throttles (it throttles fast listers) is
 asked again where the listing stopped: starting a listing of a thousand pages over
 might, under a rate limit, never end."""
 
 
 def retried_now(call: Callable[[], T], policy: RetryPolicy) -> T:
-    """``call`` (blocking, in a worker thread) asked again while it fails transiently,
-    up to ``policy.attempts`` times, sleeping the jittered delays in between."""
+    """``call`` (blocking, in a worker thread) asked again while the service throttles
+    it, up to ``policy.attempts`` times, sleeping the jittered delays in between. Other
+    transient failures go to the caller, whose policy (the mount's ``timeout`` and
+    ``retries``) bounds them: a service that answers 503 throughout must fail a start-up
+    within the time the user gave, not after this policy's own pauses."""
     attempt = 0
     while True:
         try:
             return call()
-        except TransientServiceError as error:
+        except Throttled as error:
             attempt += 1
             if attempt >= policy.attempts:
                 raise
