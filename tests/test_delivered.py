@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from glacierfs.cacheroot import open_root
 from glacierfs.jobs import Job
 from glacierfs.retrieve.delivered import (
@@ -55,3 +57,18 @@ def test_the_record_is_read_beside_the_retrieval_state_without_writing(tmp_path:
     untreed = Job("k", "archive", 3, 0.0, 0.0, VAULT, "B", 3, None)
     assert delivered_keys(tmp_path) == {job.cache_key, untreed.cache_key}
     assert [d.archive_id for d in read_deliveries(tmp_path, VAULT)] == ["A", "B"]
+
+
+def test_the_delivery_log_refuses_a_planted_symlink_and_writes_nothing_through_it(
+    tmp_path: Path,
+) -> None:
+    from glacierfs.errors import ConfigError
+    from glacierfs.retrieve.progress_log import DeliveryLog
+
+    root, victim = tmp_path / "cache", tmp_path / "victim"
+    root.mkdir(mode=0o700)
+    victim.mkdir(mode=0o700)
+    (root / "retrieve").symlink_to(victim)
+    with pytest.raises(ConfigError):
+        DeliveryLog(root, "vault")
+    assert list(victim.iterdir()) == []

@@ -15,10 +15,10 @@ Two tables in ``CACHE_DIR/retrieve/state.sqlite3`` beside the delivery record
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 from pathlib import Path
 
+from glacierfs.cacheroot import open_root
 from glacierfs.errors import ConfigError
 from glacierfs.retrieve.state import STATE_DIR, STATE_FILE
 
@@ -40,11 +40,9 @@ class DeliveryLog:
     def __init__(self, cache_root: Path, vault: str) -> None:
         self.vault = vault
         directory = cache_root / STATE_DIR
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = directory / STATE_FILE
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:  # through the held cache root, as the state and the delivery record are
+            with open_root(cache_root) as root, root.directory(STATE_DIR) as state:
+                self._db = state.connect(STATE_FILE, timeout=30)
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
