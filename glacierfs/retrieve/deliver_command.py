@@ -21,6 +21,8 @@ from glacierfs.cacheroot import open_root
 from glacierfs.client import GlacierClient
 from glacierfs.daemon import client_settings
 from glacierfs.errors import GlacierfsError, UsageError
+from glacierfs.humane import plural
+from glacierfs.logs import escape
 from glacierfs.options import parse_retrieve_options
 from glacierfs.retrieve.cacheview import CacheIndex
 from glacierfs.retrieve.command import again, cache_root
@@ -92,7 +94,10 @@ def run(argv: Sequence[str]) -> int:
                 progress.close()
     finally:
         client.close()
-    print(f"delivered {count} archives" + (f"; {len(failed)} not delivered" if failed else ""))
+    print(
+        f"delivered {plural(count, 'archive')}"
+        + (f"; {len(failed)} not delivered" if failed else "")
+    )
     return 1 if failed else 0
 
 
@@ -100,7 +105,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         return run(argv)
     except GlacierfsError as error:
-        print(f"glacierfs deliver: {error}", file=sys.stderr)
+        print(f"glacierfs deliver: {escape(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130
