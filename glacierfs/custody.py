@@ -43,6 +43,7 @@ from glacierfs.cache.disk.classes import (
     Classes,
     Live,
 )
+from glacierfs.cacheroot import existing_root
 from glacierfs.config import CUSTODY_MARGIN
 from glacierfs.errors import ConfigError
 from glacierfs.jobs import Job
@@ -124,16 +125,24 @@ def cache_classes(
     classes = Classes(delivered_keys(cache_root), live_ranges(live, margin), lambda: service_now)
     now = service_now
     path = cache_root / LAYOUT / INDEX
-    if not path.exists():
-        return ClassBytes()
     sums: Counter[str] = Counter()
-    try:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:  # through the held cache root, read-only, as cacheview reads it
+        root = existing_root(cache_root)
+        if root is None:
+            return ClassBytes()
+        with root:
+            layout = root.existing_directory(LAYOUT)
+            if layout is None:
+                return ClassBytes()
+            with layout:
+                db = layout.connect(INDEX, readonly=True)
         try:
             for key, index, length in db.execute("SELECT key, idx, length FROM leaves"):
                 sums[classes.of(key, index, now)] += length
         finally:
             db.close()
-    except sqlite3.Error as error:
+    except FileNotFoundError:
+        return ClassBytes()
+    except (OSError, sqlite3.Error) as error:
         raise ConfigError(f"cannot read the cache index {path}: {error}") from None
     return ClassBytes(sums[DELIVERED], sums[REPLACEABLE], sums[CUSTODY])
